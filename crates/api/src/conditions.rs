@@ -1,0 +1,29 @@
+//! Condition types and reasons on `BuildPolicy.status.conditions`.
+//!
+//! `Ready` summarises the others. Reasons are stable CamelCase words that
+//! alerts and Argo CD health checks may match on.
+
+/// Everything the policy grants is in place and pinned.
+pub const READY: &str = "Ready";
+/// The generated SCC exists with exactly the wanted fields.
+pub const SCC_READY: &str = "SCCReady";
+/// The Role and RoleBinding let exactly the service account use the SCC.
+pub const RBAC_READY: &str = "RBACReady";
+/// Every listed Task carries the pin.
+pub const TASKS_PINNED: &str = "TasksPinned";
+
+/// Reasons. One per thing that can be wrong, so a reader knows what to fix.
+pub mod reason {
+    pub const RECONCILED: &str = "Reconciled";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const NAMESPACE_NOT_FOUND: &str = "NamespaceNotFound";
+    pub const SERVICE_ACCOUNT_NOT_FOUND: &str = "ServiceAccountNotFound";
+    pub const TASK_NOT_FOUND: &str = "TaskNotFound";
+    pub const TASK_CONFLICT: &str = "TaskConflict";
+    pub const SCC_CONFLICT: &str = "SCCConflict";
+    pub const CAPABILITY_NOT_ALLOWED: &str = "CapabilityNotAllowed";
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const WAITING: &str = "Waiting";
+    pub const DELETING: &str = "Deleting";
+}

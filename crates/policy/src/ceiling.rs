@@ -1,0 +1,103 @@
+//! The admin ceiling: what any BuildPolicy may ask for at most.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// Capabilities Buildah builds use; the default ceiling.
+pub const DEFAULT_ALLOWED_CAPABILITIES: &[&str] =
+    &["SETFCAP", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"];
+
+/// Namespaces no policy may target by default. A trailing `*` matches any suffix.
+pub const DEFAULT_PROTECTED_NAMESPACES: &[&str] = &["default", "kube-*", "openshift-*"];
+
+/// What cluster admins allow BuildPolicies to grant, at most.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ceiling {
+    /// Capabilities a policy may request.
+    #[serde(default = "default_allowed_capabilities")]
+    pub allowed_capabilities: BTreeSet<String>,
+    /// Namespaces a policy may not target; a trailing `*` matches any suffix.
+    #[serde(default = "default_protected_namespaces")]
+    pub protected_namespaces: Vec<String>,
+}
+
+fn default_allowed_capabilities() -> BTreeSet<String> {
+    DEFAULT_ALLOWED_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+}
+
+fn default_protected_namespaces() -> Vec<String> {
+    DEFAULT_PROTECTED_NAMESPACES.iter().map(|n| n.to_string()).collect()
+}
+
+impl Default for Ceiling {
+    fn default() -> Self {
+        Self {
+            allowed_capabilities: default_allowed_capabilities(),
+            protected_namespaces: default_protected_namespaces(),
+        }
+    }
+}
+
+impl Ceiling {
+    /// Also protect `namespace` (the operator's own).
+    pub fn protecting(mut self, namespace: &str) -> Self {
+        if !self.protected_namespaces.iter().any(|n| n == namespace) {
+            self.protected_namespaces.push(namespace.to_owned());
+        }
+        self
+    }
+
+    /// The pattern protecting `namespace`, if any.
+    pub fn protection_of(&self, namespace: &str) -> Option<&str> {
+        self.protected_namespaces
+            .iter()
+            .find(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => namespace.starts_with(prefix),
+                None => namespace == pattern.as_str(),
+            })
+            .map(String::as_str)
+    }
+
+    /// Whether a policy may request `capability`.
+    pub fn allows_capability(&self, capability: &str) -> bool {
+        self.allowed_capabilities.contains(capability)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ceiling_allows_buildah_capabilities_only() {
+        let ceiling = Ceiling::default();
+        for cap in ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "SETFCAP"] {
+            assert!(ceiling.allows_capability(cap), "{cap}");
+        }
+        for cap in ["NET_ADMIN", "SYS_PTRACE", "ALL", "CAP_SYS_ADMIN"] {
+            assert!(!ceiling.allows_capability(cap), "{cap}");
+        }
+    }
+
+    #[test]
+    fn protected_namespace_patterns_match_prefixes_and_exact_names() {
+        let ceiling = Ceiling::default().protecting("buildpolicy-system");
+        assert_eq!(ceiling.protection_of("kube-system"), Some("kube-*"));
+        assert_eq!(ceiling.protection_of("openshift-config"), Some("openshift-*"));
+        assert_eq!(ceiling.protection_of("default"), Some("default"));
+        assert_eq!(ceiling.protection_of("buildpolicy-system"), Some("buildpolicy-system"));
+        assert_eq!(ceiling.protection_of("defaults"), None);
+        assert_eq!(ceiling.protection_of("private-ai-demo"), None);
+    }
+
+    #[test]
+    fn ceiling_file_fields_default_and_unknown_fields_are_refused() {
+        let ceiling: Ceiling = serde_yaml_ng::from_str("allowedCapabilities: [SETUID]").unwrap();
+        assert_eq!(ceiling.allowed_capabilities.len(), 1);
+        assert_eq!(ceiling.protected_namespaces, default_protected_namespaces());
+        let err = serde_yaml_ng::from_str::<Ceiling>("allowedCapabilites: [SETUID]").unwrap_err();
+        assert!(err.to_string().contains("allowedCapabilites"), "{err}");
+    }
+}

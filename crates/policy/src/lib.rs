@@ -1,0 +1,11 @@
+//! Pure policy logic: validate a BuildPolicy against the admin ceiling and
+//! build the objects it produces. Nothing here talks to a cluster, so every
+//! rule is unit-tested without one; the controller and the CLI both call it.
+
+pub mod ceiling;
+pub mod render;
+pub mod validate;
+
+pub use ceiling::Ceiling;
+pub use render::{Desired, Owner, TaskPin, render};
+pub use validate::{Rejection, validate};

@@ -1,0 +1,258 @@
+//! Validation of a BuildPolicy: the same rules the CRD schema enforces
+//! (re-checked, because a CRD can be old or edited) plus the admin ceiling.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use buildpolicy_api::conditions::reason;
+use buildpolicy_api::policy::{MAX_CAPABILITIES, MAX_POLICY_NAME_LEN, MAX_TASKS};
+use buildpolicy_api::{BuildPolicySpec, capability};
+
+use crate::Ceiling;
+
+/// Why a policy is refused: a condition reason and a one-line message that
+/// names the field and the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// `InvalidSpec`, `NamespaceNotAllowed` or `CapabilityNotAllowed`.
+    pub reason: &'static str,
+    /// Every problem found, separated by "; ".
+    pub message: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Checks a policy named `name` with `spec` against the schema rules and the
+/// ceiling. Schema problems win over ceiling problems: a malformed spec says
+/// nothing reliable about what it asks for.
+pub fn validate(name: &str, spec: &BuildPolicySpec, ceiling: &Ceiling) -> Result<(), Rejection> {
+    let problems = schema_problems(name, spec);
+    if !problems.is_empty() {
+        return Err(Rejection {
+            reason: reason::INVALID_SPEC,
+            message: problems.join("; "),
+        });
+    }
+    if let Some(pattern) = ceiling.protection_of(&spec.namespace) {
+        return Err(Rejection {
+            reason: reason::NAMESPACE_NOT_ALLOWED,
+            message: format!(
+                "spec.namespace {:?} is protected by the operator's ceiling (pattern {pattern:?}): run builds in an application namespace",
+                spec.namespace
+            ),
+        });
+    }
+    let over: Vec<&str> = spec
+        .capabilities
+        .iter()
+        .filter(|c| !ceiling.allows_capability(c))
+        .map(String::as_str)
+        .collect();
+    if !over.is_empty() {
+        let allowed: Vec<&str> = ceiling.allowed_capabilities.iter().map(String::as_str).collect();
+        return Err(Rejection {
+            reason: reason::CAPABILITY_NOT_ALLOWED,
+            message: format!(
+                "spec.capabilities asks for {} beyond the operator's ceiling: remove {} or ask a cluster admin to allow {} (allowed: {})",
+                over.join(", "),
+                if over.len() == 1 { "it" } else { "them" },
+                if over.len() == 1 { "it" } else { "them" },
+                allowed.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn first_duplicate(items: &[String]) -> Option<&str> {
+    let mut seen = BTreeSet::new();
+    items.iter().find(|i| !seen.insert(i.as_str())).map(String::as_str)
+}
+
+fn schema_problems(name: &str, spec: &BuildPolicySpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !(name.len() <= MAX_POLICY_NAME_LEN && is_dns_label(name)) {
+        problems.push(format!(
+            "metadata.name {name:?} must be a DNS label of at most {MAX_POLICY_NAME_LEN} characters (lower-case letters, digits and '-'): it names the generated SCC 'buildpolicy-<name>' and labels every object the policy owns"
+        ));
+    }
+    if !is_dns_label(&spec.namespace) {
+        problems.push(format!(
+            "spec.namespace {:?} must be a namespace name: a DNS label of at most 63 lower-case letters, digits and '-', e.g. private-ai-demo",
+            spec.namespace
+        ));
+    }
+    if !is_dns_subdomain(&spec.service_account_name) {
+        problems.push(format!(
+            "spec.serviceAccountName {:?} must be a service account name: lower-case letters, digits, '-' and '.', e.g. model-build-sa",
+            spec.service_account_name
+        ));
+    }
+    problems.extend(capability_problems(&spec.capabilities));
+    if spec.tasks.is_empty() {
+        problems.push("spec.tasks must name at least one Tekton Task to pin: an SCC that no Task is pinned to could be picked for other pods".into());
+    }
+    if spec.tasks.len() > MAX_TASKS {
+        problems.push(format!("spec.tasks lists {} Tasks; at most {MAX_TASKS} are allowed", spec.tasks.len()));
+    }
+    let bad_tasks: Vec<&str> =
+        spec.tasks.iter().filter(|t| !is_dns_subdomain(t)).map(String::as_str).collect();
+    if !bad_tasks.is_empty() {
+        problems.push(format!(
+            "spec.tasks: each entry must be a Task name: lower-case letters, digits, '-' and '.', e.g. build-and-push-v2 (not {bad_tasks:?})"
+        ));
+    }
+    if let Some(dup) = first_duplicate(&spec.tasks) {
+        problems.push(format!("spec.tasks: each Task may appear once; remove the repeated {dup}"));
+    }
+    problems
+}
+
+fn capability_problems(capabilities: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if capabilities.is_empty() {
+        problems.push("spec.capabilities must list at least one capability, e.g. [SETUID, SETGID]".into());
+    }
+    if capabilities.len() > MAX_CAPABILITIES {
+        problems.push(format!(
+            "spec.capabilities lists {} entries; at most {MAX_CAPABILITIES} are allowed",
+            capabilities.len()
+        ));
+    }
+    let prefixed: Vec<&str> =
+        capabilities.iter().filter(|c| c.starts_with("CAP_")).map(String::as_str).collect();
+    if !prefixed.is_empty() {
+        let fixed: Vec<&str> = prefixed.iter().map(|c| &c[4..]).collect();
+        problems.push(format!(
+            "spec.capabilities: write capability names without the CAP_ prefix: write {} instead of {}",
+            fixed.join(", "),
+            prefixed.join(", ")
+        ));
+    }
+    if capabilities.iter().any(|c| c == "ALL" || c == "*") {
+        problems.push("spec.capabilities: ALL and * are refused: list each capability the build needs, e.g. SETUID, SETGID, SYS_ADMIN, SYS_CHROOT".into());
+    }
+    let unknown: Vec<&str> = capabilities
+        .iter()
+        .filter(|c| !c.starts_with("CAP_") && *c != "ALL" && *c != "*" && !capability::is_known(c))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        problems.push(format!(
+            "spec.capabilities: unknown capability {}: write Linux capability names in upper case, e.g. SYS_ADMIN",
+            unknown.join(", ")
+        ));
+    }
+    if let Some(dup) = first_duplicate(capabilities) {
+        problems.push(format!("spec.capabilities: each capability may appear once; remove the repeated {dup}"));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(caps: &[&str], tasks: &[&str]) -> BuildPolicySpec {
+        BuildPolicySpec {
+            namespace: "private-ai-demo".into(),
+            service_account_name: "model-build-sa".into(),
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            tasks: tasks.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn modelcar() -> BuildPolicySpec {
+        spec(&["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"], &["build-and-push-v2"])
+    }
+
+    #[test]
+    fn modelcar_policy_is_valid_under_the_default_ceiling() {
+        assert_eq!(validate("modelcar-build", &modelcar(), &Ceiling::default()), Ok(()));
+    }
+
+    #[test]
+    fn cap_prefix_is_refused_with_the_name_to_write() {
+        let err = validate("p", &spec(&["CAP_SYS_ADMIN"], &["t"]), &Ceiling::default()).unwrap_err();
+        assert_eq!(err.reason, reason::INVALID_SPEC);
+        assert!(err.message.contains("write SYS_ADMIN instead of CAP_SYS_ADMIN"), "{err}");
+    }
+
+    #[test]
+    fn all_and_star_are_refused() {
+        for cap in ["ALL", "*"] {
+            let err = validate("p", &spec(&[cap], &["t"]), &Ceiling::default()).unwrap_err();
+            assert!(err.message.contains("ALL and * are refused"), "{err}");
+        }
+    }
+
+    #[test]
+    fn lower_case_and_unknown_capabilities_are_refused() {
+        let err = validate("p", &spec(&["sys_admin", "FLY"], &["t"]), &Ceiling::default()).unwrap_err();
+        assert!(err.message.contains("unknown capability sys_admin, FLY"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_and_empty_lists_are_refused() {
+        let err = validate("p", &spec(&["SETUID", "SETUID"], &["t", "t"]), &Ceiling::default()).unwrap_err();
+        assert!(err.message.contains("remove the repeated SETUID"), "{err}");
+        assert!(err.message.contains("remove the repeated t"), "{err}");
+        let err = validate("p", &spec(&[], &[]), &Ceiling::default()).unwrap_err();
+        assert!(err.message.contains("at least one capability"), "{err}");
+        assert!(err.message.contains("at least one Tekton Task"), "{err}");
+    }
+
+    #[test]
+    fn names_must_be_dns_names() {
+        let mut s = modelcar();
+        s.namespace = "Private_AI".into();
+        s.service_account_name = "-sa".into();
+        s.tasks = vec!["Build".into()];
+        let err = validate(&"x".repeat(64), &s, &Ceiling::default()).unwrap_err();
+        for field in ["metadata.name", "spec.namespace", "spec.serviceAccountName", "spec.tasks"] {
+            assert!(err.message.contains(field), "{field} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn capability_over_the_ceiling_names_it_and_the_allowed_set() {
+        let err = validate("p", &spec(&["SETUID", "NET_ADMIN"], &["t"]), &Ceiling::default()).unwrap_err();
+        assert_eq!(err.reason, reason::CAPABILITY_NOT_ALLOWED);
+        assert!(err.message.contains("asks for NET_ADMIN beyond"), "{err}");
+        assert!(err.message.contains("allowed: SETFCAP, SETGID, SETUID, SYS_ADMIN, SYS_CHROOT"), "{err}");
+    }
+
+    #[test]
+    fn protected_namespace_is_refused() {
+        let mut s = modelcar();
+        s.namespace = "kube-system".into();
+        let err = validate("p", &s, &Ceiling::default()).unwrap_err();
+        assert_eq!(err.reason, reason::NAMESPACE_NOT_ALLOWED);
+        assert!(err.message.contains("\"kube-*\""), "{err}");
+    }
+
+    #[test]
+    fn schema_problems_win_over_ceiling_problems() {
+        let mut s = spec(&["NET_ADMIN", "CAP_SETUID"], &["t"]);
+        s.namespace = "kube-system".into();
+        assert_eq!(validate("p", &s, &Ceiling::default()).unwrap_err().reason, reason::INVALID_SPEC);
+    }
+}

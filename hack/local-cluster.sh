@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# A real, local Kubernetes control plane for the buildpolicy operator, built
+# from Go modules: etcd, kube-apiserver (RBAC on) and kube-controller-manager
+# (garbage collection, namespace deletion, service accounts), on loopback
+# only, with OpenShift's SCC CRD and default SCCs and Tekton's CRDs installed.
+#
+#   hack/local-cluster.sh build    build (or reuse) the binaries
+#   hack/local-cluster.sh up       start, or reuse a running cluster; prints the export line
+#   hack/local-cluster.sh down     stop everything it started and remove its state
+#   hack/local-cluster.sh status   say what runs
+#   hack/local-cluster.sh env      print the export line of the running cluster
+#
+# State lives in target/local-cluster/ (override with LOCAL_CLUSTER_DIR).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HACK="$ROOT/hack/local-cluster"
+STATE="${LOCAL_CLUSTER_DIR:-$ROOT/target/local-cluster}"
+BIN="$STATE/bin"
+RUN="$STATE/run"
+KUBECONFIG_FILE="$STATE/kubeconfig"
+K8S_VERSION="v1.37.2"
+
+log() { printf '[local-cluster] %s\n' "$*" >&2; }
+die() { printf '[local-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed: $2"
+}
+
+# ---------------------------------------------------------------- build ----
+
+build_stamp() {
+  # Rebuild when the pinned modules or the version change, not otherwise.
+  cat "$HACK/k8s/go.mod" "$HACK/k8s/go.sum" "$HACK/etcd/go.mod" "$HACK/etcd/go.sum" \
+    <(echo "$K8S_VERSION") | sha256sum | cut -d' ' -f1
+}
+
+cmd_build() {
+  need go "install Go 1.26 or newer (https://go.dev/doc/install or your distribution's golang package)"
+  mkdir -p "$BIN"
+  local stamp; stamp="$(build_stamp)"
+  if [[ -f "$BIN/.stamp" && "$(cat "$BIN/.stamp")" == "$stamp" ]] &&
+     [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" && -x "$BIN/kubectl" && -x "$BIN/etcd" ]]; then
+    log "binaries are up to date in $BIN"
+    return 0
+  fi
+  local start=$SECONDS
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  log "building kube-apiserver, kube-controller-manager and kubectl $K8S_VERSION from the Go module proxy (first build takes several minutes)"
+  (cd "$HACK/k8s" && go build -trimpath -ldflags "-s -w \
+      -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+      -X k8s.io/component-base/version.gitMajor=1 \
+      -X k8s.io/component-base/version.gitMinor=$minor \
+      -X k8s.io/component-base/version.gitTreeState=clean \
+      -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" \
+      -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+  log "building etcd"
+  (cd "$HACK/etcd" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
+  echo "$stamp" > "$BIN/.stamp"
+  log "built in $((SECONDS - start))s"
+}
+
+# ------------------------------------------------------------------- up ----
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+kubectl_() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+running() {
+  alive etcd && alive kube-apiserver && [[ -f "$KUBECONFIG_FILE" ]] &&
+    kubectl_ get --raw /readyz >/dev/null 2>&1
+}
+
+gen_certs() {
+  local pki="$RUN/pki"
+  mkdir -p "$pki"
+  local ossl=(openssl)
+  "${ossl[@]}" req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=buildpolicy-local-ca" -keyout "$pki/ca.key" -out "$pki/ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  leaf() { # name subject extensions
+    "${ossl[@]}" req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$2" \
+      -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" "$3" > "$pki/$1.ext"
+    "${ossl[@]}" x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$pki/$1.ext" -out "$pki/$1.crt" 2>/dev/null
+  }
+  leaf apiserver "/CN=kube-apiserver" \
+    "extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  leaf admin "/O=system:masters/CN=local-admin" "extendedKeyUsage=clientAuth"
+  leaf controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+}
+
+write_kubeconfig() { # file server user
+  local pki="$RUN/pki"
+  cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: $2
+    certificate-authority: $pki/ca.crt
+users:
+- name: $3
+  user:
+    client-certificate: $pki/$3.crt
+    client-key: $pki/$3.key
+contexts:
+- name: local
+  context: {cluster: local, user: $3}
+current-context: local
+EOF
+}
+
+wait_for() { # description seconds command...
+  local what="$1" deadline=$((SECONDS + $2)); shift 2
+  until "$@" >/dev/null 2>&1; do
+    if (( SECONDS >= deadline )); then
+      log "timed out waiting for $what; last lines of the logs:"
+      tail -n 20 "$RUN"/*.log >&2 || true
+      die "$what did not become ready"
+    fi
+    sleep 0.2
+  done
+}
+
+start() { # name command...
+  local name="$1"; shift
+  nohup "$@" > "$RUN/$name.log" 2>&1 &
+  echo $! > "$RUN/$name.pid"
+}
+
+# Published CRDs, read from the Go module cache at the versions pinned in
+# hack/local-cluster/crds/go.mod.
+module_dir() {
+  (cd "$HACK/crds" && go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error")))')
+}
+
+install_crds() {
+  local openshift tekton
+  openshift="$(module_dir github.com/openshift/api)" || die "cannot download github.com/openshift/api"
+  tekton="$(module_dir github.com/tektoncd/pipeline)" || die "cannot download github.com/tektoncd/pipeline"
+  local scc_crd="$openshift/security/v1/zz_generated.crd-manifests/0000_03_config-operator_01_securitycontextconstraints.crd.yaml"
+  [[ -f "$scc_crd" ]] || die "SCC CRD not found at $scc_crd"
+  kubectl_ apply --server-side --field-manager=local-cluster -f "$scc_crd" >/dev/null
+  # Tekton's CRDs convert through Tekton's webhook, which does not run here.
+  local f
+  for f in task taskrun pipeline pipelinerun; do
+    kubectl_ create --dry-run=client -o json -f "$tekton/config/300-crds/300-$f.yaml" |
+      python3 -c 'import json,sys; d=json.load(sys.stdin); d["spec"]["conversion"]={"strategy":"None"}; json.dump(d,sys.stdout)' |
+      kubectl_ apply --server-side --field-manager=local-cluster -f - >/dev/null
+  done
+  kubectl_ apply --server-side --field-manager=local-cluster -f "$ROOT/manifests/crds/" >/dev/null
+  kubectl_ wait --for=condition=Established --timeout=60s \
+    crd/securitycontextconstraints.security.openshift.io crd/tasks.tekton.dev crd/taskruns.tekton.dev \
+    crd/pipelines.tekton.dev crd/pipelineruns.tekton.dev crd/buildpolicies.buildpolicy.dev >/dev/null
+  # OpenShift's default SCCs and the RBAC that grants restricted-v2 to everyone.
+  kubectl_ apply --server-side --field-manager=local-cluster -f "$HACK/default-sccs/" >/dev/null
+}
+
+cmd_up() {
+  need openssl "install it with your package manager (Debian: apt-get install openssl)"
+  need python3 "install Python 3"
+  need curl "install it with your package manager (Debian: apt-get install curl)"
+  if running; then
+    log "already running"
+    cmd_env
+    return 0
+  fi
+  # A half-started or crashed cluster: clean up before starting anew.
+  stop_all
+  cmd_build
+  local t0=$SECONDS
+  mkdir -p "$RUN"
+  gen_certs
+  local etcd_port etcd_peer api_port
+  etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port="$(free_port)"
+  echo "$api_port" > "$RUN/api.port"
+
+  start etcd "$BIN/etcd" --name local --data-dir "$RUN/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "local=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" \
+    --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  local pki="$RUN/pki"
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --authorization-mode RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true \
+    --profiling=false --v 1
+  write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$api_port" admin
+  wait_for kube-apiserver 120 kubectl_ get --raw /readyz
+
+  write_kubeconfig "$RUN/controller-manager.kubeconfig" "https://127.0.0.1:$api_port" controller-manager
+  start kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig "$RUN/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$RUN/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$RUN/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
+    --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller \
+    --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
+    --use-service-account-credentials=false --concurrent-gc-syncs 10 --concurrent-namespace-syncs 10 --v 1
+
+  install_crds
+  log "ready in $((SECONDS - t0))s: $("$BIN/kubectl" version --kubeconfig "$KUBECONFIG_FILE" 2>/dev/null | grep Server || true)"
+  cmd_env
+}
+
+# ----------------------------------------------------------- down / env ----
+
+stop_all() {
+  local name pid
+  for name in scc-admission kube-controller-manager kube-apiserver etcd; do
+    [[ -f "$RUN/$name.pid" ]] || continue
+    pid="$(cat "$RUN/$name.pid")"
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$RUN" "$KUBECONFIG_FILE"
+}
+
+cmd_down() {
+  stop_all
+  log "stopped"
+}
+
+cmd_env() {
+  [[ -f "$KUBECONFIG_FILE" ]] || die "no local cluster is running (hack/local-cluster.sh up)"
+  echo "export KUBECONFIG=$KUBECONFIG_FILE PATH=$BIN:\$PATH"
+}
+
+cmd_status() {
+  local name
+  for name in etcd kube-apiserver kube-controller-manager; do
+    if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
+  done
+  if running; then echo "readyz: ok ($(cat "$RUN/api.port"))"; else echo "readyz: not ready"; return 1; fi
+}
+
+case "${1:-}" in
+  build) cmd_build ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 build|up|down|status|env" >&2; exit 2 ;;
+esac
