@@ -151,7 +151,11 @@ install_crds() {
   tekton="$(module_dir github.com/tektoncd/pipeline)" || die "cannot download github.com/tektoncd/pipeline"
   local scc_crd="$openshift/security/v1/zz_generated.crd-manifests/0000_03_config-operator_01_securitycontextconstraints.crd.yaml"
   [[ -f "$scc_crd" ]] || die "SCC CRD not found at $scc_crd"
-  kubectl_ apply --server-side --field-manager=local-cluster -f "$scc_crd" >/dev/null
+  # The published CRD has no short name; OpenShift's `oc` expands "scc" by
+  # itself. Add it so that plain `kubectl get scc` works here too.
+  kubectl_ create --dry-run=client -o json -f "$scc_crd" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); d["spec"]["names"]["shortNames"]=["scc"]; json.dump(d,sys.stdout)' |
+    kubectl_ apply --server-side --field-manager=local-cluster -f - >/dev/null
   # Tekton's CRDs convert through Tekton's webhook, which does not run here.
   local f
   for f in task taskrun pipeline pipelinerun; do
@@ -203,7 +207,7 @@ cmd_up() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --api-audiences https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true \
+    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true --endpoint-reconciler-type none \
     --profiling=false --v 1
   write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$api_port" admin
   wait_for kube-apiserver 120 kubectl_ get --raw /readyz

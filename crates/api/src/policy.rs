@@ -7,6 +7,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+use schemars::{Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::capability::KNOWN_CAPABILITIES_CEL_LIST;
@@ -14,10 +15,10 @@ use crate::capability::KNOWN_CAPABILITIES_CEL_LIST;
 /// Longest policy name: the name is also a label value on every object the
 /// policy owns, and label values are at most 63 characters.
 pub const MAX_POLICY_NAME_LEN: usize = 63;
-/// Most capabilities one policy may list (Linux defines 41).
-pub const MAX_CAPABILITIES: usize = 64;
+/// Most capabilities one policy may list: Linux defines 41.
+pub const MAX_CAPABILITIES: usize = 41;
 /// Most Tasks one policy may pin.
-pub const MAX_TASKS: usize = 64;
+pub const MAX_TASKS: usize = 32;
 
 /// What the policy grants: which capabilities, to which service account in
 /// which namespace, for the pods of which Tekton Tasks.
@@ -51,6 +52,7 @@ pub struct BuildPolicySpec {
     /// Namespace the builds run in. The Role and RoleBinding that allow the
     /// service account to use the SCC are created here, and the Tasks are
     /// looked up here.
+    #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("self.size() <= 63 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
         .message("spec.namespace must be a namespace name: a DNS label of at most 63 lower-case letters, digits and '-', e.g. private-ai-demo"))]
     pub namespace: String,
@@ -58,6 +60,7 @@ pub struct BuildPolicySpec {
     /// The only subject that may use the generated SCC:
     /// `system:serviceaccount:<namespace>:<serviceAccountName>`. It is the
     /// service account the build's TaskRuns run as.
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
         .message("spec.serviceAccountName must be a service account name: lower-case letters, digits, '-' and '.', e.g. model-build-sa"))]
     pub service_account_name: String,
@@ -67,26 +70,14 @@ pub struct BuildPolicySpec {
     /// SCC's `allowedCapabilities`, and nothing else is granted. `ALL` and `*`
     /// are refused: list each capability. The operator's ceiling may refuse
     /// capabilities this schema accepts.
-    #[schemars(length(max = 64), inner(length(max = 64)))]
-    #[x_kube(
-        validation = Rule::new("self.size() > 0").message("spec.capabilities must list at least one capability, e.g. [SETUID, SETGID]"),
-        validation = Rule::new("self.all(c, !c.startsWith('CAP_'))").message(Message::Expression("'spec.capabilities: write capability names without the CAP_ prefix: write ' + self.filter(c, c.startsWith('CAP_')).map(c, c.substring(4)).join(', ') + ' instead of ' + self.filter(c, c.startsWith('CAP_')).join(', ')".into())),
-        validation = Rule::new("self.all(c, c != 'ALL' && c != '*')").message("spec.capabilities: ALL and * are refused: list each capability the build needs, e.g. SETUID, SETGID, SYS_ADMIN, SYS_CHROOT"),
-        validation = Rule::new("self.all(c, c.startsWith('CAP_') || c == 'ALL' || c == '*' || c in KNOWN)".replace("KNOWN", KNOWN_CAPABILITIES_CEL_LIST)).message(Message::Expression("'spec.capabilities: unknown capability ' + self.filter(c, !c.startsWith('CAP_') && c != 'ALL' && c != '*' && !(c in KNOWN)).join(', ') + ': write Linux capability names in upper case, e.g. SYS_ADMIN'".replace("KNOWN", KNOWN_CAPABILITIES_CEL_LIST))),
-        validation = Rule::new("self.all(c, self.filter(d, d == c).size() == 1)").message(Message::Expression("'spec.capabilities: each capability may appear once; remove the repeated ' + self.filter(c, self.filter(d, d == c).size() > 1)[0]".into())),
-    )]
+    #[schemars(schema_with = "capabilities_schema")]
     pub capabilities: Vec<String>,
 
     /// Names of the Tekton Tasks (`tekton.dev`, in `spec.namespace`) whose pods
     /// run the build. Each gets the annotation `openshift.io/required-scc`,
     /// which Tekton copies to the TaskRun and its pod, so only those pods are
     /// admitted under the generated SCC and no other pod is affected by it.
-    #[schemars(length(max = 64), inner(length(max = 253)))]
-    #[x_kube(
-        validation = Rule::new("self.size() > 0").message("spec.tasks must name at least one Tekton Task to pin: an SCC that no Task is pinned to could be picked for other pods"),
-        validation = Rule::new("self.all(t, t.size() <= 253 && t.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))").message("spec.tasks: each entry must be a Task name: lower-case letters, digits, '-' and '.', e.g. build-and-push-v2"),
-        validation = Rule::new("self.all(t, self.filter(u, u == t).size() == 1)").message(Message::Expression("'spec.tasks: each Task may appear once; remove the repeated ' + self.filter(t, self.filter(u, u == t).size() > 1)[0]".into())),
-    )]
+    #[schemars(schema_with = "tasks_schema")]
     pub tasks: Vec<String>,
 }
 
@@ -137,3 +128,72 @@ impl BuildPolicy {
 pub const API_VERSION: &str = "buildpolicy.dev/v1alpha1";
 /// `kind` of BuildPolicy objects.
 pub const KIND: &str = "BuildPolicy";
+
+/// DNS-1123 subdomain, as a CEL regular expression.
+const DNS_SUBDOMAIN_CEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Rules on each capability name sit on the list items, so the API server's
+/// error names the offending entry (`spec.capabilities[2]`).
+fn capabilities_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "Linux capabilities the builds need, without the `CAP_` prefix, e.g. `[SETUID, SETGID, SYS_ADMIN, SYS_CHROOT]` for Buildah. They become the SCC's `allowedCapabilities`, and nothing else is granted. `ALL` and `*` are refused: list each capability. The operator's ceiling may refuse capabilities this schema accepts.",
+        "type": "array",
+        "maxItems": MAX_CAPABILITIES,
+        "items": {
+            "type": "string",
+            "maxLength": 32,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.startsWith('CAP_')",
+                    "messageExpression": "'write ' + self.substring(4) + ' instead of ' + self + ': capability names are written without the CAP_ prefix'"
+                },
+                {
+                    "rule": "self != 'ALL' && self != '*'",
+                    "message": "ALL and * are refused: list each capability the build needs, e.g. SETUID, SETGID, SYS_ADMIN, SYS_CHROOT"
+                },
+                {
+                    "rule": format!("self.startsWith('CAP_') || self == 'ALL' || self == '*' || self in {KNOWN_CAPABILITIES_CEL_LIST}"),
+                    "messageExpression": "'unknown capability ' + self + ': write a Linux capability name in upper case, e.g. SYS_ADMIN'"
+                }
+            ]
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.size() > 0",
+                "message": "list at least one capability, e.g. [SETUID, SETGID]"
+            },
+            {
+                "rule": "self.all(c, self.filter(d, d == c).size() == 1)",
+                "messageExpression": "'each capability may appear once: remove the repeated ' + self.filter(c, self.filter(d, d == c).size() > 1)[0]"
+            }
+        ]
+    })
+}
+
+fn tasks_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "Names of the Tekton Tasks (`tekton.dev`, in `spec.namespace`) whose pods run the build. Each gets the annotation `openshift.io/required-scc`, which Tekton copies to the TaskRun and its pod, so only those pods are admitted under the generated SCC and no other pod is affected by it.",
+        "type": "array",
+        "maxItems": MAX_TASKS,
+        "items": {
+            "type": "string",
+            "maxLength": 253,
+            "x-kubernetes-validations": [
+                {
+                    "rule": format!("self.matches('{DNS_SUBDOMAIN_CEL}')"),
+                    "messageExpression": "'\\'' + self + '\\' is not a Task name: use lower-case letters, digits, - and ., e.g. build-and-push-v2'"
+                }
+            ]
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.size() > 0",
+                "message": "name at least one Tekton Task to pin: an SCC that no Task is pinned to could be picked for other pods"
+            },
+            {
+                "rule": "self.all(t, self.filter(u, u == t).size() == 1)",
+                "messageExpression": "'each Task may appear once: remove the repeated ' + self.filter(t, self.filter(u, u == t).size() > 1)[0]"
+            }
+        ]
+    })
+}
