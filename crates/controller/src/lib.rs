@@ -1,1 +1,16 @@
+//! The BuildPolicy controller: reconciles each policy into an SCC, the RBAC
+//! that lets one service account use it, and the pin on the listed Tekton
+//! Tasks, and keeps them so against drift.
 
+pub mod caches;
+pub mod context;
+pub mod controller;
+pub mod error;
+pub mod metrics;
+mod reconcile;
+mod status;
+
+pub use context::Config;
+pub use controller::{Handle, build};
+pub use error::{Error, Result};
+pub use metrics::Metrics;

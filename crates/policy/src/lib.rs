@@ -3,7 +3,9 @@
 //! rule is unit-tested without one; the controller and the CLI both call it.
 
 pub mod ceiling;
+pub mod drift;
 pub mod render;
+pub mod status;
 pub mod validate;
 
 pub use ceiling::Ceiling;

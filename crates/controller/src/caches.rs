@@ -1,0 +1,71 @@
+//! In-memory caches of everything a reconcile reads. Reconciles read only
+//! from these, so a converged cluster costs the API server no requests, and
+//! the watches behind them are what wake the controller up on drift.
+
+use std::sync::Arc;
+
+use buildpolicy_api::keys::POLICY_LABEL;
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+/// Read handles of every cache the controller keeps.
+#[derive(Clone)]
+pub struct Caches {
+    pub policies: Store<BuildPolicy>,
+    pub sccs: Store<SecurityContextConstraints>,
+    pub roles: Store<Role>,
+    pub role_bindings: Store<RoleBinding>,
+    pub tasks: Store<PartialObjectMeta<Task>>,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+}
+
+impl Caches {
+    /// Resolves once every cache has seen its first full list.
+    pub async fn ready(&self) {
+        // A dropped writer means the controller is shutting down; reconciles
+        // then fail on their API calls, which is what should happen.
+        let _ = futures::join!(
+            self.policies.wait_until_ready(),
+            self.sccs.wait_until_ready(),
+            self.roles.wait_until_ready(),
+            self.role_bindings.wait_until_ready(),
+            self.tasks.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.service_accounts.wait_until_ready(),
+        );
+    }
+
+    pub fn scc(&self, name: &str) -> Option<Arc<SecurityContextConstraints>> {
+        self.sccs.get(&ObjectRef::new(name))
+    }
+
+    pub fn namespace_exists(&self, name: &str) -> bool {
+        self.namespaces.get(&ObjectRef::new(name)).is_some()
+    }
+
+    pub fn service_account_exists(&self, namespace: &str, name: &str) -> bool {
+        self.service_accounts.get(&ObjectRef::new(name).within(namespace)).is_some()
+    }
+
+    pub fn task(&self, namespace: &str, name: &str) -> Option<Arc<PartialObjectMeta<Task>>> {
+        self.tasks.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    pub fn policy(&self, name: &str) -> Option<Arc<BuildPolicy>> {
+        self.policies.get(&ObjectRef::new(name))
+    }
+
+    /// Objects in `store` labelled as belonging to `policy`.
+    pub fn labelled<K>(store: &Store<K>, policy: &str) -> Vec<Arc<K>>
+    where
+        K: Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        store.state_filter(|o| o.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy))
+    }
+}

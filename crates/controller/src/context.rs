@@ -1,0 +1,47 @@
+//! What every reconcile gets: a client, the event recorder, metrics, the
+//! configuration and the caches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use buildpolicy_policy::Ceiling;
+use kube::Client;
+use kube::runtime::events::Recorder;
+
+use crate::caches::Caches;
+use crate::metrics::Metrics;
+
+/// How the controller behaves; built once in `main`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// What policies may ask for at most.
+    pub ceiling: Ceiling,
+    /// Only reconcile BuildPolicies matching this label selector (shards,
+    /// tests); `None` reconciles all.
+    pub policy_selector: Option<String>,
+    /// How often a converged policy is looked at again without any event.
+    /// Looking costs no API request unless something drifted.
+    pub resync: Duration,
+    /// The name events are reported under.
+    pub reporter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ceiling: Ceiling::default(),
+            policy_selector: None,
+            resync: Duration::from_secs(300),
+            reporter: "buildpolicy-operator".into(),
+        }
+    }
+}
+
+/// Shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub config: Config,
+    pub caches: Caches,
+}

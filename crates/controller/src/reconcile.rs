@@ -1,0 +1,503 @@
+//! One reconcile of one BuildPolicy:
+//! read (caches) → validate → build desired objects → apply what differs →
+//! revoke what is no longer wanted → write status.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use buildpolicy_api::conditions::reason;
+use buildpolicy_api::keys::{FIELD_MANAGER, FINALIZER, POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_policy::drift::{role_binding_drift, role_drift, scc_drift};
+use buildpolicy_policy::status::{Observation, Part};
+use buildpolicy_policy::{Desired, Owner, TaskPin, render, validate};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use crate::caches::Caches;
+use crate::context::Context;
+use crate::error::{Context as _, Error, Result};
+use crate::status;
+
+/// Entry point for the kube-runtime `Controller`.
+#[instrument(skip(policy, ctx), fields(policy = %policy.name_any()))]
+pub async fn reconcile(policy: Arc<BuildPolicy>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
+    ctx.caches.ready().await;
+    let api: Api<BuildPolicy> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            Finalizer::Apply(policy) => apply(&policy, &ctx).await,
+            Finalizer::Cleanup(policy) => cleanup(&policy, &ctx).await,
+        }
+    })
+    .await;
+    let result = match result {
+        // The cached policy was older than the one holding the finalizer: the
+        // watch delivers the fresh object and reconciles again.
+        Err(kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(s))) if s.code == 422 || s.code == 409 => {
+            Ok(Action::await_change())
+        }
+        other => other.map_err(|e| Error::Finalizer(Box::new(e))),
+    };
+    ctx.metrics.reconciled(result.is_ok());
+    result
+}
+
+/// What to do after a failed reconcile: retry soon, without hot-looping.
+pub fn error_policy(policy: Arc<BuildPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(policy = %policy.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(&error.metric_label());
+    Action::requeue(std::time::Duration::from_secs(5))
+}
+
+fn owned_by(meta: &ObjectMeta, owner: &Owner) -> bool {
+    match &owner.uid {
+        Some(uid) => meta.owner_references.iter().flatten().any(|o| &o.uid == uid),
+        None => false,
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
+    let name = policy.name_any();
+    let owner = Owner::of(policy);
+    let spec = &policy.spec;
+    let mut obs = Observation {
+        namespace: spec.namespace.clone(),
+        scc_name: owned_name(&name),
+        ..Observation::default()
+    };
+
+    if let Err(rejection) = validate(&name, spec, &ctx.config.ceiling) {
+        info!(reason = rejection.reason, "policy refused: revoking anything it held");
+        obs.rejection = Some(rejection);
+        revoke(policy, ctx, &Keep::nothing()).await?;
+        status::write(policy, ctx, &obs).await?;
+        return Ok(Action::await_change());
+    }
+
+    let desired = render(&owner, spec);
+
+    // 1. The SCC, unless someone else holds the name.
+    match ctx.caches.scc(&obs.scc_name) {
+        Some(live) if !owned_by(&live.metadata, &owner) => {
+            obs.scc = Part::Blocked {
+                reason: reason::SCC_CONFLICT,
+                message: format!(
+                    "an SCC named {} already exists and is not owned by this policy: it was left unchanged and nothing is granted; rename the policy or remove that SCC",
+                    obs.scc_name
+                ),
+            };
+            revoke(policy, ctx, &Keep::nothing_but_foreign_scc()).await?;
+            status::write(policy, ctx, &obs).await?;
+            return Ok(Action::await_change());
+        }
+        live => {
+            apply_scc(policy, ctx, &desired.scc, live.as_deref()).await?;
+            obs.scc = Part::Ready;
+        }
+    }
+
+    // 2. RBAC in the policy's namespace, if it exists.
+    let namespace_exists = ctx.caches.namespace_exists(&spec.namespace);
+    if namespace_exists {
+        apply_rbac(policy, ctx, &desired).await?;
+        obs.rbac = Part::Ready;
+        if !ctx.caches.service_account_exists(&spec.namespace, &spec.service_account_name) {
+            obs.service_account_missing = Some(format!("{}/{}", spec.namespace, spec.service_account_name));
+        }
+    } else {
+        obs.namespace_missing = Some(spec.namespace.clone());
+    }
+
+    // 3. Pins on the listed Tasks.
+    if namespace_exists {
+        pin_tasks(policy, ctx, &desired.pins, &mut obs).await?;
+    }
+
+    // 4. Whatever the policy held before and no longer wants.
+    revoke(policy, ctx, &Keep::from_desired(&desired, namespace_exists, &obs.pinned_tasks)).await?;
+
+    status::write(policy, ctx, &obs).await?;
+    update_managed_object_metrics(ctx);
+    if obs.namespace_missing.is_some() || !obs.missing_tasks.is_empty() {
+        // The namespace, service account and Task watches wake us up.
+        Ok(Action::await_change())
+    } else {
+        Ok(Action::requeue(ctx.config.resync))
+    }
+}
+
+async fn apply_scc(
+    policy: &BuildPolicy,
+    ctx: &Context,
+    desired: &SecurityContextConstraints,
+    live: Option<&SecurityContextConstraints>,
+) -> Result<()> {
+    let drift = match live {
+        Some(live) => scc_drift(desired, live),
+        None => vec![],
+    };
+    if live.is_some() && drift.is_empty() {
+        return Ok(());
+    }
+    let api: Api<SecurityContextConstraints> = Api::all(ctx.client.clone());
+    api.patch(desired.name(), &apply_params(), &Patch::Apply(desired))
+        .await
+        .doing(|| format!("applying SecurityContextConstraints {}", desired.name()))?;
+    if live.is_some() {
+        ctx.metrics.drift_corrected("SecurityContextConstraints");
+        publish(
+            ctx,
+            policy,
+            EventType::Warning,
+            "DriftCorrected",
+            "RepairSCC",
+            format!("SecurityContextConstraints {} was changed by hand ({}); restored", desired.name(), drift.join(", ")),
+        )
+        .await;
+    } else {
+        publish(
+            ctx,
+            policy,
+            EventType::Normal,
+            "SCCApplied",
+            "CreateSCC",
+            format!(
+                "SecurityContextConstraints {} allows {}",
+                desired.name(),
+                desired.allowed_capabilities.clone().unwrap_or_default().join(", ")
+            ),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+async fn apply_rbac(policy: &BuildPolicy, ctx: &Context, desired: &Desired) -> Result<()> {
+    let ns = &policy.spec.namespace;
+    let role_name = desired.role.metadata.name.clone().ok_or(Error::Incomplete("role name"))?;
+    let live_role = ctx.caches.roles.get(&kube::runtime::reflector::ObjectRef::new(&role_name).within(ns));
+    let live_binding = ctx.caches.role_bindings.get(&kube::runtime::reflector::ObjectRef::new(&role_name).within(ns));
+
+    let role_drift = live_role.as_deref().map(|live| role_drift(&desired.role, live));
+    if role_drift.as_ref().is_none_or(|d| !d.is_empty()) {
+        let api: Api<Role> = Api::namespaced(ctx.client.clone(), ns);
+        api.patch(&role_name, &apply_params(), &Patch::Apply(with_type(&desired.role)))
+            .await
+            .doing(|| format!("applying Role {ns}/{role_name}"))?;
+        note_rbac_change(policy, ctx, "Role", &role_name, role_drift).await;
+    }
+
+    let binding_drift = live_binding.as_deref().map(|live| role_binding_drift(&desired.role_binding, live));
+    if binding_drift.as_ref().is_none_or(|d| !d.is_empty()) {
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), ns);
+        if binding_drift.as_ref().is_some_and(|d| d.contains(&"roleRef")) {
+            // roleRef is immutable: replace the binding.
+            api.delete(&role_name, &DeleteParams::default())
+                .await
+                .doing(|| format!("replacing RoleBinding {ns}/{role_name}"))?;
+        }
+        api.patch(&role_name, &apply_params(), &Patch::Apply(with_type(&desired.role_binding)))
+            .await
+            .doing(|| format!("applying RoleBinding {ns}/{role_name}"))?;
+        note_rbac_change(policy, ctx, "RoleBinding", &role_name, binding_drift).await;
+    }
+    Ok(())
+}
+
+async fn note_rbac_change(policy: &BuildPolicy, ctx: &Context, kind: &str, name: &str, drift: Option<Vec<&str>>) {
+    let ns = &policy.spec.namespace;
+    match drift {
+        Some(fields) => {
+            ctx.metrics.drift_corrected(kind);
+            publish(
+                ctx,
+                policy,
+                EventType::Warning,
+                "DriftCorrected",
+                &format!("Repair{kind}"),
+                format!("{kind} {ns}/{name} was changed by hand ({}); restored", fields.join(", ")),
+            )
+            .await;
+        }
+        None => {
+            publish(
+                ctx,
+                policy,
+                EventType::Normal,
+                "RBACApplied",
+                &format!("Create{kind}"),
+                format!(
+                    "{kind} {ns}/{name} lets only system:serviceaccount:{ns}:{} use the SCC",
+                    policy.spec.service_account_name
+                ),
+            )
+            .await;
+        }
+    }
+}
+
+/// Who holds a Task that this policy wants to pin, if not this policy.
+fn task_holder(policy: &BuildPolicy, caches: &Caches, task: &PartialObjectMeta<Task>, scc_name: &str) -> Option<String> {
+    let name = policy.name_any();
+    let labels = task.metadata.labels.as_ref();
+    let label_holder = labels.and_then(|l| l.get(POLICY_LABEL)).filter(|h| **h != name);
+    if let Some(holder) = label_holder {
+        // Another policy pinned it. The older policy wins; ties go to the
+        // smaller name, so every replica and every run decides the same way.
+        let other = caches.policy(holder)?;
+        let task_name = task.name_any();
+        let claims = other.spec.namespace == task.namespace().unwrap_or_default()
+            && other.spec.tasks.iter().any(|t| *t == task_name)
+            && other.metadata.deletion_timestamp.is_none();
+        let key = |p: &BuildPolicy| (p.metadata.creation_timestamp.clone(), p.name_any());
+        return (claims && key(&other) < key(policy)).then(|| format!("BuildPolicy {holder}"));
+    }
+    let pinned_by_us = labels.and_then(|l| l.get(POLICY_LABEL)).is_some();
+    let annotation = task.metadata.annotations.as_ref().and_then(|a| a.get(REQUIRED_SCC_ANNOTATION));
+    match annotation {
+        Some(value) if !pinned_by_us && value != scc_name => {
+            Some(format!("someone else ({REQUIRED_SCC_ANNOTATION}={value}, not set by a BuildPolicy)"))
+        }
+        _ => None,
+    }
+}
+
+async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin], obs: &mut Observation) -> Result<()> {
+    for pin in pins {
+        let Some(task) = ctx.caches.task(&pin.namespace, &pin.name) else {
+            obs.missing_tasks.push(pin.name.clone());
+            continue;
+        };
+        if pin.is_satisfied_by(task.metadata.labels.as_ref(), task.metadata.annotations.as_ref()) {
+            obs.pinned_tasks.push(pin.name.clone());
+            continue;
+        }
+        if let Some(holder) = task_holder(policy, &ctx.caches, &task, &obs.scc_name) {
+            obs.conflicting_tasks.push((pin.name.clone(), holder));
+            continue;
+        }
+        let was_ours = task.metadata.labels.as_ref().and_then(|l| l.get(POLICY_LABEL)) == Some(&policy.name_any());
+        let api: Api<Task> = Api::namespaced(ctx.client.clone(), &pin.namespace);
+        match api.patch(&pin.name, &apply_params(), &Patch::Apply(pin.apply_body())).await {
+            Ok(_) => {
+                obs.pinned_tasks.push(pin.name.clone());
+                if was_ours {
+                    ctx.metrics.drift_corrected("Task");
+                    publish(
+                        ctx,
+                        policy,
+                        EventType::Warning,
+                        "DriftCorrected",
+                        "RepairPin",
+                        format!("the pin on Task {}/{} was changed by hand; restored", pin.namespace, pin.name),
+                    )
+                    .await;
+                } else {
+                    publish(
+                        ctx,
+                        policy,
+                        EventType::Normal,
+                        "TaskPinned",
+                        "PinTask",
+                        format!("Task {}/{} pinned to SCC {}", pin.namespace, pin.name, obs.scc_name),
+                    )
+                    .await;
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => obs.missing_tasks.push(pin.name.clone()),
+            Err(e) => return Err(e).doing(|| format!("pinning Task {}/{}", pin.namespace, pin.name)),
+        }
+    }
+    obs.pinned_tasks.sort();
+    Ok(())
+}
+
+/// What a revoke must leave in place.
+struct Keep {
+    /// Keep the SCC (it is wanted).
+    scc: bool,
+    /// Role/RoleBinding to keep: (namespace, name).
+    rbac: Option<(String, String)>,
+    /// Tasks whose pin to keep: (namespace, name).
+    tasks: BTreeSet<(String, String)>,
+}
+
+impl Keep {
+    fn nothing() -> Self {
+        Self { scc: false, rbac: None, tasks: BTreeSet::new() }
+    }
+
+    /// A foreign SCC holds our name: it is not ours to delete.
+    fn nothing_but_foreign_scc() -> Self {
+        Self { scc: true, ..Self::nothing() }
+    }
+
+    fn from_desired(desired: &Desired, namespace_exists: bool, pinned: &[String]) -> Self {
+        let ns = desired.role.metadata.namespace.clone().unwrap_or_default();
+        Self {
+            scc: true,
+            rbac: namespace_exists.then(|| (ns.clone(), desired.role.metadata.name.clone().unwrap_or_default())),
+            tasks: desired
+                .pins
+                .iter()
+                .filter(|p| pinned.contains(&p.name))
+                .map(|p| (p.namespace.clone(), p.name.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Removes everything labelled as this policy's that `keep` does not name.
+async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> {
+    let name = policy.name_any();
+    let owner = Owner::of(policy);
+
+    for task in Caches::labelled(&ctx.caches.tasks, &name) {
+        let key = (task.namespace().unwrap_or_default(), task.name_any());
+        if !keep.tasks.contains(&key) {
+            unpin(policy, ctx, &key.0, &key.1).await?;
+        }
+    }
+
+    let keep_rbac = |o: &ObjectMeta| {
+        keep.rbac.as_ref().is_some_and(|(ns, n)| o.namespace.as_ref() == Some(ns) && o.name.as_ref() == Some(n))
+    };
+    for binding in Caches::labelled(&ctx.caches.role_bindings, &name) {
+        if !keep_rbac(&binding.metadata) {
+            delete_owned(policy, ctx, Api::<RoleBinding>::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default()), &binding.metadata).await?;
+        }
+    }
+    for role in Caches::labelled(&ctx.caches.roles, &name) {
+        if !keep_rbac(&role.metadata) {
+            delete_owned(policy, ctx, Api::<Role>::namespaced(ctx.client.clone(), &role.namespace().unwrap_or_default()), &role.metadata).await?;
+        }
+    }
+
+    if !keep.scc
+        && let Some(scc) = ctx.caches.scc(&owned_name(&name))
+        && owned_by(&scc.metadata, &owner)
+    {
+        delete_owned(policy, ctx, Api::<SecurityContextConstraints>::all(ctx.client.clone()), &scc.metadata).await?;
+    }
+    Ok(())
+}
+
+async fn delete_owned<K>(policy: &BuildPolicy, ctx: &Context, api: Api<K>, meta: &ObjectMeta) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = meta.name.clone().unwrap_or_default();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
+        ..DeleteParams::background()
+    };
+    let kind = K::kind(&()).into_owned();
+    match api.delete(&name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(()),
+        Err(e) => return Err(e).doing(|| format!("deleting {kind} {name}")),
+    }
+    ctx.metrics.revoked(&kind);
+    let location = meta.namespace.as_ref().map(|ns| format!("{ns}/{name}")).unwrap_or(name);
+    publish(ctx, policy, EventType::Normal, "Revoked", &format!("Delete{kind}"), format!("{kind} {location} deleted")).await;
+    Ok(())
+}
+
+/// Withdraws this policy's pin from a Task, leaving every other field alone.
+async fn unpin(policy: &BuildPolicy, ctx: &Context, namespace: &str, task: &str) -> Result<()> {
+    let name = policy.name_any();
+    let scc_name = owned_name(&name);
+    let api: Api<Task> = Api::namespaced(ctx.client.clone(), namespace);
+    // Applying an empty body releases every field this manager owns; the
+    // server removes those no other manager also owns.
+    let after = match api.patch(task, &apply_params(), &Patch::Apply(TaskPin::withdraw_body(namespace, task))).await {
+        Ok(t) => t,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e).doing(|| format!("unpinning Task {namespace}/{task}")),
+    };
+    // If someone else also set our values (kubectl annotate on a pinned
+    // Task), they survive the release: remove them explicitly.
+    let mut leftovers = serde_json::Map::new();
+    if after.labels().get(POLICY_LABEL) == Some(&name) {
+        leftovers.insert("labels".into(), serde_json::json!({ POLICY_LABEL: null }));
+    }
+    if after.annotations().get(REQUIRED_SCC_ANNOTATION) == Some(&scc_name) {
+        leftovers.insert("annotations".into(), serde_json::json!({ REQUIRED_SCC_ANNOTATION: null }));
+    }
+    if !leftovers.is_empty() {
+        api.patch(task, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "metadata": leftovers })))
+            .await
+            .doing(|| format!("unpinning Task {namespace}/{task}"))?;
+    }
+    ctx.metrics.revoked("Task");
+    publish(
+        ctx,
+        policy,
+        EventType::Normal,
+        "Revoked",
+        "UnpinTask",
+        format!("Task {namespace}/{task} no longer pinned to SCC {scc_name}"),
+    )
+    .await;
+    Ok(())
+}
+
+async fn cleanup(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
+    info!("policy deleted: revoking its grant");
+    revoke(policy, ctx, &Keep::nothing()).await?;
+    ctx.metrics.policy_ready(&policy.name_any(), None);
+    update_managed_object_metrics(ctx);
+    Ok(Action::await_change())
+}
+
+fn with_type<K: Resource<DynamicType = ()> + serde::Serialize>(object: &K) -> serde_json::Value {
+    let mut value = serde_json::to_value(object).expect("object serialises");
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), K::api_version(&()).into());
+        map.insert("kind".into(), K::kind(&()).into());
+    }
+    value
+}
+
+pub(crate) async fn publish(
+    ctx: &Context,
+    policy: &BuildPolicy,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+        warn!(%error, "could not publish event");
+    }
+}
+
+fn update_managed_object_metrics(ctx: &Context) {
+    let managed = |labels: &std::collections::BTreeMap<String, String>| labels.contains_key(POLICY_LABEL);
+    ctx.metrics
+        .set_managed_objects("SecurityContextConstraints", ctx.caches.sccs.state().iter().filter(|s| managed(s.labels())).count());
+    ctx.metrics.set_managed_objects("Role", ctx.caches.roles.state().len());
+    ctx.metrics.set_managed_objects("RoleBinding", ctx.caches.role_bindings.state().len());
+    ctx.metrics
+        .set_managed_objects("Task", ctx.caches.tasks.state().iter().filter(|t| managed(t.labels())).count());
+}

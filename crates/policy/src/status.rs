@@ -1,0 +1,250 @@
+//! Conditions derived from what one reconcile observed. Nothing is set
+//! piecemeal: the controller records facts in [`Observation`] and this
+//! module turns them into the conditions a pipeline owner reads.
+
+use buildpolicy_api::conditions::{self, reason};
+
+use crate::Rejection;
+
+/// The state of one part of the grant (the SCC, the RBAC).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Part {
+    /// In place and as wanted.
+    Ready,
+    /// Not (yet) in place: a reason and the message saying why.
+    Blocked { reason: &'static str, message: String },
+    /// Deliberately not created (the policy is refused, or a prerequisite
+    /// failed).
+    #[default]
+    Withheld,
+}
+
+/// Facts one reconcile established about a policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Set when validation or the ceiling refused the policy.
+    pub rejection: Option<Rejection>,
+    /// `spec.namespace`.
+    pub namespace: String,
+    pub scc_name: String,
+    pub scc: Part,
+    pub rbac: Part,
+    /// `spec.namespace` is missing.
+    pub namespace_missing: Option<String>,
+    /// `spec.serviceAccountName` is missing (namespace/name).
+    pub service_account_missing: Option<String>,
+    /// Listed Tasks that do not exist.
+    pub missing_tasks: Vec<String>,
+    /// Listed Tasks left alone because someone else pins them: (task, holder).
+    pub conflicting_tasks: Vec<(String, String)>,
+    /// Listed Tasks that carry the pin.
+    pub pinned_tasks: Vec<String>,
+    /// Listed Tasks the operator could not pin: (task, error).
+    pub failed_tasks: Vec<(String, String)>,
+}
+
+/// One condition, without timestamps (the controller keeps
+/// `lastTransitionTime` stable while `status` does not change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionSpec {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ConditionSpec {
+    fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { type_, status, reason, message: message.into() }
+    }
+}
+
+fn part_condition(type_: &'static str, part: &Part, ready_message: String, withheld: &ConditionSpec) -> ConditionSpec {
+    match part {
+        Part::Ready => ConditionSpec::new(type_, true, reason::RECONCILED, ready_message),
+        Part::Blocked { reason, message } => ConditionSpec::new(type_, false, reason, message.clone()),
+        Part::Withheld => ConditionSpec::new(type_, false, withheld.reason, withheld.message.clone()),
+    }
+}
+
+fn list(items: &[String]) -> String {
+    items.join(", ")
+}
+
+/// The conditions for an observation: one per part, then `Ready` first.
+pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
+    if let Some(rejection) = &obs.rejection {
+        let message = format!("{} (nothing is granted while the policy is refused)", rejection.message);
+        return [conditions::READY, conditions::SCC_READY, conditions::RBAC_READY, conditions::TASKS_PINNED]
+            .into_iter()
+            .map(|t| ConditionSpec::new(t, false, rejection.reason, message.clone()))
+            .collect();
+    }
+
+    let scc = part_condition(
+        conditions::SCC_READY,
+        &obs.scc,
+        format!("SecurityContextConstraints {} grants exactly the requested capabilities", obs.scc_name),
+        &ConditionSpec::new("", false, reason::WAITING, "the SCC is not created yet"),
+    );
+
+    let rbac = if let Some(ns) = &obs.namespace_missing {
+        ConditionSpec::new(
+            conditions::RBAC_READY,
+            false,
+            reason::NAMESPACE_NOT_FOUND,
+            format!("namespace {ns} does not exist: create it (the grant follows by itself) or fix spec.namespace"),
+        )
+    } else {
+        match (&obs.rbac, &obs.service_account_missing) {
+            (Part::Ready, Some(sa)) => ConditionSpec::new(
+                conditions::RBAC_READY,
+                false,
+                reason::SERVICE_ACCOUNT_NOT_FOUND,
+                format!(
+                    "service account {sa} does not exist: create it or fix spec.serviceAccountName (the RoleBinding already names it)"
+                ),
+            ),
+            (part, _) => part_condition(
+                conditions::RBAC_READY,
+                part,
+                format!("only the service account may use SCC {}", obs.scc_name),
+                &ConditionSpec::new("", false, reason::WAITING, "the Role and RoleBinding wait for the SCC"),
+            ),
+        }
+    };
+
+    let tasks = tasks_condition(obs);
+
+    let ready = [&scc, &rbac, &tasks]
+        .into_iter()
+        .find(|c| !c.status)
+        .map(|c| ConditionSpec::new(conditions::READY, false, c.reason, c.message.clone()))
+        .unwrap_or_else(|| {
+            ConditionSpec::new(
+                conditions::READY,
+                true,
+                reason::RECONCILED,
+                format!("SCC {} is granted and pinned to {}", obs.scc_name, list(&obs.pinned_tasks)),
+            )
+        });
+    vec![ready, scc, rbac, tasks]
+}
+
+fn tasks_condition(obs: &Observation) -> ConditionSpec {
+    let t = conditions::TASKS_PINNED;
+    if let Some(ns) = &obs.namespace_missing {
+        return ConditionSpec::new(t, false, reason::NAMESPACE_NOT_FOUND, format!("namespace {ns} does not exist"));
+    }
+    if !obs.conflicting_tasks.is_empty() {
+        let who: Vec<String> =
+            obs.conflicting_tasks.iter().map(|(task, holder)| format!("Task {task} is pinned by {holder}")).collect();
+        return ConditionSpec::new(
+            t,
+            false,
+            reason::TASK_CONFLICT,
+            format!("{}: left unchanged; remove the other pin or drop the Task from this policy", who.join("; ")),
+        );
+    }
+    if !obs.failed_tasks.is_empty() {
+        let what: Vec<String> = obs.failed_tasks.iter().map(|(task, err)| format!("{task}: {err}")).collect();
+        return ConditionSpec::new(t, false, reason::APPLY_FAILED, format!("could not pin {}", what.join("; ")));
+    }
+    if !obs.missing_tasks.is_empty() {
+        return ConditionSpec::new(
+            t,
+            false,
+            reason::TASK_NOT_FOUND,
+            format!(
+                "Task {} not found in namespace {}: create it (it is pinned as soon as it exists) or fix spec.tasks",
+                list(&obs.missing_tasks),
+                obs.namespace
+            ),
+        );
+    }
+    if obs.scc != Part::Ready {
+        return ConditionSpec::new(t, false, reason::WAITING, "Tasks are pinned once the SCC is in place");
+    }
+    ConditionSpec::new(
+        t,
+        true,
+        reason::RECONCILED,
+        format!("openshift.io/required-scc={} is set on {}", obs.scc_name, list(&obs.pinned_tasks)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_observation() -> Observation {
+        Observation {
+            scc_name: "buildpolicy-p".into(),
+            scc: Part::Ready,
+            rbac: Part::Ready,
+            pinned_tasks: vec!["build".into()],
+            ..Observation::default()
+        }
+    }
+
+    fn find<'a>(c: &'a [ConditionSpec], t: &str) -> &'a ConditionSpec {
+        c.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn all_parts_ready_makes_ready_true() {
+        let c = conditions(&ready_observation());
+        assert_eq!(c[0].type_, conditions::READY);
+        assert!(c.iter().all(|c| c.status), "{c:?}");
+        assert_eq!(c[0].message, "SCC buildpolicy-p is granted and pinned to build");
+    }
+
+    #[test]
+    fn rejection_marks_everything_false_with_its_reason() {
+        let obs = Observation {
+            rejection: Some(Rejection { reason: reason::CAPABILITY_NOT_ALLOWED, message: "NET_ADMIN".into() }),
+            ..ready_observation()
+        };
+        let c = conditions(&obs);
+        assert!(c.iter().all(|c| !c.status && c.reason == reason::CAPABILITY_NOT_ALLOWED));
+    }
+
+    #[test]
+    fn missing_namespace_is_the_ready_reason() {
+        let obs = Observation {
+            namespace_missing: Some("builds".into()),
+            rbac: Part::Withheld,
+            pinned_tasks: vec![],
+            ..ready_observation()
+        };
+        let c = conditions(&obs);
+        assert_eq!(find(&c, conditions::READY).reason, reason::NAMESPACE_NOT_FOUND);
+        assert!(find(&c, conditions::READY).message.contains("namespace builds does not exist"));
+        assert!(find(&c, conditions::SCC_READY).status);
+    }
+
+    #[test]
+    fn missing_service_account_and_task_are_named() {
+        let obs = Observation {
+            service_account_missing: Some("ns/sa".into()),
+            missing_tasks: vec!["build".into()],
+            pinned_tasks: vec![],
+            ..ready_observation()
+        };
+        let c = conditions(&obs);
+        assert_eq!(find(&c, conditions::READY).reason, reason::SERVICE_ACCOUNT_NOT_FOUND);
+        assert_eq!(find(&c, conditions::TASKS_PINNED).reason, reason::TASK_NOT_FOUND);
+        assert!(find(&c, conditions::TASKS_PINNED).message.starts_with("Task build not found"));
+    }
+
+    #[test]
+    fn conflicts_name_the_holder() {
+        let obs = Observation {
+            conflicting_tasks: vec![("build".into(), "BuildPolicy older".into())],
+            ..ready_observation()
+        };
+        let c = conditions(&obs);
+        assert_eq!(find(&c, conditions::READY).reason, reason::TASK_CONFLICT);
+        assert!(find(&c, conditions::READY).message.contains("Task build is pinned by BuildPolicy older"));
+    }
+}
