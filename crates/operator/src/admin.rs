@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -11,12 +10,26 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use buildpolicy_controller::Metrics;
+use tokio::sync::watch;
+
+/// Where this replica is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Connecting, or setting up leader election.
+    Starting,
+    /// Waiting for the leader lease; ready to take over.
+    Standby,
+    /// Leading, caches not synced yet.
+    Syncing,
+    /// Leading with synced caches: reconciling.
+    Leader,
+}
 
 /// What the listener reports on.
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
-    pub ready: Arc<AtomicBool>,
+    pub readiness: watch::Receiver<Readiness>,
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
@@ -27,11 +40,14 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// A standby is ready (it can take over at once); a leader is ready once its
+/// caches have synced. The body says which.
 async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+    match *state.readiness.borrow() {
+        Readiness::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        Readiness::Standby => (StatusCode::OK, "standby"),
+        Readiness::Syncing => (StatusCode::SERVICE_UNAVAILABLE, "leader, caches not synced"),
+        Readiness::Leader => (StatusCode::OK, "leader"),
     }
 }
 

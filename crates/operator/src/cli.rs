@@ -59,6 +59,20 @@ pub struct RunArgs {
     /// Seconds between looks at a converged policy (no API request unless it drifted).
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
+    /// Hold a coordination.k8s.io Lease in --namespace before reconciling,
+    /// so that of several replicas only one writes.
+    #[arg(long, env = "BUILDPOLICY_LEADER_ELECT", requires = "namespace")]
+    pub leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "buildpolicy-operator")]
+    pub lease_name: String,
+    /// Seconds a leader's Lease stays valid without renewal; a standby takes
+    /// over within this time after the leader dies.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+    /// This replica's identity in the Lease (default: POD_NAME, else random).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "BUILDPOLICY_LOG_JSON")]
     pub log_json: bool,

@@ -1,15 +1,17 @@
-//! `run`: the controller, with its admin listener.
+//! `run`: the controller, with its admin listener and, optionally, leader
+//! election.
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use buildpolicy_controller::{Config, Metrics};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use crate::admin::{AdminState, serve};
+use crate::admin::{AdminState, Readiness, serve};
 use crate::cli::RunArgs;
 use crate::offline::ceiling;
 
@@ -51,28 +53,76 @@ async fn run_controller(args: RunArgs) -> Result<()> {
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let config = Config {
         ceiling,
-        policy_selector: args.policy_selector,
+        policy_selector: args.policy_selector.clone(),
         resync: Duration::from_secs(args.resync_seconds),
         ..Config::default()
     };
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
-    let admin = tokio::spawn(serve(args.metrics_addr, AdminState { metrics: metrics.clone(), ready: ready.clone() }));
-
-    metrics.leader.set(1);
-    let (handle, controller) = buildpolicy_controller::build(client, config, metrics, shutdown_signal());
-    let caches = handle.caches.clone();
-    tokio::spawn(async move {
-        caches.ready().await;
-        ready.store(true, Ordering::Relaxed);
-        tracing::info!("caches synced");
-    });
-    tokio::select! {
-        () = controller => Ok(()),
-        served = admin => match served {
-            Ok(Ok(())) => Ok(()),
+    let (readiness_tx, readiness) = watch::channel(Readiness::Starting);
+    let admin = tokio::spawn(serve(args.metrics_addr, AdminState { metrics: metrics.clone(), readiness }));
+    let admin = async move {
+        match admin.await {
+            Ok(Ok(())) => bail!("admin listener stopped"),
             Ok(Err(e)) => Err(e).context("admin listener failed"),
             Err(e) => Err(e).context("admin listener panicked"),
-        },
+        }
+    };
+    tokio::pin!(admin);
+
+    let mut leadership = None;
+    if args.leader_elect {
+        let namespace = args.namespace.clone().context("--leader-elect needs --namespace")?;
+        let identity = args.identity.clone().unwrap_or_else(random_identity);
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+            .with_namespace(&namespace)
+            .with_identity(&identity)
+            .with_duration(args.lease_duration_seconds)
+            .with_grace(args.lease_duration_seconds.div_ceil(3).max(1))
+            .build()
+            .await
+            .context("setting up leader election")?;
+        let (mut is_leader, lease_task) = manager.watch().await;
+        readiness_tx.send_replace(Readiness::Standby);
+        metrics.leader.set(0);
+        tracing::info!(%identity, lease = %args.lease_name, "standing by for the leader lease");
+        tokio::select! {
+            waited = is_leader.wait_for(|leader| *leader) => { waited.context("leader election stopped")?; }
+            failed = &mut admin => { failed?; }
+            () = shutdown_signal() => return Ok(()),
+        }
+        tracing::info!(%identity, "acquired the leader lease");
+        leadership = Some((is_leader, lease_task));
     }
+    metrics.leader.set(1);
+    readiness_tx.send_replace(Readiness::Syncing);
+
+    let (handle, controller) = buildpolicy_controller::build(client, config, metrics.clone(), shutdown_signal());
+    let caches = handle.caches.clone();
+    let synced = async move {
+        caches.ready().await;
+        readiness_tx.send_replace(Readiness::Leader);
+        tracing::info!("caches synced");
+        std::future::pending::<()>().await;
+    };
+    let lost = async move {
+        match leadership {
+            Some((mut is_leader, lease_task)) => {
+                let _ = is_leader.wait_for(|leader| !*leader).await;
+                lease_task.abort();
+                // Another replica may already be writing: stop at once.
+                bail!("lost the leader lease; exiting so that only the new leader writes")
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = controller => Ok(()),
+        () = synced => Ok(()),
+        failed = &mut admin => failed,
+        failed = lost => failed,
+    }
+}
+
+fn random_identity() -> String {
+    format!("buildpolicy-operator-{}-{:x}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default())
 }
