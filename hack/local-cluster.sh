@@ -220,7 +220,7 @@ cmd_up() {
     --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
     --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller \
     --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
-    --use-service-account-credentials=false --concurrent-gc-syncs 10 --concurrent-namespace-syncs 10 --v 1
+    --use-service-account-credentials=true --concurrent-gc-syncs 10 --concurrent-namespace-syncs 10 --v 1
 
   install_crds
   log "ready in $((SECONDS - t0))s: $("$BIN/kubectl" version --kubeconfig "$KUBECONFIG_FILE" 2>/dev/null | grep Server || true)"

@@ -130,7 +130,8 @@ pub const API_VERSION: &str = "buildpolicy.dev/v1alpha1";
 pub const KIND: &str = "BuildPolicy";
 
 /// DNS-1123 subdomain, as a CEL regular expression.
-const DNS_SUBDOMAIN_CEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const DNS_SUBDOMAIN_CEL: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// Rules on each capability name sit on the list items, so the API server's
 /// error names the offending entry (`spec.capabilities[2]`).

@@ -118,9 +118,17 @@ pub struct RunAsUserStrategyOptions {
     pub type_: Option<String>,
     #[serde(default, rename = "uid", skip_serializing_if = "Option::is_none")]
     pub uid: Option<i64>,
-    #[serde(default, rename = "uidRangeMin", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "uidRangeMin",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub uid_range_min: Option<i64>,
-    #[serde(default, rename = "uidRangeMax", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "uidRangeMax",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub uid_range_max: Option<i64>,
 }
 

@@ -22,22 +22,18 @@ pub struct Caches {
     pub tasks: Store<PartialObjectMeta<Task>>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    /// One flag per cache, true once it holds a full list.
+    pub synced: Vec<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Caches {
     /// Resolves once every cache has seen its first full list.
     pub async fn ready(&self) {
-        // A dropped writer means the controller is shutting down; reconciles
-        // then fail on their API calls, which is what should happen.
-        let _ = futures::join!(
-            self.policies.wait_until_ready(),
-            self.sccs.wait_until_ready(),
-            self.roles.wait_until_ready(),
-            self.role_bindings.wait_until_ready(),
-            self.tasks.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.service_accounts.wait_until_ready(),
-        );
+        for synced in &self.synced {
+            // A closed channel means the controller is shutting down; the
+            // reconcile then fails on its API calls, as it should.
+            let _ = synced.clone().wait_for(|synced| *synced).await;
+        }
     }
 
     pub fn scc(&self, name: &str) -> Option<Arc<SecurityContextConstraints>> {
@@ -49,7 +45,9 @@ impl Caches {
     }
 
     pub fn service_account_exists(&self, namespace: &str, name: &str) -> bool {
-        self.service_accounts.get(&ObjectRef::new(name).within(namespace)).is_some()
+        self.service_accounts
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some()
     }
 
     pub fn task(&self, namespace: &str, name: &str) -> Option<Arc<PartialObjectMeta<Task>>> {

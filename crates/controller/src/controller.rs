@@ -8,12 +8,15 @@ use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tracing::{debug, info};
 
 use crate::caches::Caches;
@@ -21,21 +24,65 @@ use crate::context::{Config, Context};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 
-/// A cache and the stream of objects that change in it (applied or deleted).
-fn cached<K, S>(stream: S) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+/// Keeps the watch tasks of one controller alive, and ends them with it.
+struct WatchTasks(Vec<JoinHandle<()>>);
+
+impl Drop for WatchTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// A cache fed by its own task: the cache, a flag that turns true once the
+/// cache holds a full list, and the stream of objects that change in it.
+///
+/// The watch runs apart from the controller so that the caches fill even
+/// while the controller applies backpressure (a reconcile waiting for the
+/// caches would otherwise starve the very stream it waits for). Readiness is
+/// a `watch` channel because any number of tasks may wait on it.
+fn cached<K, S>(
+    stream: S,
+    include_deleted: bool,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> (
+    Store<K>,
+    tokio::sync::watch::Receiver<bool>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
     let (reader, writer) = reflector::store();
+    let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = mpsc::unbounded_channel();
     // managedFields are dropped: they are the bulk of most objects and
     // nothing here reads them.
     let stream = stream
         .default_backoff()
         .modify(|o: &mut K| o.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .touched_objects();
-    (reader, stream)
+        .reflect(writer);
+    tasks.push(tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            let item = match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Ok(o),
+                Ok(watcher::Event::Delete(o)) if include_deleted => Ok(o),
+                Ok(watcher::Event::InitDone) => {
+                    synced_tx.send_replace(true);
+                    continue;
+                }
+                Ok(_) => continue,
+                Err(e) => Err(e),
+            };
+            if tx.send(item).is_err() {
+                break;
+            }
+        }
+    }));
+    (reader, synced_rx, UnboundedReceiverStream::new(rx))
 }
 
 fn managed_selector() -> watcher::Config {
@@ -43,7 +90,12 @@ fn managed_selector() -> watcher::Config {
 }
 
 fn policy_of_label<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
-    object.meta().labels.as_ref()?.get(POLICY_LABEL).map(|p| ObjectRef::new(p))
+    object
+        .meta()
+        .labels
+        .as_ref()?
+        .get(POLICY_LABEL)
+        .map(|p| ObjectRef::new(p))
 }
 
 /// Policies whose spec matches `predicate`, as references.
@@ -51,7 +103,12 @@ fn policies_where(
     policies: &Store<BuildPolicy>,
     predicate: impl Fn(&BuildPolicy) -> bool,
 ) -> Vec<ObjectRef<BuildPolicy>> {
-    policies.state().iter().filter(|p| predicate(p)).map(|p| ObjectRef::from_obj(p.as_ref())).collect()
+    policies
+        .state()
+        .iter()
+        .filter(|p| predicate(p))
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
 }
 
 /// A running controller's handles, for `main` and for tests.
@@ -72,23 +129,54 @@ pub fn build(
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
-    let (policies_reader, policies_writer) = reflector::store();
-    let policy_stream = watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch)
-        .default_backoff()
-        .modify(|p: &mut BuildPolicy| p.metadata.managed_fields = None)
-        .reflect(policies_writer)
-        .applied_objects();
-
-    let (sccs, scc_stream) =
-        cached(watcher(Api::<SecurityContextConstraints>::all(client.clone()), watcher::Config::default()));
-    let (roles, role_stream) = cached(watcher(Api::<Role>::all(client.clone()), managed_selector()));
-    let (role_bindings, binding_stream) = cached(watcher(Api::<RoleBinding>::all(client.clone()), managed_selector()));
-    let (tasks, task_stream) =
-        cached(watcher(Api::<PartialObjectMeta<Task>>::all(client.clone()), watcher::Config::default()));
-    let (namespaces, namespace_stream) =
-        cached(watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default()));
-    let (service_accounts, sa_stream) =
-        cached(watcher(Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()), watcher::Config::default()));
+    let mut watch_tasks = Vec::new();
+    let (policies_reader, policies_synced, policy_stream) = cached(
+        watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch),
+        false,
+        &mut watch_tasks,
+    );
+    let (sccs, sccs_synced, scc_stream) = cached(
+        watcher(
+            Api::<SecurityContextConstraints>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        true,
+        &mut watch_tasks,
+    );
+    let (roles, roles_synced, role_stream) = cached(
+        watcher(Api::<Role>::all(client.clone()), managed_selector()),
+        true,
+        &mut watch_tasks,
+    );
+    let (role_bindings, role_bindings_synced, binding_stream) = cached(
+        watcher(Api::<RoleBinding>::all(client.clone()), managed_selector()),
+        true,
+        &mut watch_tasks,
+    );
+    let (tasks, tasks_synced, task_stream) = cached(
+        watcher(
+            Api::<PartialObjectMeta<Task>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        true,
+        &mut watch_tasks,
+    );
+    let (namespaces, namespaces_synced, namespace_stream) = cached(
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        true,
+        &mut watch_tasks,
+    );
+    let (service_accounts, service_accounts_synced, sa_stream) = cached(
+        watcher(
+            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        true,
+        &mut watch_tasks,
+    );
 
     let caches = Caches {
         policies: policies_reader.clone(),
@@ -98,12 +186,30 @@ pub fn build(
         tasks,
         namespaces,
         service_accounts,
+        synced: vec![
+            policies_synced,
+            sccs_synced,
+            roles_synced,
+            role_bindings_synced,
+            tasks_synced,
+            namespaces_synced,
+            service_accounts_synced,
+        ],
     };
     let recorder = Recorder::new(
         client.clone(),
-        Reporter { controller: config.reporter.clone(), instance: std::env::var("POD_NAME").ok() },
+        Reporter {
+            controller: config.reporter.clone(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
     );
-    let ctx = Arc::new(Context { client, recorder, metrics: metrics.clone(), config, caches: caches.clone() });
+    let ctx = Arc::new(Context {
+        client,
+        recorder,
+        metrics: metrics.clone(),
+        config,
+        caches: caches.clone(),
+    });
 
     let by_task = policies_reader.clone();
     let by_namespace = policies_reader.clone();
@@ -114,11 +220,14 @@ pub fn build(
             scc.name_any().strip_prefix(NAME_PREFIX).map(ObjectRef::new)
         })
         .watches_stream(role_stream, |role: Role| policy_of_label(&role))
-        .watches_stream(binding_stream, |binding: RoleBinding| policy_of_label(&binding))
+        .watches_stream(binding_stream, |binding: RoleBinding| {
+            policy_of_label(&binding)
+        })
         .watches_stream(task_stream, move |task| {
             let (ns, name) = (task.namespace().unwrap_or_default(), task.name_any());
-            let mut refs =
-                policies_where(&by_task, |p| p.spec.namespace == ns && p.spec.tasks.iter().any(|t| *t == name));
+            let mut refs = policies_where(&by_task, |p| {
+                p.spec.namespace == ns && p.spec.tasks.contains(&name)
+            });
             refs.extend(policy_of_label(&task));
             refs
         })
@@ -128,11 +237,15 @@ pub fn build(
         })
         .watches_stream(sa_stream, move |sa| {
             let (ns, name) = (sa.namespace().unwrap_or_default(), sa.name_any());
-            policies_where(&by_sa, |p| p.spec.namespace == ns && p.spec.service_account_name == name)
+            policies_where(&by_sa, |p| {
+                p.spec.namespace == ns && p.spec.service_account_name == name
+            })
         })
         .graceful_shutdown_on(shutdown);
 
+    let watch_tasks = WatchTasks(watch_tasks);
     let run = async move {
+        let _watch_tasks = watch_tasks;
         info!("controller started");
         controller
             .run(reconcile, error_policy, ctx)

@@ -24,7 +24,10 @@ impl Error {
     /// A low-cardinality label for the `reason` of the errors metric.
     pub fn metric_label(&self) -> String {
         match self {
-            Error::Kube { source: kube::Error::Api(status), .. } => {
+            Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } => {
                 format!("api_{}", status.reason.to_lowercase())
             }
             Error::Kube { .. } => "api_unreachable".into(),
@@ -45,6 +48,9 @@ pub(crate) trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, kube::Error> {
     fn doing(self, action: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Kube { action: action(), source })
+        self.map_err(|source| Error::Kube {
+            action: action(),
+            source,
+        })
     }
 }

@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The controller's metrics, registered in one registry.
 pub struct Metrics {
@@ -32,17 +30,28 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let reconciliations = IntCounterVec::new(
-            Opts::new("buildpolicy_reconciliations_total", "Reconciles of BuildPolicies, by result (success, error)."),
+            Opts::new(
+                "buildpolicy_reconciliations_total",
+                "Reconciles of BuildPolicies, by result (success, error).",
+            ),
             &["result"],
         )
         .unwrap();
         let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new("buildpolicy_reconcile_duration_seconds", "Time one reconcile of a BuildPolicy took.")
-                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "buildpolicy_reconcile_duration_seconds",
+                "Time one reconcile of a BuildPolicy took.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
         )
         .unwrap();
         let errors = IntCounterVec::new(
-            Opts::new("buildpolicy_reconcile_errors_total", "Failed reconciles, by reason."),
+            Opts::new(
+                "buildpolicy_reconcile_errors_total",
+                "Failed reconciles, by reason.",
+            ),
             &["reason"],
         )
         .unwrap();
@@ -63,12 +72,18 @@ impl Metrics {
         )
         .unwrap();
         let policies = IntGaugeVec::new(
-            Opts::new("buildpolicy_policies", "BuildPolicies by the status of their Ready condition."),
+            Opts::new(
+                "buildpolicy_policies",
+                "BuildPolicies by the status of their Ready condition.",
+            ),
             &["ready"],
         )
         .unwrap();
         let managed_objects = IntGaugeVec::new(
-            Opts::new("buildpolicy_managed_objects", "Objects the operator currently manages, by kind."),
+            Opts::new(
+                "buildpolicy_managed_objects",
+                "Objects the operator currently manages, by kind.",
+            ),
             &["kind"],
         )
         .unwrap();
@@ -91,7 +106,9 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .unwrap();
         // Expose every series from the start, so rates work from the first scrape.
         for result in ["success", "error"] {
@@ -116,11 +133,16 @@ impl Metrics {
 
     /// Starts timing a reconcile; the time is recorded when the guard drops.
     pub fn reconcile_started(&self) -> ReconcileTimer<'_> {
-        ReconcileTimer { metrics: self, start: Instant::now() }
+        ReconcileTimer {
+            metrics: self,
+            start: Instant::now(),
+        }
     }
 
     pub fn reconciled(&self, ok: bool) {
-        self.reconciliations.with_label_values(&[if ok { "success" } else { "error" }]).inc();
+        self.reconciliations
+            .with_label_values(&[if ok { "success" } else { "error" }])
+            .inc();
     }
 
     pub fn reconcile_failed(&self, reason: &str) {
@@ -144,11 +166,15 @@ impl Metrics {
         };
         let ready = by_policy.values().filter(|r| **r).count() as i64;
         self.policies.with_label_values(&["true"]).set(ready);
-        self.policies.with_label_values(&["false"]).set(by_policy.len() as i64 - ready);
+        self.policies
+            .with_label_values(&["false"])
+            .set(by_policy.len() as i64 - ready);
     }
 
     pub fn set_managed_objects(&self, kind: &str, count: usize) {
-        self.managed_objects.with_label_values(&[kind]).set(count as i64);
+        self.managed_objects
+            .with_label_values(&[kind])
+            .set(count as i64);
     }
 
     /// The text exposition of every metric.
@@ -164,7 +190,10 @@ impl Metrics {
     /// Reconciles counted so far (both results); tests use it to know a
     /// restarted controller has looked at the cluster.
     pub fn reconcile_count(&self) -> u64 {
-        ["success", "error"].iter().map(|r| self.reconciliations.with_label_values(&[r]).get()).sum()
+        ["success", "error"]
+            .iter()
+            .map(|r| self.reconciliations.with_label_values(&[r]).get())
+            .sum()
     }
 }
 
@@ -176,6 +205,8 @@ pub struct ReconcileTimer<'a> {
 
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
-        self.metrics.reconcile_duration.observe(self.start.elapsed().as_secs_f64());
+        self.metrics
+            .reconcile_duration
+            .observe(self.start.elapsed().as_secs_f64());
     }
 }

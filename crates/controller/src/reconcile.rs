@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use buildpolicy_api::conditions::reason;
-use buildpolicy_api::keys::{FIELD_MANAGER, FINALIZER, POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name};
+use buildpolicy_api::keys::{
+    FIELD_MANAGER, FINALIZER, POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name,
+};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::drift::{role_binding_drift, role_drift, scc_drift};
 use buildpolicy_policy::status::{Observation, Part};
@@ -42,7 +44,9 @@ pub async fn reconcile(policy: Arc<BuildPolicy>, ctx: Arc<Context>) -> Result<Ac
     let result = match result {
         // The cached policy was older than the one holding the finalizer: the
         // watch delivers the fresh object and reconciles again.
-        Err(kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(s))) if s.code == 422 || s.code == 409 => {
+        Err(kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(s)))
+            if s.code == 422 || s.code == 409 =>
+        {
             Ok(Action::await_change())
         }
         other => other.map_err(|e| Error::Finalizer(Box::new(e))),
@@ -60,7 +64,11 @@ pub fn error_policy(policy: Arc<BuildPolicy>, error: &Error, ctx: Arc<Context>) 
 
 fn owned_by(meta: &ObjectMeta, owner: &Owner) -> bool {
     match &owner.uid {
-        Some(uid) => meta.owner_references.iter().flatten().any(|o| &o.uid == uid),
+        Some(uid) => meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| &o.uid == uid),
         None => false,
     }
 }
@@ -80,7 +88,10 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     };
 
     if let Err(rejection) = validate(&name, spec, &ctx.config.ceiling) {
-        info!(reason = rejection.reason, "policy refused: revoking anything it held");
+        info!(
+            reason = rejection.reason,
+            "policy refused: revoking anything it held"
+        );
         obs.rejection = Some(rejection);
         revoke(policy, ctx, &Keep::nothing()).await?;
         status::write(policy, ctx, &obs).await?;
@@ -114,8 +125,12 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     if namespace_exists {
         apply_rbac(policy, ctx, &desired).await?;
         obs.rbac = Part::Ready;
-        if !ctx.caches.service_account_exists(&spec.namespace, &spec.service_account_name) {
-            obs.service_account_missing = Some(format!("{}/{}", spec.namespace, spec.service_account_name));
+        if !ctx
+            .caches
+            .service_account_exists(&spec.namespace, &spec.service_account_name)
+        {
+            obs.service_account_missing =
+                Some(format!("{}/{}", spec.namespace, spec.service_account_name));
         }
     } else {
         obs.namespace_missing = Some(spec.namespace.clone());
@@ -127,7 +142,12 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     }
 
     // 4. Whatever the policy held before and no longer wants.
-    revoke(policy, ctx, &Keep::from_desired(&desired, namespace_exists, &obs.pinned_tasks)).await?;
+    revoke(
+        policy,
+        ctx,
+        &Keep::from_desired(&desired, namespace_exists, &obs.pinned_tasks),
+    )
+    .await?;
 
     status::write(policy, ctx, &obs).await?;
     update_managed_object_metrics(ctx);
@@ -164,7 +184,11 @@ async fn apply_scc(
             EventType::Warning,
             "DriftCorrected",
             "RepairSCC",
-            format!("SecurityContextConstraints {} was changed by hand ({}); restored", desired.name(), drift.join(", ")),
+            format!(
+                "SecurityContextConstraints {} was changed by hand ({}); restored",
+                desired.name(),
+                drift.join(", ")
+            ),
         )
         .await;
     } else {
@@ -177,7 +201,11 @@ async fn apply_scc(
             format!(
                 "SecurityContextConstraints {} allows {}",
                 desired.name(),
-                desired.allowed_capabilities.clone().unwrap_or_default().join(", ")
+                desired
+                    .allowed_capabilities
+                    .clone()
+                    .unwrap_or_default()
+                    .join(", ")
             ),
         )
         .await;
@@ -187,37 +215,69 @@ async fn apply_scc(
 
 async fn apply_rbac(policy: &BuildPolicy, ctx: &Context, desired: &Desired) -> Result<()> {
     let ns = &policy.spec.namespace;
-    let role_name = desired.role.metadata.name.clone().ok_or(Error::Incomplete("role name"))?;
-    let live_role = ctx.caches.roles.get(&kube::runtime::reflector::ObjectRef::new(&role_name).within(ns));
-    let live_binding = ctx.caches.role_bindings.get(&kube::runtime::reflector::ObjectRef::new(&role_name).within(ns));
+    let role_name = desired
+        .role
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::Incomplete("role name"))?;
+    let live_role = ctx
+        .caches
+        .roles
+        .get(&kube::runtime::reflector::ObjectRef::new(&role_name).within(ns));
+    let live_binding = ctx
+        .caches
+        .role_bindings
+        .get(&kube::runtime::reflector::ObjectRef::new(&role_name).within(ns));
 
-    let role_drift = live_role.as_deref().map(|live| role_drift(&desired.role, live));
+    let role_drift = live_role
+        .as_deref()
+        .map(|live| role_drift(&desired.role, live));
     if role_drift.as_ref().is_none_or(|d| !d.is_empty()) {
         let api: Api<Role> = Api::namespaced(ctx.client.clone(), ns);
-        api.patch(&role_name, &apply_params(), &Patch::Apply(with_type(&desired.role)))
-            .await
-            .doing(|| format!("applying Role {ns}/{role_name}"))?;
+        api.patch(
+            &role_name,
+            &apply_params(),
+            &Patch::Apply(with_type(&desired.role)),
+        )
+        .await
+        .doing(|| format!("applying Role {ns}/{role_name}"))?;
         note_rbac_change(policy, ctx, "Role", &role_name, role_drift).await;
     }
 
-    let binding_drift = live_binding.as_deref().map(|live| role_binding_drift(&desired.role_binding, live));
+    let binding_drift = live_binding
+        .as_deref()
+        .map(|live| role_binding_drift(&desired.role_binding, live));
     if binding_drift.as_ref().is_none_or(|d| !d.is_empty()) {
         let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), ns);
-        if binding_drift.as_ref().is_some_and(|d| d.contains(&"roleRef")) {
+        if binding_drift
+            .as_ref()
+            .is_some_and(|d| d.contains(&"roleRef"))
+        {
             // roleRef is immutable: replace the binding.
             api.delete(&role_name, &DeleteParams::default())
                 .await
                 .doing(|| format!("replacing RoleBinding {ns}/{role_name}"))?;
         }
-        api.patch(&role_name, &apply_params(), &Patch::Apply(with_type(&desired.role_binding)))
-            .await
-            .doing(|| format!("applying RoleBinding {ns}/{role_name}"))?;
+        api.patch(
+            &role_name,
+            &apply_params(),
+            &Patch::Apply(with_type(&desired.role_binding)),
+        )
+        .await
+        .doing(|| format!("applying RoleBinding {ns}/{role_name}"))?;
         note_rbac_change(policy, ctx, "RoleBinding", &role_name, binding_drift).await;
     }
     Ok(())
 }
 
-async fn note_rbac_change(policy: &BuildPolicy, ctx: &Context, kind: &str, name: &str, drift: Option<Vec<&str>>) {
+async fn note_rbac_change(
+    policy: &BuildPolicy,
+    ctx: &Context,
+    kind: &str,
+    name: &str,
+    drift: Option<Vec<&str>>,
+) {
     let ns = &policy.spec.namespace;
     match drift {
         Some(fields) => {
@@ -228,7 +288,10 @@ async fn note_rbac_change(policy: &BuildPolicy, ctx: &Context, kind: &str, name:
                 EventType::Warning,
                 "DriftCorrected",
                 &format!("Repair{kind}"),
-                format!("{kind} {ns}/{name} was changed by hand ({}); restored", fields.join(", ")),
+                format!(
+                    "{kind} {ns}/{name} was changed by hand ({}); restored",
+                    fields.join(", ")
+                ),
             )
             .await;
         }
@@ -250,38 +313,57 @@ async fn note_rbac_change(policy: &BuildPolicy, ctx: &Context, kind: &str, name:
 }
 
 /// Who holds a Task that this policy wants to pin, if not this policy.
-fn task_holder(policy: &BuildPolicy, caches: &Caches, task: &PartialObjectMeta<Task>, scc_name: &str) -> Option<String> {
+fn task_holder(
+    policy: &BuildPolicy,
+    caches: &Caches,
+    task: &PartialObjectMeta<Task>,
+    scc_name: &str,
+) -> Option<String> {
     let name = policy.name_any();
     let labels = task.metadata.labels.as_ref();
-    let label_holder = labels.and_then(|l| l.get(POLICY_LABEL)).filter(|h| **h != name);
+    let label_holder = labels
+        .and_then(|l| l.get(POLICY_LABEL))
+        .filter(|h| **h != name);
     if let Some(holder) = label_holder {
         // Another policy pinned it. The older policy wins; ties go to the
         // smaller name, so every replica and every run decides the same way.
         let other = caches.policy(holder)?;
         let task_name = task.name_any();
         let claims = other.spec.namespace == task.namespace().unwrap_or_default()
-            && other.spec.tasks.iter().any(|t| *t == task_name)
+            && other.spec.tasks.contains(&task_name)
             && other.metadata.deletion_timestamp.is_none();
         let key = |p: &BuildPolicy| (p.metadata.creation_timestamp.clone(), p.name_any());
         return (claims && key(&other) < key(policy)).then(|| format!("BuildPolicy {holder}"));
     }
     let pinned_by_us = labels.and_then(|l| l.get(POLICY_LABEL)).is_some();
-    let annotation = task.metadata.annotations.as_ref().and_then(|a| a.get(REQUIRED_SCC_ANNOTATION));
+    let annotation = task
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REQUIRED_SCC_ANNOTATION));
     match annotation {
-        Some(value) if !pinned_by_us && value != scc_name => {
-            Some(format!("someone else ({REQUIRED_SCC_ANNOTATION}={value}, not set by a BuildPolicy)"))
-        }
+        Some(value) if !pinned_by_us && value != scc_name => Some(format!(
+            "someone else ({REQUIRED_SCC_ANNOTATION}={value}, not set by a BuildPolicy)"
+        )),
         _ => None,
     }
 }
 
-async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin], obs: &mut Observation) -> Result<()> {
+async fn pin_tasks(
+    policy: &BuildPolicy,
+    ctx: &Context,
+    pins: &[TaskPin],
+    obs: &mut Observation,
+) -> Result<()> {
     for pin in pins {
         let Some(task) = ctx.caches.task(&pin.namespace, &pin.name) else {
             obs.missing_tasks.push(pin.name.clone());
             continue;
         };
-        if pin.is_satisfied_by(task.metadata.labels.as_ref(), task.metadata.annotations.as_ref()) {
+        if pin.is_satisfied_by(
+            task.metadata.labels.as_ref(),
+            task.metadata.annotations.as_ref(),
+        ) {
             obs.pinned_tasks.push(pin.name.clone());
             continue;
         }
@@ -289,9 +371,17 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin], obs: &
             obs.conflicting_tasks.push((pin.name.clone(), holder));
             continue;
         }
-        let was_ours = task.metadata.labels.as_ref().and_then(|l| l.get(POLICY_LABEL)) == Some(&policy.name_any());
+        let was_ours = task
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(POLICY_LABEL))
+            == Some(&policy.name_any());
         let api: Api<Task> = Api::namespaced(ctx.client.clone(), &pin.namespace);
-        match api.patch(&pin.name, &apply_params(), &Patch::Apply(pin.apply_body())).await {
+        match api
+            .patch(&pin.name, &apply_params(), &Patch::Apply(pin.apply_body()))
+            .await
+        {
             Ok(_) => {
                 obs.pinned_tasks.push(pin.name.clone());
                 if was_ours {
@@ -302,7 +392,10 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin], obs: &
                         EventType::Warning,
                         "DriftCorrected",
                         "RepairPin",
-                        format!("the pin on Task {}/{} was changed by hand; restored", pin.namespace, pin.name),
+                        format!(
+                            "the pin on Task {}/{} was changed by hand; restored",
+                            pin.namespace, pin.name
+                        ),
                     )
                     .await;
                 } else {
@@ -312,13 +405,20 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin], obs: &
                         EventType::Normal,
                         "TaskPinned",
                         "PinTask",
-                        format!("Task {}/{} pinned to SCC {}", pin.namespace, pin.name, obs.scc_name),
+                        format!(
+                            "Task {}/{} pinned to SCC {}",
+                            pin.namespace, pin.name, obs.scc_name
+                        ),
                     )
                     .await;
                 }
             }
-            Err(kube::Error::Api(status)) if status.code == 404 => obs.missing_tasks.push(pin.name.clone()),
-            Err(e) => return Err(e).doing(|| format!("pinning Task {}/{}", pin.namespace, pin.name)),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                obs.missing_tasks.push(pin.name.clone())
+            }
+            Err(e) => {
+                return Err(e).doing(|| format!("pinning Task {}/{}", pin.namespace, pin.name));
+            }
         }
     }
     obs.pinned_tasks.sort();
@@ -337,19 +437,31 @@ struct Keep {
 
 impl Keep {
     fn nothing() -> Self {
-        Self { scc: false, rbac: None, tasks: BTreeSet::new() }
+        Self {
+            scc: false,
+            rbac: None,
+            tasks: BTreeSet::new(),
+        }
     }
 
     /// A foreign SCC holds our name: it is not ours to delete.
     fn nothing_but_foreign_scc() -> Self {
-        Self { scc: true, ..Self::nothing() }
+        Self {
+            scc: true,
+            ..Self::nothing()
+        }
     }
 
     fn from_desired(desired: &Desired, namespace_exists: bool, pinned: &[String]) -> Self {
         let ns = desired.role.metadata.namespace.clone().unwrap_or_default();
         Self {
             scc: true,
-            rbac: namespace_exists.then(|| (ns.clone(), desired.role.metadata.name.clone().unwrap_or_default())),
+            rbac: namespace_exists.then(|| {
+                (
+                    ns.clone(),
+                    desired.role.metadata.name.clone().unwrap_or_default(),
+                )
+            }),
             tasks: desired
                 .pins
                 .iter()
@@ -373,16 +485,33 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
     }
 
     let keep_rbac = |o: &ObjectMeta| {
-        keep.rbac.as_ref().is_some_and(|(ns, n)| o.namespace.as_ref() == Some(ns) && o.name.as_ref() == Some(n))
+        keep.rbac
+            .as_ref()
+            .is_some_and(|(ns, n)| o.namespace.as_ref() == Some(ns) && o.name.as_ref() == Some(n))
     };
     for binding in Caches::labelled(&ctx.caches.role_bindings, &name) {
         if !keep_rbac(&binding.metadata) {
-            delete_owned(policy, ctx, Api::<RoleBinding>::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default()), &binding.metadata).await?;
+            delete_owned(
+                policy,
+                ctx,
+                Api::<RoleBinding>::namespaced(
+                    ctx.client.clone(),
+                    &binding.namespace().unwrap_or_default(),
+                ),
+                &binding.metadata,
+            )
+            .await?;
         }
     }
     for role in Caches::labelled(&ctx.caches.roles, &name) {
         if !keep_rbac(&role.metadata) {
-            delete_owned(policy, ctx, Api::<Role>::namespaced(ctx.client.clone(), &role.namespace().unwrap_or_default()), &role.metadata).await?;
+            delete_owned(
+                policy,
+                ctx,
+                Api::<Role>::namespaced(ctx.client.clone(), &role.namespace().unwrap_or_default()),
+                &role.metadata,
+            )
+            .await?;
         }
     }
 
@@ -390,18 +519,32 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
         && let Some(scc) = ctx.caches.scc(&owned_name(&name))
         && owned_by(&scc.metadata, &owner)
     {
-        delete_owned(policy, ctx, Api::<SecurityContextConstraints>::all(ctx.client.clone()), &scc.metadata).await?;
+        delete_owned(
+            policy,
+            ctx,
+            Api::<SecurityContextConstraints>::all(ctx.client.clone()),
+            &scc.metadata,
+        )
+        .await?;
     }
     Ok(())
 }
 
-async fn delete_owned<K>(policy: &BuildPolicy, ctx: &Context, api: Api<K>, meta: &ObjectMeta) -> Result<()>
+async fn delete_owned<K>(
+    policy: &BuildPolicy,
+    ctx: &Context,
+    api: Api<K>,
+    meta: &ObjectMeta,
+) -> Result<()>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let name = meta.name.clone().unwrap_or_default();
     let params = DeleteParams {
-        preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: meta.uid.clone(),
+            resource_version: None,
+        }),
         ..DeleteParams::background()
     };
     let kind = K::kind(&()).into_owned();
@@ -411,8 +554,20 @@ where
         Err(e) => return Err(e).doing(|| format!("deleting {kind} {name}")),
     }
     ctx.metrics.revoked(&kind);
-    let location = meta.namespace.as_ref().map(|ns| format!("{ns}/{name}")).unwrap_or(name);
-    publish(ctx, policy, EventType::Normal, "Revoked", &format!("Delete{kind}"), format!("{kind} {location} deleted")).await;
+    let location = meta
+        .namespace
+        .as_ref()
+        .map(|ns| format!("{ns}/{name}"))
+        .unwrap_or(name);
+    publish(
+        ctx,
+        policy,
+        EventType::Normal,
+        "Revoked",
+        &format!("Delete{kind}"),
+        format!("{kind} {location} deleted"),
+    )
+    .await;
     Ok(())
 }
 
@@ -423,7 +578,14 @@ async fn unpin(policy: &BuildPolicy, ctx: &Context, namespace: &str, task: &str)
     let api: Api<Task> = Api::namespaced(ctx.client.clone(), namespace);
     // Applying an empty body releases every field this manager owns; the
     // server removes those no other manager also owns.
-    let after = match api.patch(task, &apply_params(), &Patch::Apply(TaskPin::withdraw_body(namespace, task))).await {
+    let after = match api
+        .patch(
+            task,
+            &apply_params(),
+            &Patch::Apply(TaskPin::withdraw_body(namespace, task)),
+        )
+        .await
+    {
         Ok(t) => t,
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
         Err(e) => return Err(e).doing(|| format!("unpinning Task {namespace}/{task}")),
@@ -435,12 +597,19 @@ async fn unpin(policy: &BuildPolicy, ctx: &Context, namespace: &str, task: &str)
         leftovers.insert("labels".into(), serde_json::json!({ POLICY_LABEL: null }));
     }
     if after.annotations().get(REQUIRED_SCC_ANNOTATION) == Some(&scc_name) {
-        leftovers.insert("annotations".into(), serde_json::json!({ REQUIRED_SCC_ANNOTATION: null }));
+        leftovers.insert(
+            "annotations".into(),
+            serde_json::json!({ REQUIRED_SCC_ANNOTATION: null }),
+        );
     }
     if !leftovers.is_empty() {
-        api.patch(task, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "metadata": leftovers })))
-            .await
-            .doing(|| format!("unpinning Task {namespace}/{task}"))?;
+        api.patch(
+            task,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "metadata": leftovers })),
+        )
+        .await
+        .doing(|| format!("unpinning Task {namespace}/{task}"))?;
     }
     ctx.metrics.revoked("Task");
     publish(
@@ -493,11 +662,28 @@ pub(crate) async fn publish(
 }
 
 fn update_managed_object_metrics(ctx: &Context) {
-    let managed = |labels: &std::collections::BTreeMap<String, String>| labels.contains_key(POLICY_LABEL);
+    let managed =
+        |labels: &std::collections::BTreeMap<String, String>| labels.contains_key(POLICY_LABEL);
+    ctx.metrics.set_managed_objects(
+        "SecurityContextConstraints",
+        ctx.caches
+            .sccs
+            .state()
+            .iter()
+            .filter(|s| managed(s.labels()))
+            .count(),
+    );
     ctx.metrics
-        .set_managed_objects("SecurityContextConstraints", ctx.caches.sccs.state().iter().filter(|s| managed(s.labels())).count());
-    ctx.metrics.set_managed_objects("Role", ctx.caches.roles.state().len());
-    ctx.metrics.set_managed_objects("RoleBinding", ctx.caches.role_bindings.state().len());
+        .set_managed_objects("Role", ctx.caches.roles.state().len());
     ctx.metrics
-        .set_managed_objects("Task", ctx.caches.tasks.state().iter().filter(|t| managed(t.labels())).count());
+        .set_managed_objects("RoleBinding", ctx.caches.role_bindings.state().len());
+    ctx.metrics.set_managed_objects(
+        "Task",
+        ctx.caches
+            .tasks
+            .state()
+            .iter()
+            .filter(|t| managed(t.labels()))
+            .count(),
+    );
 }

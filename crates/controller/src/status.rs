@@ -19,7 +19,11 @@ use crate::reconcile::publish;
 /// status did not change.
 pub fn desired_status(policy: &BuildPolicy, obs: &Observation) -> BuildPolicyStatus {
     let generation = policy.metadata.generation;
-    let previous = policy.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous = policy
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let now = Time(Timestamp::now());
     let conditions = derive_conditions(obs)
         .into_iter()
@@ -51,8 +55,15 @@ pub fn desired_status(policy: &BuildPolicy, obs: &Observation) -> BuildPolicySta
 /// Applies the status if it differs from the stored one.
 pub async fn write(policy: &BuildPolicy, ctx: &Context, obs: &Observation) -> Result<()> {
     let status = desired_status(policy, obs);
-    let ready = status.conditions.iter().find(|c| c.type_ == conditions::READY).cloned();
-    ctx.metrics.policy_ready(&policy.name_any(), ready.as_ref().map(|c| c.status == "True"));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::READY)
+        .cloned();
+    ctx.metrics.policy_ready(
+        &policy.name_any(),
+        ready.as_ref().map(|c| c.status == "True"),
+    );
     if policy.status.as_ref() == Some(&status) {
         return Ok(());
     }
@@ -62,17 +73,32 @@ pub async fn write(policy: &BuildPolicy, ctx: &Context, obs: &Observation) -> Re
         "kind": buildpolicy_api::policy::KIND,
         "status": status,
     });
-    api.patch_status(&policy.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-        .await
-        .doing(|| format!("writing the status of BuildPolicy {}", policy.name_any()))?;
+    api.patch_status(
+        &policy.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .doing(|| format!("writing the status of BuildPolicy {}", policy.name_any()))?;
 
     let before = policy.condition(conditions::READY);
     if let Some(ready) = ready
         && before.map(|b| (&b.status, &b.reason)) != Some((&ready.status, &ready.reason))
     {
-        let type_ = if ready.status == "True" { EventType::Normal } else { EventType::Warning };
-        publish(ctx, policy, type_, &ready.reason, "UpdateStatus", format!("Ready={}: {}", ready.status, ready.message))
-            .await;
+        let type_ = if ready.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        publish(
+            ctx,
+            policy,
+            type_,
+            &ready.reason,
+            "UpdateStatus",
+            format!("Ready={}: {}", ready.status, ready.message),
+        )
+        .await;
     }
     Ok(())
 }

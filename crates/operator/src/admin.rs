@@ -33,7 +33,10 @@ pub struct AdminState {
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.encode())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.encode(),
+    )
 }
 
 async fn healthz() -> &'static str {

@@ -15,17 +15,26 @@ use crate::cli::{CeilingArgs, OfflineArgs};
 pub fn ceiling(args: &CeilingArgs) -> Result<Ceiling> {
     let mut ceiling = match &args.ceiling_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading ceiling file {}", path.display()))?;
-            serde_yaml_ng::from_str(&text).with_context(|| format!("parsing ceiling file {}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading ceiling file {}", path.display()))?;
+            serde_yaml_ng::from_str(&text)
+                .with_context(|| format!("parsing ceiling file {}", path.display()))?
         }
         None => Ceiling::default(),
     };
     if let Some(caps) = &args.allowed_capabilities {
-        ceiling.allowed_capabilities = caps.iter().map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect();
+        ceiling.allowed_capabilities = caps
+            .iter()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect();
     }
     if let Some(namespaces) = &args.protected_namespaces {
-        ceiling.protected_namespaces =
-            namespaces.iter().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect();
+        ceiling.protected_namespaces = namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
     }
     Ok(ceiling)
 }
@@ -36,11 +45,13 @@ fn read_policies(args: &OfflineArgs) -> Result<Vec<BuildPolicy>> {
         std::io::stdin().read_to_string(&mut s)?;
         s
     } else {
-        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("reading {}", args.file.display()))?
     };
     let mut policies = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-        let value = serde_yaml_ng::Value::deserialize(doc).with_context(|| format!("document {} is not YAML", i + 1))?;
+        let value = serde_yaml_ng::Value::deserialize(doc)
+            .with_context(|| format!("document {} is not YAML", i + 1))?;
         if value.is_null() {
             continue;
         }
@@ -70,8 +81,15 @@ pub fn render(args: &OfflineArgs) -> ExitCode {
         let ceiling = ceiling(&args.ceiling)?;
         let mut out = Vec::new();
         for policy in read_policies(args)? {
-            if let Err(rejection) = validate(policy.metadata.name.as_deref().unwrap_or_default(), &policy.spec, &ceiling) {
-                eprintln!("BuildPolicy {}: {rejection}", policy.metadata.name.as_deref().unwrap_or_default());
+            if let Err(rejection) = validate(
+                policy.metadata.name.as_deref().unwrap_or_default(),
+                &policy.spec,
+                &ceiling,
+            ) {
+                eprintln!(
+                    "BuildPolicy {}: {rejection}",
+                    policy.metadata.name.as_deref().unwrap_or_default()
+                );
                 return Ok(ExitCode::FAILURE);
             }
             out.push(to_yaml(&render_policy(&Owner::of(&policy), &policy.spec)));
@@ -96,6 +114,10 @@ pub fn check(args: &OfflineArgs) -> ExitCode {
                 }
             }
         }
-        Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })())
 }

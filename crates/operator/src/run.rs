@@ -16,7 +16,8 @@ use crate::cli::RunArgs;
 use crate::offline::ceiling;
 
 fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();
@@ -37,7 +38,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
@@ -50,7 +52,9 @@ async fn run_controller(args: RunArgs) -> Result<()> {
     if let Some(ns) = &args.namespace {
         ceiling = ceiling.protecting(ns);
     }
-    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
     let config = Config {
         ceiling,
         policy_selector: args.policy_selector.clone(),
@@ -59,7 +63,13 @@ async fn run_controller(args: RunArgs) -> Result<()> {
     };
     let metrics = Arc::new(Metrics::new());
     let (readiness_tx, readiness) = watch::channel(Readiness::Starting);
-    let admin = tokio::spawn(serve(args.metrics_addr, AdminState { metrics: metrics.clone(), readiness }));
+    let admin = tokio::spawn(serve(
+        args.metrics_addr,
+        AdminState {
+            metrics: metrics.clone(),
+            readiness,
+        },
+    ));
     let admin = async move {
         match admin.await {
             Ok(Ok(())) => bail!("admin listener stopped"),
@@ -71,7 +81,10 @@ async fn run_controller(args: RunArgs) -> Result<()> {
 
     let mut leadership = None;
     if args.leader_elect {
-        let namespace = args.namespace.clone().context("--leader-elect needs --namespace")?;
+        let namespace = args
+            .namespace
+            .clone()
+            .context("--leader-elect needs --namespace")?;
         let identity = args.identity.clone().unwrap_or_else(random_identity);
         let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
             .with_namespace(&namespace)
@@ -96,7 +109,8 @@ async fn run_controller(args: RunArgs) -> Result<()> {
     metrics.leader.set(1);
     readiness_tx.send_replace(Readiness::Syncing);
 
-    let (handle, controller) = buildpolicy_controller::build(client, config, metrics.clone(), shutdown_signal());
+    let (handle, controller) =
+        buildpolicy_controller::build(client, config, metrics.clone(), shutdown_signal());
     let caches = handle.caches.clone();
     let synced = async move {
         caches.ready().await;
@@ -124,5 +138,12 @@ async fn run_controller(args: RunArgs) -> Result<()> {
 }
 
 fn random_identity() -> String {
-    format!("buildpolicy-operator-{}-{:x}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default())
+    format!(
+        "buildpolicy-operator-{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )
 }

@@ -24,11 +24,17 @@ pub struct Ceiling {
 }
 
 fn default_allowed_capabilities() -> BTreeSet<String> {
-    DEFAULT_ALLOWED_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+    DEFAULT_ALLOWED_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
 }
 
 fn default_protected_namespaces() -> Vec<String> {
-    DEFAULT_PROTECTED_NAMESPACES.iter().map(|n| n.to_string()).collect()
+    DEFAULT_PROTECTED_NAMESPACES
+        .iter()
+        .map(|n| n.to_string())
+        .collect()
 }
 
 impl Default for Ceiling {
@@ -85,9 +91,15 @@ mod tests {
     fn protected_namespace_patterns_match_prefixes_and_exact_names() {
         let ceiling = Ceiling::default().protecting("buildpolicy-system");
         assert_eq!(ceiling.protection_of("kube-system"), Some("kube-*"));
-        assert_eq!(ceiling.protection_of("openshift-config"), Some("openshift-*"));
+        assert_eq!(
+            ceiling.protection_of("openshift-config"),
+            Some("openshift-*")
+        );
         assert_eq!(ceiling.protection_of("default"), Some("default"));
-        assert_eq!(ceiling.protection_of("buildpolicy-system"), Some("buildpolicy-system"));
+        assert_eq!(
+            ceiling.protection_of("buildpolicy-system"),
+            Some("buildpolicy-system")
+        );
         assert_eq!(ceiling.protection_of("defaults"), None);
         assert_eq!(ceiling.protection_of("private-ai-demo"), None);
     }

@@ -125,8 +125,10 @@ impl TaskPin {
         labels: Option<&BTreeMap<String, String>>,
         annotations: Option<&BTreeMap<String, String>>,
     ) -> bool {
-        let contains = |have: Option<&BTreeMap<String, String>>, want: &BTreeMap<String, String>| {
-            want.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+        let contains = |have: Option<&BTreeMap<String, String>>,
+                        want: &BTreeMap<String, String>| {
+            want.iter()
+                .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
         };
         contains(labels, &self.labels) && contains(annotations, &self.annotations)
     }
@@ -257,7 +259,10 @@ fn render_pins(owner: &Owner, scc_name: &str, spec: &BuildPolicySpec) -> Vec<Tas
         .map(|task| TaskPin {
             namespace: spec.namespace.clone(),
             name: task,
-            annotations: BTreeMap::from([(REQUIRED_SCC_ANNOTATION.to_owned(), scc_name.to_owned())]),
+            annotations: BTreeMap::from([(
+                REQUIRED_SCC_ANNOTATION.to_owned(),
+                scc_name.to_owned(),
+            )]),
             labels: BTreeMap::from([(POLICY_LABEL.to_owned(), owner.name.clone())]),
         })
         .collect()
@@ -267,8 +272,12 @@ fn render_pins(owner: &Owner, scc_name: &str, spec: &BuildPolicySpec) -> Vec<Tas
 pub fn to_yaml(desired: &Desired) -> String {
     let mut docs = vec![
         serde_yaml_ng::to_string(&desired.scc).expect("SCC serialises"),
-        serde_yaml_ng::to_string(&with_type(&desired.role, "rbac.authorization.k8s.io/v1", "Role"))
-            .expect("Role serialises"),
+        serde_yaml_ng::to_string(&with_type(
+            &desired.role,
+            "rbac.authorization.k8s.io/v1",
+            "Role",
+        ))
+        .expect("Role serialises"),
         serde_yaml_ng::to_string(&with_type(
             &desired.role_binding,
             "rbac.authorization.k8s.io/v1",
@@ -302,13 +311,18 @@ mod tests {
         BuildPolicySpec {
             namespace: "private-ai-demo".into(),
             service_account_name: "model-build-sa".into(),
-            capabilities: ["SYS_CHROOT", "SETUID", "SETGID", "SYS_ADMIN"].map(String::from).to_vec(),
+            capabilities: ["SYS_CHROOT", "SETUID", "SETGID", "SYS_ADMIN"]
+                .map(String::from)
+                .to_vec(),
             tasks: vec!["build-and-push-v2".into()],
         }
     }
 
     fn owner() -> Owner {
-        Owner { name: "modelcar-build".into(), uid: Some("0000-uid".into()) }
+        Owner {
+            name: "modelcar-build".into(),
+            uid: Some("0000-uid".into()),
+        }
     }
 
     /// Snapshot of everything the ModelCar policy produces. A change here is
@@ -319,13 +333,19 @@ mod tests {
         let snapshot = include_str!("../tests/fixtures/modelcar.rendered.yaml");
         if rendered != snapshot && std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(
-                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/modelcar.rendered.yaml"),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/modelcar.rendered.yaml"
+                ),
                 &rendered,
             )
             .unwrap();
             return;
         }
-        assert_eq!(rendered, snapshot, "run with UPDATE_SNAPSHOTS=1 to accept the new rendering");
+        assert_eq!(
+            rendered, snapshot,
+            "run with UPDATE_SNAPSHOTS=1 to accept the new rendering"
+        );
     }
 
     #[test]
@@ -336,13 +356,21 @@ mod tests {
             Some(&["SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"].map(String::from)[..])
         );
         assert!(!scc.allow_privileged_container);
-        assert!(!(scc.allow_host_network || scc.allow_host_pid || scc.allow_host_ipc || scc.allow_host_ports));
+        assert!(
+            !(scc.allow_host_network
+                || scc.allow_host_pid
+                || scc.allow_host_ipc
+                || scc.allow_host_ports)
+        );
         assert!(!scc.allow_host_dir_volume_plugin);
         assert_eq!(scc.priority, None);
         assert_eq!(scc.users, Some(vec![]));
         assert_eq!(scc.groups, Some(vec![]));
         assert_eq!(scc.default_add_capabilities, None);
-        assert_eq!(scc.required_drop_capabilities, Some(vec!["KILL".into(), "MKNOD".into()]));
+        assert_eq!(
+            scc.required_drop_capabilities,
+            Some(vec!["KILL".into(), "MKNOD".into()])
+        );
         assert_eq!(scc.allow_privilege_escalation, Some(true));
     }
 
@@ -354,7 +382,11 @@ mod tests {
         assert_eq!(scc.allow_privilege_escalation, Some(false));
         assert_eq!(
             scc.required_drop_capabilities,
-            Some(["KILL", "MKNOD", "SETGID", "SETUID"].map(String::from).to_vec())
+            Some(
+                ["KILL", "MKNOD", "SETGID", "SETUID"]
+                    .map(String::from)
+                    .to_vec()
+            )
         );
     }
 
@@ -363,26 +395,51 @@ mod tests {
         let desired = render(&owner(), &modelcar());
         let rule = &desired.role.rules.as_ref().unwrap()[0];
         assert_eq!(rule.verbs, vec!["use"]);
-        assert_eq!(rule.resource_names.as_deref(), Some(&["buildpolicy-modelcar-build".to_string()][..]));
-        assert_eq!(rule.api_groups.as_deref(), Some(&["security.openshift.io".to_string()][..]));
+        assert_eq!(
+            rule.resource_names.as_deref(),
+            Some(&["buildpolicy-modelcar-build".to_string()][..])
+        );
+        assert_eq!(
+            rule.api_groups.as_deref(),
+            Some(&["security.openshift.io".to_string()][..])
+        );
         let subjects = desired.role_binding.subjects.as_ref().unwrap();
         assert_eq!(subjects.len(), 1);
         assert_eq!(subjects[0].kind, "ServiceAccount");
         assert_eq!(subjects[0].name, "model-build-sa");
         assert_eq!(subjects[0].namespace.as_deref(), Some("private-ai-demo"));
-        assert_eq!(desired.role_binding.role_ref.name, desired.role.metadata.name.clone().unwrap());
+        assert_eq!(
+            desired.role_binding.role_ref.name,
+            desired.role.metadata.name.clone().unwrap()
+        );
     }
 
     #[test]
     fn every_object_names_its_policy_and_is_owned_by_it() {
         let desired = render(&owner(), &modelcar());
-        for meta in [&desired.scc.metadata, &desired.role.metadata, &desired.role_binding.metadata] {
-            assert_eq!(meta.labels.as_ref().unwrap()[POLICY_LABEL], "modelcar-build");
+        for meta in [
+            &desired.scc.metadata,
+            &desired.role.metadata,
+            &desired.role_binding.metadata,
+        ] {
+            assert_eq!(
+                meta.labels.as_ref().unwrap()[POLICY_LABEL],
+                "modelcar-build"
+            );
             let owner_ref = &meta.owner_references.as_ref().unwrap()[0];
-            assert_eq!((owner_ref.kind.as_str(), owner_ref.uid.as_str()), ("BuildPolicy", "0000-uid"));
+            assert_eq!(
+                (owner_ref.kind.as_str(), owner_ref.uid.as_str()),
+                ("BuildPolicy", "0000-uid")
+            );
             assert_eq!(owner_ref.controller, Some(true));
         }
-        let offline = render(&Owner { uid: None, ..owner() }, &modelcar());
+        let offline = render(
+            &Owner {
+                uid: None,
+                ..owner()
+            },
+            &modelcar(),
+        );
         assert!(offline.scc.metadata.owner_references.is_none());
     }
 
@@ -390,7 +447,10 @@ mod tests {
     fn pins_carry_the_required_scc_annotation_and_the_policy_label() {
         let pins = render(&owner(), &modelcar()).pins;
         assert_eq!(pins.len(), 1);
-        assert_eq!(pins[0].annotations[REQUIRED_SCC_ANNOTATION], "buildpolicy-modelcar-build");
+        assert_eq!(
+            pins[0].annotations[REQUIRED_SCC_ANNOTATION],
+            "buildpolicy-modelcar-build"
+        );
         let mut annotations = pins[0].annotations.clone();
         let labels = pins[0].labels.clone();
         assert!(pins[0].is_satisfied_by(Some(&labels), Some(&annotations)));

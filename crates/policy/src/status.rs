@@ -12,7 +12,10 @@ pub enum Part {
     /// In place and as wanted.
     Ready,
     /// Not (yet) in place: a reason and the message saying why.
-    Blocked { reason: &'static str, message: String },
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
     /// Deliberately not created (the policy is refused, or a prerequisite
     /// failed).
     #[default]
@@ -54,16 +57,35 @@ pub struct ConditionSpec {
 }
 
 impl ConditionSpec {
-    fn new(type_: &'static str, status: bool, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { type_, status, reason, message: message.into() }
+    fn new(
+        type_: &'static str,
+        status: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
     }
 }
 
-fn part_condition(type_: &'static str, part: &Part, ready_message: String, withheld: &ConditionSpec) -> ConditionSpec {
+fn part_condition(
+    type_: &'static str,
+    part: &Part,
+    ready_message: String,
+    withheld: &ConditionSpec,
+) -> ConditionSpec {
     match part {
         Part::Ready => ConditionSpec::new(type_, true, reason::RECONCILED, ready_message),
-        Part::Blocked { reason, message } => ConditionSpec::new(type_, false, reason, message.clone()),
-        Part::Withheld => ConditionSpec::new(type_, false, withheld.reason, withheld.message.clone()),
+        Part::Blocked { reason, message } => {
+            ConditionSpec::new(type_, false, reason, message.clone())
+        }
+        Part::Withheld => {
+            ConditionSpec::new(type_, false, withheld.reason, withheld.message.clone())
+        }
     }
 }
 
@@ -74,17 +96,28 @@ fn list(items: &[String]) -> String {
 /// The conditions for an observation: one per part, then `Ready` first.
 pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
     if let Some(rejection) = &obs.rejection {
-        let message = format!("{} (nothing is granted while the policy is refused)", rejection.message);
-        return [conditions::READY, conditions::SCC_READY, conditions::RBAC_READY, conditions::TASKS_PINNED]
-            .into_iter()
-            .map(|t| ConditionSpec::new(t, false, rejection.reason, message.clone()))
-            .collect();
+        let message = format!(
+            "{} (nothing is granted while the policy is refused)",
+            rejection.message
+        );
+        return [
+            conditions::READY,
+            conditions::SCC_READY,
+            conditions::RBAC_READY,
+            conditions::TASKS_PINNED,
+        ]
+        .into_iter()
+        .map(|t| ConditionSpec::new(t, false, rejection.reason, message.clone()))
+        .collect();
     }
 
     let scc = part_condition(
         conditions::SCC_READY,
         &obs.scc,
-        format!("SecurityContextConstraints {} grants exactly the requested capabilities", obs.scc_name),
+        format!(
+            "SecurityContextConstraints {} grants exactly the requested capabilities",
+            obs.scc_name
+        ),
         &ConditionSpec::new("", false, reason::WAITING, "the SCC is not created yet"),
     );
 
@@ -93,7 +126,9 @@ pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
             conditions::RBAC_READY,
             false,
             reason::NAMESPACE_NOT_FOUND,
-            format!("namespace {ns} does not exist: create it (the grant follows by itself) or fix spec.namespace"),
+            format!(
+                "namespace {ns} does not exist: create it (the grant follows by itself) or fix spec.namespace"
+            ),
         )
     } else {
         match (&obs.rbac, &obs.service_account_missing) {
@@ -109,7 +144,12 @@ pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
                 conditions::RBAC_READY,
                 part,
                 format!("only the service account may use SCC {}", obs.scc_name),
-                &ConditionSpec::new("", false, reason::WAITING, "the Role and RoleBinding wait for the SCC"),
+                &ConditionSpec::new(
+                    "",
+                    false,
+                    reason::WAITING,
+                    "the Role and RoleBinding wait for the SCC",
+                ),
             ),
         }
     };
@@ -125,7 +165,11 @@ pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
                 conditions::READY,
                 true,
                 reason::RECONCILED,
-                format!("SCC {} is granted and pinned to {}", obs.scc_name, list(&obs.pinned_tasks)),
+                format!(
+                    "SCC {} is granted and pinned to {}",
+                    obs.scc_name,
+                    list(&obs.pinned_tasks)
+                ),
             )
         });
     vec![ready, scc, rbac, tasks]
@@ -134,21 +178,41 @@ pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
 fn tasks_condition(obs: &Observation) -> ConditionSpec {
     let t = conditions::TASKS_PINNED;
     if let Some(ns) = &obs.namespace_missing {
-        return ConditionSpec::new(t, false, reason::NAMESPACE_NOT_FOUND, format!("namespace {ns} does not exist"));
+        return ConditionSpec::new(
+            t,
+            false,
+            reason::NAMESPACE_NOT_FOUND,
+            format!("namespace {ns} does not exist"),
+        );
     }
     if !obs.conflicting_tasks.is_empty() {
-        let who: Vec<String> =
-            obs.conflicting_tasks.iter().map(|(task, holder)| format!("Task {task} is pinned by {holder}")).collect();
+        let who: Vec<String> = obs
+            .conflicting_tasks
+            .iter()
+            .map(|(task, holder)| format!("Task {task} is pinned by {holder}"))
+            .collect();
         return ConditionSpec::new(
             t,
             false,
             reason::TASK_CONFLICT,
-            format!("{}: left unchanged; remove the other pin or drop the Task from this policy", who.join("; ")),
+            format!(
+                "{}: left unchanged; remove the other pin or drop the Task from this policy",
+                who.join("; ")
+            ),
         );
     }
     if !obs.failed_tasks.is_empty() {
-        let what: Vec<String> = obs.failed_tasks.iter().map(|(task, err)| format!("{task}: {err}")).collect();
-        return ConditionSpec::new(t, false, reason::APPLY_FAILED, format!("could not pin {}", what.join("; ")));
+        let what: Vec<String> = obs
+            .failed_tasks
+            .iter()
+            .map(|(task, err)| format!("{task}: {err}"))
+            .collect();
+        return ConditionSpec::new(
+            t,
+            false,
+            reason::APPLY_FAILED,
+            format!("could not pin {}", what.join("; ")),
+        );
     }
     if !obs.missing_tasks.is_empty() {
         return ConditionSpec::new(
@@ -163,13 +227,22 @@ fn tasks_condition(obs: &Observation) -> ConditionSpec {
         );
     }
     if obs.scc != Part::Ready {
-        return ConditionSpec::new(t, false, reason::WAITING, "Tasks are pinned once the SCC is in place");
+        return ConditionSpec::new(
+            t,
+            false,
+            reason::WAITING,
+            "Tasks are pinned once the SCC is in place",
+        );
     }
     ConditionSpec::new(
         t,
         true,
         reason::RECONCILED,
-        format!("openshift.io/required-scc={} is set on {}", obs.scc_name, list(&obs.pinned_tasks)),
+        format!(
+            "openshift.io/required-scc={} is set on {}",
+            obs.scc_name,
+            list(&obs.pinned_tasks)
+        ),
     )
 }
 
@@ -196,17 +269,26 @@ mod tests {
         let c = conditions(&ready_observation());
         assert_eq!(c[0].type_, conditions::READY);
         assert!(c.iter().all(|c| c.status), "{c:?}");
-        assert_eq!(c[0].message, "SCC buildpolicy-p is granted and pinned to build");
+        assert_eq!(
+            c[0].message,
+            "SCC buildpolicy-p is granted and pinned to build"
+        );
     }
 
     #[test]
     fn rejection_marks_everything_false_with_its_reason() {
         let obs = Observation {
-            rejection: Some(Rejection { reason: reason::CAPABILITY_NOT_ALLOWED, message: "NET_ADMIN".into() }),
+            rejection: Some(Rejection {
+                reason: reason::CAPABILITY_NOT_ALLOWED,
+                message: "NET_ADMIN".into(),
+            }),
             ..ready_observation()
         };
         let c = conditions(&obs);
-        assert!(c.iter().all(|c| !c.status && c.reason == reason::CAPABILITY_NOT_ALLOWED));
+        assert!(
+            c.iter()
+                .all(|c| !c.status && c.reason == reason::CAPABILITY_NOT_ALLOWED)
+        );
     }
 
     #[test]
@@ -218,8 +300,15 @@ mod tests {
             ..ready_observation()
         };
         let c = conditions(&obs);
-        assert_eq!(find(&c, conditions::READY).reason, reason::NAMESPACE_NOT_FOUND);
-        assert!(find(&c, conditions::READY).message.contains("namespace builds does not exist"));
+        assert_eq!(
+            find(&c, conditions::READY).reason,
+            reason::NAMESPACE_NOT_FOUND
+        );
+        assert!(
+            find(&c, conditions::READY)
+                .message
+                .contains("namespace builds does not exist")
+        );
         assert!(find(&c, conditions::SCC_READY).status);
     }
 
@@ -232,9 +321,19 @@ mod tests {
             ..ready_observation()
         };
         let c = conditions(&obs);
-        assert_eq!(find(&c, conditions::READY).reason, reason::SERVICE_ACCOUNT_NOT_FOUND);
-        assert_eq!(find(&c, conditions::TASKS_PINNED).reason, reason::TASK_NOT_FOUND);
-        assert!(find(&c, conditions::TASKS_PINNED).message.starts_with("Task build not found"));
+        assert_eq!(
+            find(&c, conditions::READY).reason,
+            reason::SERVICE_ACCOUNT_NOT_FOUND
+        );
+        assert_eq!(
+            find(&c, conditions::TASKS_PINNED).reason,
+            reason::TASK_NOT_FOUND
+        );
+        assert!(
+            find(&c, conditions::TASKS_PINNED)
+                .message
+                .starts_with("Task build not found")
+        );
     }
 
     #[test]
@@ -245,6 +344,10 @@ mod tests {
         };
         let c = conditions(&obs);
         assert_eq!(find(&c, conditions::READY).reason, reason::TASK_CONFLICT);
-        assert!(find(&c, conditions::READY).message.contains("Task build is pinned by BuildPolicy older"));
+        assert!(
+            find(&c, conditions::READY)
+                .message
+                .contains("Task build is pinned by BuildPolicy older")
+        );
     }
 }

@@ -55,7 +55,11 @@ pub fn validate(name: &str, spec: &BuildPolicySpec, ceiling: &Ceiling) -> Result
         .map(String::as_str)
         .collect();
     if !over.is_empty() {
-        let allowed: Vec<&str> = ceiling.allowed_capabilities.iter().map(String::as_str).collect();
+        let allowed: Vec<&str> = ceiling
+            .allowed_capabilities
+            .iter()
+            .map(String::as_str)
+            .collect();
         return Err(Rejection {
             reason: reason::CAPABILITY_NOT_ALLOWED,
             message: format!(
@@ -73,7 +77,8 @@ pub fn validate(name: &str, spec: &BuildPolicySpec, ceiling: &Ceiling) -> Result
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -84,7 +89,10 @@ fn is_dns_subdomain(s: &str) -> bool {
 
 fn first_duplicate(items: &[String]) -> Option<&str> {
     let mut seen = BTreeSet::new();
-    items.iter().find(|i| !seen.insert(i.as_str())).map(String::as_str)
+    items
+        .iter()
+        .find(|i| !seen.insert(i.as_str()))
+        .map(String::as_str)
 }
 
 fn schema_problems(name: &str, spec: &BuildPolicySpec) -> Vec<String> {
@@ -111,17 +119,26 @@ fn schema_problems(name: &str, spec: &BuildPolicySpec) -> Vec<String> {
         problems.push("spec.tasks must name at least one Tekton Task to pin: an SCC that no Task is pinned to could be picked for other pods".into());
     }
     if spec.tasks.len() > MAX_TASKS {
-        problems.push(format!("spec.tasks lists {} Tasks; at most {MAX_TASKS} are allowed", spec.tasks.len()));
+        problems.push(format!(
+            "spec.tasks lists {} Tasks; at most {MAX_TASKS} are allowed",
+            spec.tasks.len()
+        ));
     }
-    let bad_tasks: Vec<&str> =
-        spec.tasks.iter().filter(|t| !is_dns_subdomain(t)).map(String::as_str).collect();
+    let bad_tasks: Vec<&str> = spec
+        .tasks
+        .iter()
+        .filter(|t| !is_dns_subdomain(t))
+        .map(String::as_str)
+        .collect();
     if !bad_tasks.is_empty() {
         problems.push(format!(
             "spec.tasks: each entry must be a Task name: lower-case letters, digits, '-' and '.', e.g. build-and-push-v2 (not {bad_tasks:?})"
         ));
     }
     if let Some(dup) = first_duplicate(&spec.tasks) {
-        problems.push(format!("spec.tasks: each Task may appear once; remove the repeated {dup}"));
+        problems.push(format!(
+            "spec.tasks: each Task may appear once; remove the repeated {dup}"
+        ));
     }
     problems
 }
@@ -129,7 +146,9 @@ fn schema_problems(name: &str, spec: &BuildPolicySpec) -> Vec<String> {
 fn capability_problems(capabilities: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
     if capabilities.is_empty() {
-        problems.push("spec.capabilities must list at least one capability, e.g. [SETUID, SETGID]".into());
+        problems.push(
+            "spec.capabilities must list at least one capability, e.g. [SETUID, SETGID]".into(),
+        );
     }
     if capabilities.len() > MAX_CAPABILITIES {
         problems.push(format!(
@@ -137,8 +156,11 @@ fn capability_problems(capabilities: &[String]) -> Vec<String> {
             capabilities.len()
         ));
     }
-    let prefixed: Vec<&str> =
-        capabilities.iter().filter(|c| c.starts_with("CAP_")).map(String::as_str).collect();
+    let prefixed: Vec<&str> = capabilities
+        .iter()
+        .filter(|c| c.starts_with("CAP_"))
+        .map(String::as_str)
+        .collect();
     if !prefixed.is_empty() {
         let fixed: Vec<&str> = prefixed.iter().map(|c| &c[4..]).collect();
         problems.push(format!(
@@ -162,7 +184,9 @@ fn capability_problems(capabilities: &[String]) -> Vec<String> {
         ));
     }
     if let Some(dup) = first_duplicate(capabilities) {
-        problems.push(format!("spec.capabilities: each capability may appear once; remove the repeated {dup}"));
+        problems.push(format!(
+            "spec.capabilities: each capability may appear once; remove the repeated {dup}"
+        ));
     }
     problems
 }
@@ -181,19 +205,30 @@ mod tests {
     }
 
     fn modelcar() -> BuildPolicySpec {
-        spec(&["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"], &["build-and-push-v2"])
+        spec(
+            &["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"],
+            &["build-and-push-v2"],
+        )
     }
 
     #[test]
     fn modelcar_policy_is_valid_under_the_default_ceiling() {
-        assert_eq!(validate("modelcar-build", &modelcar(), &Ceiling::default()), Ok(()));
+        assert_eq!(
+            validate("modelcar-build", &modelcar(), &Ceiling::default()),
+            Ok(())
+        );
     }
 
     #[test]
     fn cap_prefix_is_refused_with_the_name_to_write() {
-        let err = validate("p", &spec(&["CAP_SYS_ADMIN"], &["t"]), &Ceiling::default()).unwrap_err();
+        let err =
+            validate("p", &spec(&["CAP_SYS_ADMIN"], &["t"]), &Ceiling::default()).unwrap_err();
         assert_eq!(err.reason, reason::INVALID_SPEC);
-        assert!(err.message.contains("write SYS_ADMIN instead of CAP_SYS_ADMIN"), "{err}");
+        assert!(
+            err.message
+                .contains("write SYS_ADMIN instead of CAP_SYS_ADMIN"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -206,13 +241,26 @@ mod tests {
 
     #[test]
     fn lower_case_and_unknown_capabilities_are_refused() {
-        let err = validate("p", &spec(&["sys_admin", "FLY"], &["t"]), &Ceiling::default()).unwrap_err();
-        assert!(err.message.contains("unknown capability sys_admin, FLY"), "{err}");
+        let err = validate(
+            "p",
+            &spec(&["sys_admin", "FLY"], &["t"]),
+            &Ceiling::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("unknown capability sys_admin, FLY"),
+            "{err}"
+        );
     }
 
     #[test]
     fn duplicates_and_empty_lists_are_refused() {
-        let err = validate("p", &spec(&["SETUID", "SETUID"], &["t", "t"]), &Ceiling::default()).unwrap_err();
+        let err = validate(
+            "p",
+            &spec(&["SETUID", "SETUID"], &["t", "t"]),
+            &Ceiling::default(),
+        )
+        .unwrap_err();
         assert!(err.message.contains("remove the repeated SETUID"), "{err}");
         assert!(err.message.contains("remove the repeated t"), "{err}");
         let err = validate("p", &spec(&[], &[]), &Ceiling::default()).unwrap_err();
@@ -227,17 +275,31 @@ mod tests {
         s.service_account_name = "-sa".into();
         s.tasks = vec!["Build".into()];
         let err = validate(&"x".repeat(64), &s, &Ceiling::default()).unwrap_err();
-        for field in ["metadata.name", "spec.namespace", "spec.serviceAccountName", "spec.tasks"] {
+        for field in [
+            "metadata.name",
+            "spec.namespace",
+            "spec.serviceAccountName",
+            "spec.tasks",
+        ] {
             assert!(err.message.contains(field), "{field} missing from {err}");
         }
     }
 
     #[test]
     fn capability_over_the_ceiling_names_it_and_the_allowed_set() {
-        let err = validate("p", &spec(&["SETUID", "NET_ADMIN"], &["t"]), &Ceiling::default()).unwrap_err();
+        let err = validate(
+            "p",
+            &spec(&["SETUID", "NET_ADMIN"], &["t"]),
+            &Ceiling::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.reason, reason::CAPABILITY_NOT_ALLOWED);
         assert!(err.message.contains("asks for NET_ADMIN beyond"), "{err}");
-        assert!(err.message.contains("allowed: SETFCAP, SETGID, SETUID, SYS_ADMIN, SYS_CHROOT"), "{err}");
+        assert!(
+            err.message
+                .contains("allowed: SETFCAP, SETGID, SETUID, SYS_ADMIN, SYS_CHROOT"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -253,6 +315,9 @@ mod tests {
     fn schema_problems_win_over_ceiling_problems() {
         let mut s = spec(&["NET_ADMIN", "CAP_SETUID"], &["t"]);
         s.namespace = "kube-system".into();
-        assert_eq!(validate("p", &s, &Ceiling::default()).unwrap_err().reason, reason::INVALID_SPEC);
+        assert_eq!(
+            validate("p", &s, &Ceiling::default()).unwrap_err().reason,
+            reason::INVALID_SPEC
+        );
     }
 }

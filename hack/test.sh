@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Everything CI checks, from a fresh machine, in this order:
+#
+#   toolchain → build the local control plane → cargo fmt → cargo clippy →
+#   generated files up to date → start the control plane → build the tests →
+#   run every test (cargo-nextest)
+#
+# The last line of output is the test runner's summary line; the timings of
+# the other steps are printed just before the tests run.
+#
+#   hack/test.sh                   what .ci/run runs
+#   KEEP_CLUSTER=1 hack/test.sh    leave the control plane running afterwards
+#
+# A control plane this script starts is stopped at exit (unless
+# KEEP_CLUSTER=1); one that was already running is reused and left running,
+# so running this on a workstation does not pull the cluster from under
+# whoever else uses it. With BUILDPOLICY_TEST_KUBECONFIG set, the tests run
+# against that cluster and no local control plane is started.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LOG_DIR="$ROOT/target/test-logs"
+mkdir -p "$LOG_DIR"
+
+TIMINGS=()
+STARTED_CLUSTER=0
+USE_NEXTEST=1
+
+section() { printf '\n==> %s\n' "$*"; }
+fail() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+
+# timed TITLE COMMAND...: a section with its duration.
+timed() {
+  local title="$1" t0=$SECONDS; shift
+  section "$title"
+  "$@"
+  local took=$((SECONDS - t0))
+  printf '    (%ss)\n' "$took"
+  TIMINGS+=("$(printf '  %-34s %5ss' "$title" "$took")")
+}
+
+# The control plane goes down silently: nothing may follow the summary line.
+cleanup() {
+  local status=$?
+  if (( STARTED_CLUSTER )) && [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
+    hack/local-cluster.sh down >>"$LOG_DIR/local-cluster-down.log" 2>&1 || true
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------- steps ----
+
+check_toolchain() {
+  local missing=()
+  have() { command -v "$1" >/dev/null 2>&1; }
+  if have cargo; then
+    cargo fmt --version >/dev/null 2>&1 || missing+=("rustfmt: rustup component add rustfmt")
+    cargo clippy --version >/dev/null 2>&1 || missing+=("clippy: rustup component add clippy")
+  else
+    missing+=("cargo: install Rust with rustup, https://rustup.rs")
+  fi
+  if have go; then
+    local version; version="$(go env GOVERSION)"
+    if ! [[ $version =~ go([0-9]+)\.([0-9]+) ]] ||
+       (( BASH_REMATCH[1] == 1 && BASH_REMATCH[2] < 26 )); then
+      missing+=("go 1.26 or newer (found $version): https://go.dev/dl/")
+    fi
+  else
+    missing+=("go 1.26 or newer, to build the local control plane: https://go.dev/dl/")
+  fi
+  have openssl || missing+=("openssl: apt-get install openssl (dnf install openssl)")
+  have python3 || missing+=("python3: apt-get install python3 (dnf install python3)")
+  have curl || missing+=("curl: apt-get install curl (dnf install curl)")
+  have flock || missing+=("flock: apt-get install util-linux (dnf install util-linux)")
+  have git || missing+=("git: apt-get install git (dnf install git)")
+  if (( ${#missing[@]} )); then
+    printf 'missing: %s\n' "${missing[@]}" >&2
+    fail "install the tools above and run hack/test.sh again"
+  fi
+  printf '  %s\n' "$(cargo --version)" "$(cargo fmt --version)" "$(cargo clippy --version)" \
+    "$(go version)" "$(openssl version)" "$(python3 --version)" "$(curl --version | head -n1 | cut -d" " -f1-2)" \
+    "$(flock --version | head -n1)" "$(git --version)"
+}
+
+build_control_plane() {
+  hack/local-cluster.sh build
+}
+
+check_fmt() {
+  cargo fmt --all --check || fail "the code is not formatted: run cargo fmt --all"
+}
+
+check_clippy() {
+  cargo clippy --workspace --all-targets -- -D warnings ||
+    fail "clippy found problems: fix them (cargo clippy --workspace --all-targets -- -D warnings)"
+}
+
+# The CRD and the install bundle are generated from the Rust types and
+# committed; regenerating them must change nothing.
+check_generated() {
+  hack/generate.sh
+  local untracked
+  untracked="$(git ls-files --others --exclude-standard -- manifests/ config/)"
+  if ! git diff --exit-code --stat -- manifests/ config/ || [[ -n "$untracked" ]]; then
+    [[ -z "$untracked" ]] || printf 'not committed: %s\n' $untracked
+    fail "generated files are out of date: run hack/generate.sh (it runs cargo run -q -p buildpolicy-api --bin crdgen) and commit the result"
+  fi
+  echo "  manifests/ and config/ match the sources"
+}
+
+start_control_plane() {
+  if [[ -n "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
+    echo "  BUILDPOLICY_TEST_KUBECONFIG=$BUILDPOLICY_TEST_KUBECONFIG: the tests use that cluster; nothing started"
+    return 0
+  fi
+  if hack/local-cluster.sh status >/dev/null 2>&1; then
+    echo "  a control plane is already running: reusing it, and leaving it running"
+  else
+    STARTED_CLUSTER=1
+    [[ "${KEEP_CLUSTER:-0}" == 1 ]] && echo "  KEEP_CLUSTER=1: it stays up afterwards (hack/local-cluster.sh down stops it)"
+  fi
+  hack/local-cluster.sh up
+}
+
+ensure_nextest() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    echo "  $(cargo nextest --version | head -n1)"
+    return 0
+  fi
+  echo "  installing cargo-nextest from crates.io (once; it stays in ~/.cargo/bin)"
+  if ! cargo install cargo-nextest --locked; then
+    echo "  WARNING: cargo-nextest could not be installed; falling back to cargo test --workspace" >&2
+    USE_NEXTEST=0
+  fi
+}
+
+build_tests() {
+  if (( USE_NEXTEST )); then
+    cargo nextest run --workspace --no-run
+  else
+    cargo test --workspace --no-run
+  fi
+}
+
+run_tests() {
+  local status
+  set +e
+  if (( USE_NEXTEST )); then
+    section "tests (cargo nextest run --workspace --no-fail-fast)"
+    # nextest ends a failed run with "error: test run failed" after its
+    # summary; the exit status says as much, and the summary stays last.
+    cargo nextest run --workspace --no-fail-fast 2>&1 |
+      grep --line-buffered -v -x 'error: test run failed'
+    status=${PIPESTATUS[0]}
+  else
+    section "tests (cargo test --workspace --no-fail-fast; cargo-nextest is not available)"
+    cargo test --workspace --no-fail-fast 2>&1 | tee "$LOG_DIR/cargo-test.log"
+    status=${PIPESTATUS[0]}
+    # cargo test prints one result per test binary; add them up.
+    awk '/^test result:/ {
+           for (i = 2; i <= NF; i++) {
+             if ($i ~ /^passed;?$/) p += $(i-1)
+             if ($i ~ /^failed;?$/) f += $(i-1)
+             if ($i ~ /^ignored;?$/) g += $(i-1)
+           }
+         }
+         END { printf "Summary (cargo test): %d passed, %d failed, %d ignored\n", p, f, g }' \
+      "$LOG_DIR/cargo-test.log"
+  fi
+  set -e
+  return "$status"
+}
+
+# -------------------------------------------------------------- main ----
+
+started=$SECONDS
+timed "toolchain" check_toolchain
+timed "build the local control plane" build_control_plane
+timed "cargo fmt --all --check" check_fmt
+timed "cargo clippy -D warnings" check_clippy
+timed "generated files are up to date" check_generated
+timed "start the local control plane" start_control_plane
+timed "cargo-nextest" ensure_nextest
+timed "build the tests" build_tests
+
+section "timings"
+printf '%s\n' "${TIMINGS[@]}"
+printf '  %-34s %5ss\n' "total before the tests" "$((SECONDS - started))"
+
+run_tests

@@ -1,0 +1,788 @@
+//! What one BuildPolicy produces, and keeps, on a real API server: the SCC,
+//! the RBAC that lets exactly one service account use it, the Task pins, the
+//! status, revocation on change and delete, and drift repair.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+const MODELCAR_TASKS: [&str; 4] = [
+    "download-model",
+    "build-and-push-v2",
+    "mirror-to-internal",
+    "register-model",
+];
+const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn create_service_account(client: &Client, ns: &str, name: &str) {
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+}
+
+async fn create_task(client: &Client, ns: &str, name: &str) -> Task {
+    let task: Task = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Task",
+        "metadata": {
+            "name": name,
+            "annotations": {"team.example.com/owner": "ai-platform"},
+            "labels": {"app.kubernetes.io/part-of": "modelcar"}
+        },
+        "spec": {"steps": [{"name": "main", "image": "registry.access.redhat.com/ubi9/ubi-minimal", "script": format!("echo {name}")}]}
+    }))
+    .unwrap();
+    Api::<Task>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &task)
+        .await
+        .unwrap()
+}
+
+/// The seed's ModelCar scene in `ns`: the build service account and four Tasks.
+async fn modelcar_scene(client: &Client, ns: &str) {
+    create_service_account(client, ns, "model-build-sa").await;
+    for task in MODELCAR_TASKS {
+        create_task(client, ns, task).await;
+    }
+}
+
+fn is_ready(policy: &BuildPolicy) -> bool {
+    policy
+        .condition("Ready")
+        .is_some_and(|c| c.status == "True")
+        && policy.status.as_ref().and_then(|s| s.observed_generation) == policy.metadata.generation
+}
+
+fn has_reason(reason: &'static str) -> impl Fn(&BuildPolicy) -> bool {
+    move |policy| {
+        policy
+            .condition("Ready")
+            .is_some_and(|c| c.status == "False" && c.reason == reason)
+            && policy.status.as_ref().and_then(|s| s.observed_generation)
+                == policy.metadata.generation
+    }
+}
+
+async fn wait_ready(client: &Client, name: &str) -> BuildPolicy {
+    wait_for(
+        &Api::<BuildPolicy>::all(client.clone()),
+        name,
+        TIMEOUT,
+        is_ready,
+    )
+    .await
+}
+
+async fn can_use_scc(client: &Client, user: &str, namespace: &str, scc: &str) -> bool {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some("security.openshift.io".into()),
+                resource: Some("securitycontextconstraints".into()),
+                name: Some(scc.into()),
+                namespace: Some(namespace.into()),
+                verb: Some("use".into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("SubjectAccessReview");
+    answer.status.expect("SAR status").allowed
+}
+
+async fn patch_policy(client: &Client, name: &str, spec: serde_json::Value) {
+    Api::<BuildPolicy>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+}
+
+fn pin_of(task: &Task) -> Option<&String> {
+    task.metadata
+        .annotations
+        .as_ref()?
+        .get(REQUIRED_SCC_ANNOTATION)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn modelcar_policy_grants_exactly_four_capabilities_to_one_service_account() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let tasks: Api<Task> = Api::namespaced(client.clone(), &ns);
+        let before: BTreeMap<String, Task> = tasks
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|t| (t.name_any(), t))
+            .collect();
+
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("modelcar");
+        op.create(&op.policy(
+            &name,
+            &ns,
+            "model-build-sa",
+            &BUILDAH,
+            &["build-and-push-v2"],
+        ))
+        .await;
+        let policy = wait_ready(&client, &name).await;
+
+        let status = policy.status.as_ref().unwrap();
+        let scc_name = status.scc_name.clone().expect("status.sccName");
+        assert_eq!(scc_name, format!("buildpolicy-{name}"));
+        assert_eq!(status.pinned_tasks, vec!["build-and-push-v2".to_string()]);
+        for part in ["SCCReady", "RBACReady", "TasksPinned"] {
+            let c = policy
+                .condition(part)
+                .unwrap_or_else(|| panic!("{part} condition"));
+            assert_eq!(
+                (c.status.as_str(), c.observed_generation),
+                ("True", policy.metadata.generation),
+                "{part}"
+            );
+        }
+
+        let scc = Api::<SecurityContextConstraints>::all(client.clone())
+            .get(&scc_name)
+            .await
+            .unwrap();
+        let mut caps = scc.allowed_capabilities.clone().unwrap();
+        caps.sort();
+        assert_eq!(caps, ["SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]);
+        assert!(!scc.allow_privileged_container);
+        assert!(
+            !(scc.allow_host_network
+                || scc.allow_host_pid
+                || scc.allow_host_ipc
+                || scc.allow_host_ports)
+        );
+        assert!(!scc.allow_host_dir_volume_plugin);
+        assert_eq!(scc.users.clone().unwrap_or_default(), Vec::<String>::new());
+        assert_eq!(scc.groups.clone().unwrap_or_default(), Vec::<String>::new());
+        assert_eq!(scc.priority, None);
+        assert!(
+            scc.volumes
+                .clone()
+                .unwrap()
+                .iter()
+                .all(|v| v != "hostPath" && v != "*")
+        );
+
+        let sa_user = format!("system:serviceaccount:{ns}:model-build-sa");
+        assert!(
+            can_use_scc(&client, &sa_user, &ns, &scc_name).await,
+            "the build SA may use the SCC"
+        );
+        assert!(
+            !can_use_scc(
+                &client,
+                &format!("system:serviceaccount:{ns}:default"),
+                &ns,
+                &scc_name
+            )
+            .await
+        );
+        let elsewhere = format!("{ns}-other");
+        assert!(
+            !can_use_scc(
+                &client,
+                &format!("system:serviceaccount:{elsewhere}:model-build-sa"),
+                &elsewhere,
+                &scc_name
+            )
+            .await
+        );
+        assert!(
+            !can_use_scc(&client, &sa_user, &ns, "privileged").await,
+            "no other SCC is granted"
+        );
+
+        let after: BTreeMap<String, Task> = tasks
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|t| (t.name_any(), t))
+            .collect();
+        for task in MODELCAR_TASKS {
+            if task == "build-and-push-v2" {
+                assert_eq!(pin_of(&after[task]), Some(&scc_name));
+                assert_eq!(
+                    after[task].annotations()["team.example.com/owner"],
+                    "ai-platform"
+                );
+                assert_eq!(after[task].spec, before[task].spec);
+            } else {
+                assert_eq!(
+                    after[task], before[task],
+                    "{task} must be byte-for-byte unchanged"
+                );
+            }
+        }
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_sys_admin_from_the_policy_removes_it_from_the_scc() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("shrink");
+        op.create(&op.policy(
+            &name,
+            &ns,
+            "model-build-sa",
+            &BUILDAH,
+            &["build-and-push-v2"],
+        ))
+        .await;
+        wait_ready(&client, &name).await;
+
+        patch_policy(
+            &client,
+            &name,
+            json!({"capabilities": ["SETUID", "SETGID", "SYS_CHROOT"]}),
+        )
+        .await;
+        wait_ready(&client, &name).await;
+        let scc = Api::<SecurityContextConstraints>::all(client.clone())
+            .get(&format!("buildpolicy-{name}"))
+            .await
+            .unwrap();
+        let mut caps = scc.allowed_capabilities.unwrap();
+        caps.sort();
+        assert_eq!(caps, ["SETGID", "SETUID", "SYS_CHROOT"]);
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_the_pin_moves_the_annotation_and_keeps_the_tasks_other_annotations() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("move-pin");
+        op.create(&op.policy(
+            &name,
+            &ns,
+            "model-build-sa",
+            &BUILDAH,
+            &["build-and-push-v2"],
+        ))
+        .await;
+        wait_ready(&client, &name).await;
+
+        patch_policy(&client, &name, json!({"tasks": ["mirror-to-internal"]})).await;
+        let policy = wait_ready(&client, &name).await;
+        assert_eq!(
+            policy.status.unwrap().pinned_tasks,
+            vec!["mirror-to-internal".to_string()]
+        );
+
+        let tasks: Api<Task> = Api::namespaced(client.clone(), &ns);
+        let old = tasks.get("build-and-push-v2").await.unwrap();
+        assert_eq!(pin_of(&old), None, "the old Task is unpinned");
+        assert!(!old.labels().contains_key(POLICY_LABEL));
+        assert_eq!(
+            old.annotations()["team.example.com/owner"],
+            "ai-platform",
+            "other annotations stay"
+        );
+        assert_eq!(
+            old.labels()["app.kubernetes.io/part-of"],
+            "modelcar",
+            "other labels stay"
+        );
+        let new = tasks.get("mirror-to-internal").await.unwrap();
+        assert_eq!(pin_of(&new), Some(&format!("buildpolicy-{name}")));
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_the_policy_to_another_namespace_and_service_account_revokes_the_old_grant() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("move-ns");
+        op.create(&op.policy(
+            &name,
+            &ns,
+            "model-build-sa",
+            &BUILDAH,
+            &["build-and-push-v2"],
+        ))
+        .await;
+        wait_ready(&client, &name).await;
+
+        let other = format!("{ns}-b");
+        let namespace: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": other, "labels": {"buildpolicy.dev/test": "true"}}}),
+        )
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        create_service_account(&client, &other, "builder").await;
+        create_task(&client, &other, "build").await;
+        patch_policy(
+            &client,
+            &name,
+            json!({"namespace": other, "serviceAccountName": "builder", "tasks": ["build"]}),
+        )
+        .await;
+        wait_ready(&client, &name).await;
+
+        let scc_name = format!("buildpolicy-{name}");
+        assert!(
+            Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .get_opt(&scc_name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            Api::<Role>::namespaced(client.clone(), &ns)
+                .get_opt(&scc_name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            pin_of(
+                &Api::<Task>::namespaced(client.clone(), &ns)
+                    .get("build-and-push-v2")
+                    .await
+                    .unwrap()
+            ),
+            None
+        );
+        assert!(
+            !can_use_scc(
+                &client,
+                &format!("system:serviceaccount:{ns}:model-build-sa"),
+                &ns,
+                &scc_name
+            )
+            .await
+        );
+        assert!(
+            can_use_scc(
+                &client,
+                &format!("system:serviceaccount:{other}:builder"),
+                &other,
+                &scc_name
+            )
+            .await
+        );
+        assert_eq!(
+            pin_of(
+                &Api::<Task>::namespaced(client.clone(), &other)
+                    .get("build")
+                    .await
+                    .unwrap()
+            ),
+            Some(&scc_name)
+        );
+
+        op.delete_policies_and_stop().await;
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(&other, &DeleteParams::default())
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_policy_leaves_no_scc_rbac_or_annotation() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("delete");
+        op.create(&op.policy(
+            &name,
+            &ns,
+            "model-build-sa",
+            &BUILDAH,
+            &["build-and-push-v2", "register-model"],
+        ))
+        .await;
+        wait_ready(&client, &name).await;
+
+        Api::<BuildPolicy>::all(client.clone())
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
+        let policies: Api<BuildPolicy> = Api::all(client.clone());
+        eventually("the policy is gone", TIMEOUT, || async {
+            policies
+                .get_opt(&name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+
+        let scc_name = format!("buildpolicy-{name}");
+        assert!(
+            Api::<SecurityContextConstraints>::all(client.clone())
+                .get_opt(&scc_name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            Api::<Role>::namespaced(client.clone(), &ns)
+                .get_opt(&scc_name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            Api::<RoleBinding>::namespaced(client.clone(), &ns)
+                .get_opt(&scc_name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        for task in Api::<Task>::namespaced(client.clone(), &ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+        {
+            assert_eq!(pin_of(&task), None, "{} still pinned", task.name_any());
+            assert!(!task.labels().contains_key(POLICY_LABEL));
+            assert_eq!(task.annotations()["team.example.com/owner"], "ai-platform");
+        }
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+/// Waits until `check` holds on the live SCC, returning how long it took.
+async fn time_until_scc(
+    client: &Client,
+    scc_name: &str,
+    check: impl Fn(&SecurityContextConstraints) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    wait_for(
+        &Api::<SecurityContextConstraints>::all(client.clone()),
+        scc_name,
+        TIMEOUT,
+        check,
+    )
+    .await;
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hand_edits_that_widen_the_scc_are_reverted() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("drift-scc");
+        op.create(&op.policy(&name, &ns, "model-build-sa", &BUILDAH, &["build-and-push-v2"])).await;
+        wait_ready(&client, &name).await;
+        let scc_name = format!("buildpolicy-{name}");
+        let sccs: Api<SecurityContextConstraints> = Api::all(client.clone());
+
+        for (what, edit) in [
+            ("adding NET_ADMIN", json!({"allowedCapabilities": ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "NET_ADMIN"]})),
+            ("setting allowPrivilegedContainer", json!({"allowPrivilegedContainer": true})),
+            ("adding users", json!({"users": ["system:serviceaccount:default:default"]})),
+            ("adding groups", json!({"groups": ["system:authenticated"]})),
+            ("setting a priority", json!({"priority": 20})),
+        ] {
+            sccs.patch(&scc_name, &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
+            let took = time_until_scc(&client, &scc_name, |scc| {
+                !scc.allow_privileged_container
+                    && scc.allowed_capabilities.as_ref().is_some_and(|c| c.len() == 4)
+                    && scc.users.clone().unwrap_or_default().is_empty()
+                    && scc.groups.clone().unwrap_or_default().is_empty()
+                    && scc.priority.is_none()
+            })
+            .await;
+            println!("drift repair: {what} on the SCC reverted in {took:?}");
+        }
+
+        sccs.delete(&scc_name, &DeleteParams::default()).await.unwrap();
+        let start = Instant::now();
+        eventually("the deleted SCC is recreated", TIMEOUT, || async {
+            sccs.get_opt(&scc_name).await.unwrap().filter(|s| s.metadata.deletion_timestamp.is_none()).map(|_| ())
+        })
+        .await;
+        println!("drift repair: deleted SCC recreated in {:?}", start.elapsed());
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_rolebinding_and_edited_role_are_restored() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("drift-rbac");
+        op.create(&op.policy(&name, &ns, "model-build-sa", &BUILDAH, &["build-and-push-v2"])).await;
+        wait_ready(&client, &name).await;
+        let rb_name = format!("buildpolicy-{name}");
+        let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+        let old_uid = bindings.get(&rb_name).await.unwrap().uid();
+
+        let start = Instant::now();
+        bindings.delete(&rb_name, &DeleteParams::default()).await.unwrap();
+        eventually("the deleted RoleBinding is recreated", TIMEOUT, || async {
+            bindings.get_opt(&rb_name).await.unwrap().filter(|b| b.uid() != old_uid).map(|_| ())
+        })
+        .await;
+        println!("drift repair: deleted RoleBinding recreated in {:?}", start.elapsed());
+
+        let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+        let start = Instant::now();
+        roles
+            .patch(&rb_name, &PatchParams::default(), &Patch::Merge(json!({"rules": [{"apiGroups": ["security.openshift.io"], "resources": ["securitycontextconstraints"], "resourceNames": ["privileged"], "verbs": ["use"]}]})))
+            .await
+            .unwrap();
+        wait_for(&roles, &rb_name, TIMEOUT, |role: &Role| {
+            role.rules.as_ref().is_some_and(|r| r.len() == 1 && r[0].resource_names.as_deref() == Some(&[rb_name.clone()][..]))
+        })
+        .await;
+        println!("drift repair: Role widened to privileged reverted in {:?}", start.elapsed());
+        assert!(can_use_scc(&client, &format!("system:serviceaccount:{ns}:model-build-sa"), &ns, &rb_name).await);
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_or_changed_task_pin_is_restored() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("drift-pin");
+        op.create(&op.policy(
+            &name,
+            &ns,
+            "model-build-sa",
+            &BUILDAH,
+            &["build-and-push-v2"],
+        ))
+        .await;
+        wait_ready(&client, &name).await;
+        let scc_name = format!("buildpolicy-{name}");
+        let tasks: Api<Task> = Api::namespaced(client.clone(), &ns);
+
+        for (what, value) in [
+            ("removed", serde_json::Value::Null),
+            ("changed to privileged", json!("privileged")),
+        ] {
+            let start = Instant::now();
+            tasks
+                .patch(
+                    "build-and-push-v2",
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        json!({"metadata": {"annotations": {REQUIRED_SCC_ANNOTATION: value}}}),
+                    ),
+                )
+                .await
+                .unwrap();
+            wait_for(&tasks, "build-and-push-v2", TIMEOUT, |t: &Task| {
+                pin_of(t) == Some(&scc_name)
+            })
+            .await;
+            println!(
+                "drift repair: pin {what} on the Task restored in {:?}",
+                start.elapsed()
+            );
+        }
+        let task = tasks.get("build-and-push-v2").await.unwrap();
+        assert_eq!(task.annotations()["team.example.com/owner"], "ai-platform");
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_created_before_its_targets_reports_each_missing_one_then_converges() {
+    with_temp_ns(|client, ns| async move {
+        let op = Operator::start(&client, &ns).await;
+        let target = format!("{ns}-late");
+        let name = unique_name("early");
+        op.create(&op.policy(&name, &target, "builder", &["SETUID", "SETGID"], &["build"]))
+            .await;
+        let policies: Api<BuildPolicy> = Api::all(client.clone());
+
+        let p = wait_for(&policies, &name, TIMEOUT, has_reason("NamespaceNotFound")).await;
+        assert!(
+            p.condition("Ready").unwrap().message.contains(&target),
+            "message names the namespace"
+        );
+
+        let namespace: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": target, "labels": {"buildpolicy.dev/test": "true"}}}),
+        )
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        let p = wait_for(
+            &policies,
+            &name,
+            TIMEOUT,
+            has_reason("ServiceAccountNotFound"),
+        )
+        .await;
+        assert!(
+            p.condition("Ready")
+                .unwrap()
+                .message
+                .contains(&format!("{target}/builder"))
+        );
+
+        create_service_account(&client, &target, "builder").await;
+        let p = wait_for(&policies, &name, TIMEOUT, has_reason("TaskNotFound")).await;
+        assert!(
+            p.condition("TasksPinned")
+                .unwrap()
+                .message
+                .contains("Task build not found")
+        );
+
+        create_task(&client, &target, "build").await;
+        wait_ready(&client, &name).await;
+        op.delete_policies_and_stop().await;
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(&target, &DeleteParams::default())
+            .await;
+    })
+    .await;
+}
+
+/// resourceVersions of the policy and everything it manages.
+async fn versions(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
+    let scc_name = format!("buildpolicy-{name}");
+    let mut v = BTreeMap::new();
+    v.insert(
+        "policy".into(),
+        Api::<BuildPolicy>::all(client.clone())
+            .get(name)
+            .await
+            .unwrap()
+            .resource_version()
+            .unwrap(),
+    );
+    v.insert(
+        "scc".into(),
+        Api::<SecurityContextConstraints>::all(client.clone())
+            .get(&scc_name)
+            .await
+            .unwrap()
+            .resource_version()
+            .unwrap(),
+    );
+    v.insert(
+        "role".into(),
+        Api::<Role>::namespaced(client.clone(), ns)
+            .get(&scc_name)
+            .await
+            .unwrap()
+            .resource_version()
+            .unwrap(),
+    );
+    v.insert(
+        "binding".into(),
+        Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .get(&scc_name)
+            .await
+            .unwrap()
+            .resource_version()
+            .unwrap(),
+    );
+    for task in Api::<Task>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+    {
+        v.insert(
+            format!("task/{}", task.name_any()),
+            task.resource_version().unwrap(),
+        );
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_the_operator_on_a_converged_cluster_writes_nothing() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("restart");
+        op.create(&op.policy(
+            &name,
+            &ns,
+            "model-build-sa",
+            &BUILDAH,
+            &["build-and-push-v2"],
+        ))
+        .await;
+        wait_ready(&client, &name).await;
+        op.stop().await;
+        let before = versions(&client, &ns, &name).await;
+
+        let op = Operator::start(&client, &ns).await;
+        // The restarted operator has looked at the policy once it counts a reconcile.
+        eventually("the restarted operator reconciles", TIMEOUT, || async {
+            (op.metrics.reconcile_count() > 0).then_some(())
+        })
+        .await;
+        let after = versions(&client, &ns, &name).await;
+        assert_eq!(
+            before, after,
+            "a converged cluster must see no writes after a restart"
+        );
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
