@@ -29,14 +29,102 @@ run kubectl get crd buildpolicies.buildpolicy.dev \
 say "What a platform team writes: four fields"
 run kubectl explain buildpolicy.spec
 
-# ============================================================================
-# OPERATOR DEMO GOES HERE
-#
-# To be filled in by the operator's author: start the operator, apply the
-# ModelCar BuildPolicy, and show the SCC, the Role/RoleBinding, the pinned
-# Tasks, the Ready condition, and what happens on change, drift and delete.
-# Use `say` for each scene and `run` for each command. KUBECONFIG and PATH
-# (kubectl) are already set for the local control plane.
-# ============================================================================
+DEMO_DIR="$ROOT/target/demo"
+mkdir -p "$DEMO_DIR"
+NS=private-ai-demo
+SA=model-build-sa
+SCC=buildpolicy-modelcar-build
 
-say "Done. The control plane keeps running; stop it with: hack/local-cluster.sh down"
+say "Build the operator"
+cargo build -q -p buildpolicy-operator
+OPERATOR="$ROOT/target/debug/buildpolicy-operator"
+
+# A clean stage: remove what an earlier run of the demo left behind (the
+# operator must run to release the policy's grant and finalizer).
+if kubectl get buildpolicy modelcar-build >/dev/null 2>&1 || kubectl get namespace "$NS" >/dev/null 2>&1; then
+  "$OPERATOR" run --metrics-addr 127.0.0.1:0 >"$DEMO_DIR/cleanup.log" 2>&1 &
+  cleanup_pid=$!
+  kubectl delete buildpolicy modelcar-build --ignore-not-found --wait=true --timeout=60s >/dev/null
+  kill "$cleanup_pid"; wait "$cleanup_pid" 2>/dev/null || true
+  kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null
+fi
+kubectl delete events.events.k8s.io -n default --field-selector regarding.name=modelcar-build >/dev/null 2>&1 || true
+
+say "The seed's ModelCar scene: a namespace, the build service account, four Tekton Tasks"
+run kubectl create namespace "$NS"
+run kubectl -n "$NS" create serviceaccount "$SA"
+for task in download-model mirror-to-internal register-model; do
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: tekton.dev/v1
+kind: Task
+metadata: {name: $task, namespace: $NS}
+spec:
+  steps:
+    - name: main
+      image: registry.access.redhat.com/ubi9/ubi-minimal
+      script: echo $task
+EOF
+done
+kubectl apply -f - >/dev/null <<EOF
+apiVersion: tekton.dev/v1
+kind: Task
+metadata: {name: build-and-push-v2, namespace: $NS}
+spec:
+  params: [{name: IMAGE}]
+  steps:
+    - name: build
+      image: quay.io/buildah/stable
+      securityContext:
+        capabilities: {add: [SETUID, SETGID, SYS_ADMIN, SYS_CHROOT]}
+      script: |
+        buildah bud --storage-driver=vfs -t \$(params.IMAGE) .
+        buildah push --storage-driver=vfs \$(params.IMAGE)
+EOF
+run kubectl -n "$NS" get tasks
+
+say "What the platform team commits to Git"
+run cat config/samples/modelcar-build.yaml
+
+say "Review it before it merges: exactly what the operator will create"
+run "$OPERATOR" check -f config/samples/modelcar-build.yaml
+run "$OPERATOR" render -f config/samples/modelcar-build.yaml
+
+say "Start the operator (logs in target/demo/operator.log)"
+"$OPERATOR" run --metrics-addr 127.0.0.1:0 >"$DEMO_DIR/operator.log" 2>&1 &
+operator_pid=$!
+trap 'kill $operator_pid 2>/dev/null || true' EXIT
+echo "operator running, pid $operator_pid"
+
+say "Apply the policy and wait until it is Ready"
+run kubectl apply -f config/samples/modelcar-build.yaml
+run kubectl wait --for=condition=Ready --timeout=60s buildpolicy/modelcar-build
+run kubectl get buildpolicies
+run kubectl get buildpolicy modelcar-build \
+  -o 'custom-columns=CONDITIONS:.status.conditions[*].type,STATUS:.status.conditions[*].status,GENERATION:.metadata.generation,OBSERVED:.status.observedGeneration'
+
+say "The generated SCC: four capabilities, nothing privileged, no host access, no users or groups, no priority"
+run kubectl get scc "$SCC"
+run kubectl get scc "$SCC" -o 'custom-columns=PRIVILEGED:.allowPrivilegedContainer,HOSTNETWORK:.allowHostNetwork,HOSTPID:.allowHostPID,USERS:.users,GROUPS:.groups,PRIORITY:.priority,DROP:.requiredDropCapabilities'
+
+say "Who may use it: only $SA in $NS"
+# SCC admission asks "may this service account use the SCC in the pod's
+# namespace?"; kubectl warns that SCCs themselves are cluster-scoped.
+can_i() { run kubectl auth can-i use "scc/$SCC" -n "$1" --as="system:serviceaccount:$1:$2" 2>/dev/null || true; }
+can_i "$NS" "$SA"
+can_i "$NS" default
+can_i default "$SA"
+
+say "Which Tasks are pinned to it (Tekton copies the annotation to the TaskRun and its pod)"
+run kubectl -n "$NS" get tasks -o 'custom-columns=TASK:.metadata.name,REQUIRED-SCC:.metadata.annotations.openshift\.io/required-scc'
+
+say "Someone makes the SCC privileged by hand: the operator reverts it"
+run kubectl patch scc "$SCC" --type=merge -p '{"allowPrivilegedContainer":true}'
+run kubectl wait --for=jsonpath='{.allowPrivilegedContainer}'=false --timeout=30s "scc/$SCC"
+
+say "What the pipeline owner sees in the policy's events"
+run kubectl events -n default --for buildpolicy/modelcar-build
+
+say "The policy is Ready"
+run kubectl get buildpolicy modelcar-build
+
+say "Done. The operator stops with this script; the control plane keeps running (hack/local-cluster.sh down stops it)"
