@@ -13,6 +13,9 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 
+    #[error("could not pin Task {task}: {error}")]
+    Pin { task: String, error: String },
+
     #[error("object has no {0}")]
     Incomplete(&'static str),
 }
@@ -36,6 +39,7 @@ impl Error {
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
                 _ => "finalizer".into(),
             },
+            Error::Pin { .. } => "pin_failed".into(),
             Error::Incomplete(_) => "incomplete_object".into(),
         }
     }

@@ -114,17 +114,34 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
             status::write(policy, ctx, &obs).await?;
             return Ok(Action::await_change());
         }
-        live => {
-            apply_scc(policy, ctx, &desired.scc, live.as_deref()).await?;
-            obs.scc = Part::Ready;
-        }
+        live => match apply_scc(policy, ctx, &desired.scc, live.as_deref()).await {
+            Ok(()) => obs.scc = Part::Ready,
+            Err(e) => {
+                // Nothing is granted without the SCC: say why, then retry.
+                obs.scc = Part::Blocked {
+                    reason: reason::APPLY_FAILED,
+                    message: e.to_string(),
+                };
+                status::write(policy, ctx, &obs).await?;
+                return Err(e);
+            }
+        },
     }
 
     // 2. RBAC in the policy's namespace, if it exists.
     let namespace_exists = ctx.caches.namespace_exists(&spec.namespace);
+    let mut rbac_error = None;
     if namespace_exists {
-        apply_rbac(policy, ctx, &desired).await?;
-        obs.rbac = Part::Ready;
+        match apply_rbac(policy, ctx, &desired).await {
+            Ok(()) => obs.rbac = Part::Ready,
+            Err(e) => {
+                obs.rbac = Part::Blocked {
+                    reason: reason::APPLY_FAILED,
+                    message: e.to_string(),
+                };
+                rbac_error = Some(e);
+            }
+        }
         if !ctx
             .caches
             .service_account_exists(&spec.namespace, &spec.service_account_name)
@@ -142,15 +159,27 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     }
 
     // 4. Whatever the policy held before and no longer wants.
+    // A Task that could not be re-pinned keeps whatever pin it has.
+    let mut kept = obs.pinned_tasks.clone();
+    kept.extend(obs.failed_tasks.iter().map(|(task, _)| task.clone()));
     revoke(
         policy,
         ctx,
-        &Keep::from_desired(&desired, namespace_exists, &obs.pinned_tasks),
+        &Keep::from_desired(&desired, namespace_exists, &kept),
     )
     .await?;
 
     status::write(policy, ctx, &obs).await?;
     update_managed_object_metrics(ctx);
+    if let Some(error) = rbac_error {
+        return Err(error);
+    }
+    if let Some((task, error)) = obs.failed_tasks.first() {
+        return Err(Error::Pin {
+            task: format!("{}/{task}", spec.namespace),
+            error: error.clone(),
+        });
+    }
     if obs.namespace_missing.is_some() || !obs.missing_tasks.is_empty() {
         // The namespace, service account and Task watches wake us up.
         Ok(Action::await_change())
@@ -417,7 +446,10 @@ async fn pin_tasks(
                 obs.missing_tasks.push(pin.name.clone())
             }
             Err(e) => {
-                return Err(e).doing(|| format!("pinning Task {}/{}", pin.namespace, pin.name));
+                // Reported in status; apply() fails the reconcile afterwards
+                // so it is retried with backoff.
+                warn!(task = %pin.name, error = %e, "could not pin Task");
+                obs.failed_tasks.push((pin.name.clone(), short_error(&e)));
             }
         }
     }
@@ -630,6 +662,14 @@ async fn cleanup(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     ctx.metrics.policy_ready(&policy.name_any(), None);
     update_managed_object_metrics(ctx);
     Ok(Action::await_change())
+}
+
+/// The API server's message, without the Rust error wrapping around it.
+fn short_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.reason),
+        other => other.to_string(),
+    }
 }
 
 fn with_type<K: Resource<DynamicType = ()> + serde::Serialize>(object: &K) -> serde_json::Value {

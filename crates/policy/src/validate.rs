@@ -83,8 +83,17 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Kubernetes' IsDNS1123Subdomain: at most 253 characters of dot-separated
+/// parts; unlike a label, a part may be longer than 63 characters.
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    s.len() <= 253 && s.split('.').all(part)
 }
 
 fn first_duplicate(items: &[String]) -> Option<&str> {

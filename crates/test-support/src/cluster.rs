@@ -26,7 +26,7 @@ const READYZ_TIMEOUT: Duration = Duration::from_secs(10);
 static CONTROL_PLANE: OnceCell<Result<(), String>> = OnceCell::const_new();
 
 /// The workspace root: `crates/test-support/../..`.
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
         .parent()

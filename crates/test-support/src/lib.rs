@@ -26,7 +26,7 @@ mod namespace;
 pub mod operator;
 mod wait;
 
-pub use cluster::{client, client_with_token, kubeconfig_path, kubectl};
+pub use cluster::{client, client_with_token, kubeconfig_path, kubectl, repo_root};
 pub use names::unique_name;
 pub use namespace::{TEST_LABEL, TempNamespace, test_labels, with_temp_ns};
 pub use wait::{eventually, wait_for, wait_for_deletion};

@@ -17,6 +17,74 @@ use tokio::task::JoinHandle;
 /// Label every BuildPolicy of a test carries; its value scopes the test's operator.
 pub const SCOPE_LABEL: &str = "buildpolicy.dev/test-scope";
 
+/// Namespace and name of the operator's ServiceAccount in `config/rbac`.
+pub const OPERATOR_NAMESPACE: &str = "buildpolicy-system";
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "buildpolicy-operator";
+
+static OPERATOR_TOKEN: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// A client that authenticates as the operator's own ServiceAccount, bound
+/// to the shipped `config/rbac` (applied here), with a token from the
+/// TokenRequest API: the operator under test holds exactly the rights an
+/// installation gives it, not a cluster admin's.
+///
+/// `BUILDPOLICY_TEST_OPERATOR_AS=admin` runs it as the admin instead.
+pub async fn operator_client() -> Client {
+    if std::env::var("BUILDPOLICY_TEST_OPERATOR_AS").as_deref() == Ok("admin") {
+        return crate::client().await;
+    }
+    let token = OPERATOR_TOKEN
+        .get_or_init(|| async {
+            crate::client().await;
+            let root = crate::repo_root();
+            for path in ["config/manager/namespace.yaml", "config/rbac"] {
+                let mut apply = crate::kubectl();
+                apply.args([
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "--field-manager=integration-tests",
+                ]);
+                if path.ends_with(".yaml") {
+                    apply.args(["-f", &root.join(path).to_string_lossy()]);
+                } else {
+                    apply.args(["-k", &root.join(path).to_string_lossy()]);
+                }
+                let out = apply.output().expect("running kubectl");
+                assert!(
+                    out.status.success(),
+                    "kubectl apply {path}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await
+        })
+        .await;
+    crate::client_with_token(token).await
+}
+
+/// A two-hour token for a ServiceAccount, from the TokenRequest API.
+pub async fn service_account_token(namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let api: Api<ServiceAccount> = Api::namespaced(crate::client().await, namespace);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(7200),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let response = api
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("requesting a token for {namespace}/{name}: {e}"));
+    response
+        .status
+        .and_then(|s| s.token)
+        .expect("TokenRequest returned a token")
+}
+
 /// A running in-process operator, reconciling only the policies labelled
 /// `SCOPE_LABEL=<scope>`.
 pub struct Operator {
@@ -36,6 +104,18 @@ impl Operator {
 
     /// Starts an operator for `scope` with `ceiling`, and waits for its caches.
     pub async fn start_with(client: &Client, scope: &str, ceiling: Ceiling) -> Self {
+        Self::start_as(client, operator_client().await, scope, ceiling).await
+    }
+
+    /// Starts an operator that acts with `identity` (a client of another
+    /// identity than the shipped ServiceAccount); `client` creates and
+    /// deletes the test's policies.
+    pub async fn start_as(
+        client: &Client,
+        identity: Client,
+        scope: &str,
+        ceiling: Ceiling,
+    ) -> Self {
         let config = Config {
             ceiling,
             policy_selector: Some(format!("{SCOPE_LABEL}={scope}")),
@@ -45,7 +125,7 @@ impl Operator {
         let metrics = Arc::new(Metrics::new());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (handle, run) =
-            buildpolicy_controller::build(client.clone(), config, metrics.clone(), async move {
+            buildpolicy_controller::build(identity, config, metrics.clone(), async move {
                 let _ = stop_rx.await;
             });
         let task = tokio::spawn(run);
