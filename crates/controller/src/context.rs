@@ -14,7 +14,8 @@ use crate::metrics::Metrics;
 /// How the controller behaves; built once in `main`.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// What policies may ask for at most.
+    /// What policies may ask for at most, at start; [`crate::Handle::ceiling`]
+    /// changes it while the controller runs.
     pub ceiling: Ceiling,
     /// Only reconcile BuildPolicies matching this label selector (shards,
     /// tests); `None` reconciles all.
@@ -44,4 +45,6 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub caches: Caches,
+    /// The ceiling in force (it may change at run time).
+    pub ceiling: tokio::sync::watch::Receiver<Ceiling>,
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_policy::Ceiling;
 use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -16,7 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
 use tracing::{debug, info};
 
 use crate::caches::Caches;
@@ -115,6 +116,9 @@ fn policies_where(
 pub struct Handle {
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
+    /// Sending a new ceiling re-validates every policy against it: grants
+    /// now over the ceiling are revoked.
+    pub ceiling: tokio::sync::watch::Sender<Ceiling>,
 }
 
 /// Builds the controller. The returned future runs it until `shutdown`
@@ -203,12 +207,15 @@ pub fn build(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    let (ceiling_tx, ceiling_rx) = tokio::sync::watch::channel(config.ceiling.clone());
+    let ceiling_changes = WatchStream::from_changes(ceiling_rx.clone()).map(|_| ());
     let ctx = Arc::new(Context {
         client,
         recorder,
         metrics: metrics.clone(),
         config,
         caches: caches.clone(),
+        ceiling: ceiling_rx,
     });
 
     let by_task = policies_reader.clone();
@@ -241,6 +248,7 @@ pub fn build(
                 p.spec.namespace == ns && p.spec.service_account_name == name
             })
         })
+        .reconcile_all_on(ceiling_changes)
         .graceful_shutdown_on(shutdown);
 
     let watch_tasks = WatchTasks(watch_tasks);
@@ -258,5 +266,12 @@ pub fn build(
             .await;
         info!("controller stopped");
     };
-    (Handle { metrics, caches }, run)
+    (
+        Handle {
+            metrics,
+            caches,
+            ceiling: ceiling_tx,
+        },
+        run,
+    )
 }

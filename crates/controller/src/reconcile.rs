@@ -87,7 +87,8 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
         ..Observation::default()
     };
 
-    if let Err(rejection) = validate(&name, spec, &ctx.config.ceiling) {
+    let ceiling = ctx.ceiling.borrow().clone();
+    if let Err(rejection) = validate(&name, spec, &ceiling) {
         info!(
             reason = rejection.reason,
             "policy refused: revoking anything it held"

@@ -112,6 +112,14 @@ async fn run_controller(args: RunArgs) -> Result<()> {
     let (handle, controller) =
         buildpolicy_controller::build(client, config, metrics.clone(), shutdown_signal());
     let caches = handle.caches.clone();
+    if let Some(path) = args.ceiling.ceiling_file.clone() {
+        tokio::spawn(follow_ceiling_file(
+            path,
+            args.ceiling.clone(),
+            args.namespace.clone(),
+            handle.ceiling,
+        ));
+    }
     let synced = async move {
         caches.ready().await;
         readiness_tx.send_replace(Readiness::Leader);
@@ -134,6 +142,37 @@ async fn run_controller(args: RunArgs) -> Result<()> {
         () = synced => Ok(()),
         failed = &mut admin => failed,
         failed = lost => failed,
+    }
+}
+
+/// Re-reads the ceiling file (a mounted ConfigMap is updated in place) and
+/// hands every change to the controller, which re-validates all policies.
+/// A file that no longer parses keeps the ceiling in force, loudly.
+async fn follow_ceiling_file(
+    path: std::path::PathBuf,
+    args: crate::cli::CeilingArgs,
+    namespace: Option<String>,
+    sender: watch::Sender<buildpolicy_policy::Ceiling>,
+) {
+    let mut last = std::fs::read_to_string(&path).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let now = std::fs::read_to_string(&path).ok();
+        if now == last {
+            continue;
+        }
+        last = now;
+        match ceiling(&args) {
+            Ok(mut new) => {
+                if let Some(ns) = &namespace {
+                    new = new.protecting(ns);
+                }
+                tracing::info!(file = %path.display(), ?new, "ceiling changed: re-validating every policy");
+                sender.send_replace(new);
+            }
+            Err(e) => tracing::error!("{e:#}; keeping the ceiling in force"),
+        }
     }
 }
 

@@ -174,6 +174,12 @@ impl Operator {
             .unwrap_or_else(|e| panic!("creating BuildPolicy {}: {e}", policy.name_any()))
     }
 
+    /// Changes the ceiling of the running operator, as editing its ceiling
+    /// file does: every policy is re-validated.
+    pub fn set_ceiling(&self, ceiling: Ceiling) {
+        self.handle.ceiling.send_replace(ceiling);
+    }
+
     /// Stops reconciling (the caches and watches end too).
     pub async fn stop(mut self) {
         self.shutdown().await;
