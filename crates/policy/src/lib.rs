@@ -2,10 +2,12 @@
 //! build the objects it produces. Nothing here talks to a cluster, so every
 //! rule is unit-tested without one; the controller and the CLI both call it.
 
+pub mod admission;
 pub mod ceiling;
 pub mod drift;
 pub mod render;
 pub mod status;
+pub mod task_check;
 pub mod validate;
 
 pub use ceiling::Ceiling;
