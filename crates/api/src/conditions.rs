@@ -12,6 +12,14 @@ pub const RBAC_READY: &str = "RBACReady";
 /// Every listed Task carries the pin.
 pub const TASKS_PINNED: &str = "TasksPinned";
 
+/// Advisory: unpinned pods of the service account would not be admitted
+/// under the generated SCC ahead of the SCC they get without it. Does not
+/// change `Ready`.
+pub const PREEMPTION_SAFE: &str = "PreemptionSafe";
+/// Advisory: every step of the pinned Tasks would pass SCC admission under
+/// the generated SCC. Does not change `Ready`.
+pub const TASKS_ADMISSIBLE: &str = "TasksAdmissible";
+
 /// Reasons. One per thing that can be wrong, so a reader knows what to fix.
 pub mod reason {
     pub const RECONCILED: &str = "Reconciled";

@@ -216,6 +216,7 @@ pub fn build(
         config,
         caches: caches.clone(),
         ceiling: ceiling_rx,
+        access: Default::default(),
     });
 
     let by_task = policies_reader.clone();

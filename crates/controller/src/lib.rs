@@ -2,6 +2,7 @@
 //! that lets one service account use it, and the pin on the listed Tekton
 //! Tasks, and keeps them so against drift.
 
+mod analysis;
 pub mod caches;
 pub mod context;
 pub mod controller;

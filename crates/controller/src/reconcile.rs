@@ -23,6 +23,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
+use crate::analysis;
 use crate::caches::Caches;
 use crate::context::Context;
 use crate::error::{Context as _, Error, Result};
@@ -160,6 +161,18 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     }
 
     // 4. Whatever the policy held before and no longer wants.
+    // Advice on what the grant means for other pods and for the Tasks.
+    if obs.scc == Part::Ready {
+        match analysis::preemption_advice(policy, ctx, &desired.scc).await {
+            Ok(advice) => obs.preemption = Some(advice),
+            Err(error) => warn!(%error, "preemption analysis failed"),
+        }
+        match analysis::tasks_advice(policy, ctx, &desired.scc, &obs.pinned_tasks).await {
+            Ok(advice) => obs.tasks_admissible = advice,
+            Err(error) => warn!(%error, "Task admissibility check failed"),
+        }
+    }
+
     // A Task that could not be re-pinned keeps whatever pin it has.
     let mut kept = obs.pinned_tasks.clone();
     kept.extend(obs.failed_tasks.iter().map(|(task, _)| task.clone()));

@@ -22,6 +22,33 @@ pub enum Part {
     Withheld,
 }
 
+/// The outcome of an advisory analysis: a condition that does not change
+/// `Ready`, because the grant is in place either way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advice {
+    pub ok: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Advice {
+    pub fn good(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
 /// Facts one reconcile established about a policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
@@ -44,6 +71,10 @@ pub struct Observation {
     pub pinned_tasks: Vec<String>,
     /// Listed Tasks the operator could not pin: (task, error).
     pub failed_tasks: Vec<(String, String)>,
+    /// `PreemptionSafe`, once the SCC is in place.
+    pub preemption: Option<Advice>,
+    /// `TasksAdmissible`, once Tasks are pinned.
+    pub tasks_admissible: Option<Advice>,
 }
 
 /// One condition, without timestamps (the controller keeps
@@ -172,7 +203,21 @@ pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
                 ),
             )
         });
-    vec![ready, scc, rbac, tasks]
+    let mut all = vec![ready, scc, rbac, tasks];
+    for (type_, advice) in [
+        (conditions::PREEMPTION_SAFE, &obs.preemption),
+        (conditions::TASKS_ADMISSIBLE, &obs.tasks_admissible),
+    ] {
+        if let Some(advice) = advice {
+            all.push(ConditionSpec::new(
+                type_,
+                advice.ok,
+                advice.reason,
+                advice.message.clone(),
+            ));
+        }
+    }
+    all
 }
 
 fn tasks_condition(obs: &Observation) -> ConditionSpec {

@@ -88,7 +88,7 @@ impl Preemption {
                 let fix = match reason {
                     OrderReason::Priority { .. } => "remove the priority".to_owned(),
                     OrderReason::Score { .. } | OrderReason::Name => format!(
-                        "restore runAsUser RunAsAny as rendered so that it sorts after {other}, or give the pinned Tasks a service account of their own"
+                        "give the pinned Tasks a service account of their own, or stop granting {other} to this one"
                     ),
                 };
                 format!(
