@@ -33,5 +33,12 @@ pub mod reason {
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const WAITING: &str = "Waiting";
-    pub const DELETING: &str = "Deleting";
+    /// PreemptionSafe=True: unpinned pods get the SCC they got before.
+    pub const SORTS_AFTER_DEFAULT: &str = "SortsAfterDefault";
+    /// PreemptionSafe=False: the generated SCC would win over another SCC.
+    pub const PREEMPTS: &str = "Preempts";
+    /// TasksAdmissible=True.
+    pub const ADMISSIBLE: &str = "Admissible";
+    /// TasksAdmissible=False: a step would be refused by SCC admission.
+    pub const NOT_ADMISSIBLE: &str = "NotAdmissible";
 }

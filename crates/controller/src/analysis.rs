@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use buildpolicy_api::conditions::reason;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::admission::{PodSecurityRequest, Preemption, preemption};
 use buildpolicy_policy::status::Advice;
@@ -140,7 +141,10 @@ pub async fn preemption_advice(
         let message = verdict.message(&subject);
         match verdict {
             Preemption::Unsafe { .. } => {
-                return Ok(Advice::bad("Preempts", format!("{kind} pods: {message}")));
+                return Ok(Advice::bad(
+                    reason::PREEMPTS,
+                    format!("{kind} pods: {message}"),
+                ));
             }
             // Not preemption (no other SCC loses a pod), but worth knowing:
             // the grant covers the whole service account.
@@ -160,7 +164,7 @@ pub async fn preemption_advice(
             "; note: {widened}: keep {subject} for the pinned Tasks only"
         ));
     }
-    Ok(Advice::good("SortsAfterDefault", message))
+    Ok(Advice::good(reason::SORTS_AFTER_DEFAULT, message))
 }
 
 /// The `TasksAdmissible` advice: each pinned Task checked against the SCC.
@@ -207,10 +211,10 @@ pub async fn tasks_advice(
             )
         };
         Advice::good(
-            "Admissible",
+            reason::ADMISSIBLE,
             format!("every step of the pinned Tasks is admissible under the SCC; {confined}"),
         )
     } else {
-        Advice::bad("NotAdmissible", problems.join("; "))
+        Advice::bad(reason::NOT_ADMISSIBLE, problems.join("; "))
     }))
 }

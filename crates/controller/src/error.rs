@@ -23,6 +23,22 @@ pub enum Error {
 /// `Result` with the controller's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every value [`Error::metric_label`] can take, so each series exists from
+/// the start and `rate()` sees the first error of each kind.
+pub const METRIC_REASONS: &[&str] = &[
+    "api_forbidden",
+    "api_not_found",
+    "api_conflict",
+    "api_invalid",
+    "api_too_many_requests",
+    "api_server_error",
+    "api_other",
+    "api_unreachable",
+    "finalizer",
+    "pin_failed",
+    "incomplete_object",
+];
+
 impl Error {
     /// A low-cardinality label for the `reason` of the errors metric.
     pub fn metric_label(&self) -> String {
@@ -30,9 +46,16 @@ impl Error {
             Error::Kube {
                 source: kube::Error::Api(status),
                 ..
-            } => {
-                format!("api_{}", status.reason.to_lowercase())
+            } => match status.code {
+                403 => "api_forbidden",
+                404 => "api_not_found",
+                409 => "api_conflict",
+                422 => "api_invalid",
+                429 => "api_too_many_requests",
+                500..=599 => "api_server_error",
+                _ => "api_other",
             }
+            .into(),
             Error::Kube { .. } => "api_unreachable".into(),
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)

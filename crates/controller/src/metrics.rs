@@ -117,6 +117,9 @@ impl Metrics {
         for ready in ["true", "false"] {
             policies.with_label_values(&[ready]);
         }
+        for reason in crate::error::METRIC_REASONS {
+            errors.with_label_values(&[reason]);
+        }
         Self {
             registry,
             reconciliations,
