@@ -102,6 +102,10 @@ run kubectl get buildpolicies
 run kubectl get buildpolicy modelcar-build \
   -o 'custom-columns=CONDITIONS:.status.conditions[*].type,STATUS:.status.conditions[*].status,GENERATION:.metadata.generation,OBSERVED:.status.observedGeneration'
 
+say "What each condition says, in one line (PreemptionSafe and TasksAdmissible are advice for the pipeline owner)"
+run kubectl get buildpolicy modelcar-build \
+  -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+
 say "The generated SCC: four capabilities, nothing privileged, no host access, no users or groups, no priority"
 run kubectl get scc "$SCC"
 run kubectl get scc "$SCC" -o 'custom-columns=PRIVILEGED:.allowPrivilegedContainer,HOSTNETWORK:.allowHostNetwork,HOSTPID:.allowHostPID,USERS:.users,GROUPS:.groups,PRIORITY:.priority,DROP:.requiredDropCapabilities'
