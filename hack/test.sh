@@ -5,6 +5,10 @@
 #   generated files up to date → start the control plane → build the tests →
 #   run every test (cargo-nextest)
 #
+# Just before the tests are built, the tools the tests use are installed when
+# missing (hack/tools/install.sh: promtool, prometheus, kubeconform) and the
+# operator binary is built.
+#
 # The last line of output is the test runner's summary line; the timings of
 # the other steps are printed just before the tests run.
 #
@@ -136,6 +140,21 @@ ensure_nextest() {
   fi
 }
 
+# promtool and prometheus (Debian's prometheus package), kubeconform (built
+# from hack/tools/go.mod) and the Prometheus Operator CRDs
+# (hack/tools/crds/go.mod): each installed only when missing. The tests that
+# use them fail without them; they do not skip.
+install_test_tools() {
+  hack/tools/install.sh
+}
+
+# The tests run the real binary (crates/test-support/src/process.rs builds
+# it too, once per test process); built here, its build time is not counted
+# against the first test's timeout.
+build_operator_binary() {
+  cargo build -p buildpolicy-operator --bin buildpolicy-operator
+}
+
 build_tests() {
   if (( USE_NEXTEST )); then
     cargo nextest run --workspace --no-run
@@ -183,6 +202,8 @@ timed "cargo clippy -D warnings" check_clippy
 timed "generated files are up to date" check_generated
 timed "start the local control plane" start_control_plane
 timed "cargo-nextest" ensure_nextest
+timed "test tools (promtool, prometheus, kubeconform)" install_test_tools
+timed "build the operator binary" build_operator_binary
 timed "build the tests" build_tests
 
 section "timings"

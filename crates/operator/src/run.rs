@@ -126,23 +126,38 @@ async fn run_controller(args: RunArgs) -> Result<()> {
         tracing::info!("caches synced");
         std::future::pending::<()>().await;
     };
+    let (mut is_leader, lease_task) = match leadership {
+        Some((rx, task)) => (Some(rx), Some(task)),
+        None => (None, None),
+    };
+    let mut watching = is_leader.clone();
     let lost = async move {
-        match leadership {
-            Some((mut is_leader, lease_task)) => {
-                let _ = is_leader.wait_for(|leader| !*leader).await;
-                lease_task.abort();
+        match watching.as_mut() {
+            Some(rx) => {
+                let _ = rx.wait_for(|leader| !*leader).await;
                 // Another replica may already be writing: stop at once.
                 bail!("lost the leader lease; exiting so that only the new leader writes")
             }
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         () = controller => Ok(()),
         () = synced => Ok(()),
         failed = &mut admin => failed,
         failed = lost => failed,
+    };
+    // Closing every receiver makes the lease task release the Lease, so a
+    // standby takes over at once instead of waiting for it to expire.
+    is_leader.take();
+    if let Some(task) = lease_task
+        && tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the leader lease was not released in time; it expires by itself");
     }
+    result
 }
 
 /// Re-reads the ceiling file (a mounted ConfigMap is updated in place) and

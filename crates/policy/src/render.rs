@@ -194,7 +194,8 @@ fn render_scc(owner: &Owner, name: &str, spec: &BuildPolicySpec) -> SecurityCont
         allow_host_ports: false,
         allow_host_pid: false,
         allow_host_ipc: false,
-        user_namespace_level: None,
+        // The CRD's default, written out so `render` shows it to reviewers.
+        user_namespace_level: Some("AllowHostLevel".into()),
         default_allow_privilege_escalation: None,
         allow_privilege_escalation: Some(needs_escalation),
         se_linux_context: Some(SELinuxContextStrategyOptions {

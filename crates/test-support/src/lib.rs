@@ -8,6 +8,14 @@
 //!
 //! A test that cannot reach the server fails; nothing here skips a test.
 //!
+//! The operator under test runs in-process ([`operator::Operator`]), or as
+//! the real binary in a child process ([`process::OperatorProcess`]) when
+//! the test is about what only the binary has: its command line, its admin
+//! listener (`/metrics`, `/healthz`, `/readyz`), leader election between
+//! replicas, signals. [`prometheus`] runs Prometheus' own tools against it,
+//! and [`schemas`] makes the JSON schemas kubeconform validates manifests
+//! with, offline.
+//!
 //! ```no_run
 //! use buildpolicy_test_support::with_temp_ns;
 //!
@@ -21,12 +29,19 @@
 //! ```
 
 mod cluster;
+pub mod exposition;
+mod http;
 mod names;
 mod namespace;
 pub mod operator;
+pub mod process;
+pub mod prometheus;
+pub mod scene;
+pub mod schemas;
 mod wait;
 
 pub use cluster::{client, client_with_token, kubeconfig_path, kubectl, repo_root};
+pub use http::{HttpResponse, http_get};
 pub use names::unique_name;
 pub use namespace::{TEST_LABEL, TempNamespace, test_labels, with_temp_ns};
 pub use wait::{eventually, wait_for, wait_for_deletion};

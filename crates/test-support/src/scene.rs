@@ -1,0 +1,133 @@
+//! The objects a build needs before a policy can grant anything: the
+//! ModelCar scene of the product brief, and policies for an operator's scope.
+
+use std::time::Duration;
+
+use buildpolicy_api::{BuildPolicy, BuildPolicySpec, Task};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::operator::SCOPE_LABEL;
+use crate::wait::eventually;
+
+/// The service account the ModelCar build runs as.
+pub const MODELCAR_SERVICE_ACCOUNT: &str = "model-build-sa";
+/// The Task that runs Buildah.
+pub const MODELCAR_BUILD_TASK: &str = "build-and-push-v2";
+/// The capabilities Buildah needs.
+pub const BUILDAH_CAPABILITIES: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
+
+/// Creates a ServiceAccount `name` in `ns`.
+///
+/// # Panics
+///
+/// When the server refuses it.
+pub async fn create_service_account(client: &Client, ns: &str, name: &str) -> ServiceAccount {
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("a ServiceAccount");
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap_or_else(|e| panic!("creating ServiceAccount {ns}/{name}: {e}"))
+}
+
+/// Creates a one-step Tekton Task `name` in `ns`, with an annotation and a
+/// label of its own that a pin must leave alone.
+///
+/// # Panics
+///
+/// When the server refuses it.
+pub async fn create_task(client: &Client, ns: &str, name: &str) -> Task {
+    let task: Task = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Task",
+        "metadata": {
+            "name": name,
+            "annotations": {"team.example.com/owner": "ai-platform"},
+            "labels": {"app.kubernetes.io/part-of": "modelcar"}
+        },
+        "spec": {"steps": [{
+            "name": "main",
+            "image": "registry.access.redhat.com/ubi9/ubi-minimal",
+            "script": format!("echo {name}")
+        }]}
+    }))
+    .expect("a Task");
+    Api::<Task>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &task)
+        .await
+        .unwrap_or_else(|e| panic!("creating Task {ns}/{name}: {e}"))
+}
+
+/// The ModelCar build's service account and Task in `ns`.
+pub async fn modelcar_scene(client: &Client, ns: &str) {
+    create_service_account(client, ns, MODELCAR_SERVICE_ACCOUNT).await;
+    create_task(client, ns, MODELCAR_BUILD_TASK).await;
+}
+
+/// The ModelCar BuildPolicy (`config/samples/modelcar-build.yaml`) for `ns`,
+/// named `name` and labelled for the operator of `scope`, as
+/// [`Operator::policy`](crate::operator::Operator::policy) builds them.
+pub fn modelcar_policy(scope: &str, name: &str, ns: &str) -> BuildPolicy {
+    let mut policy = BuildPolicy::new(
+        name,
+        BuildPolicySpec {
+            namespace: ns.to_owned(),
+            service_account_name: MODELCAR_SERVICE_ACCOUNT.to_owned(),
+            capabilities: BUILDAH_CAPABILITIES.map(str::to_owned).to_vec(),
+            tasks: vec![MODELCAR_BUILD_TASK.to_owned()],
+        },
+    );
+    policy
+        .labels_mut()
+        .insert(SCOPE_LABEL.to_owned(), scope.to_owned());
+    policy
+}
+
+/// Creates `policy`.
+///
+/// # Panics
+///
+/// When the server refuses it.
+pub async fn create_policy(client: &Client, policy: &BuildPolicy) -> BuildPolicy {
+    Api::<BuildPolicy>::all(client.clone())
+        .create(&PostParams::default(), policy)
+        .await
+        .unwrap_or_else(|e| panic!("creating BuildPolicy {}: {e}", policy.name_any()))
+}
+
+/// Whether the policy's current generation is Ready.
+pub fn is_ready(policy: &BuildPolicy) -> bool {
+    policy
+        .condition("Ready")
+        .is_some_and(|c| c.status == "True")
+        && policy.status.as_ref().and_then(|s| s.observed_generation) == policy.metadata.generation
+}
+
+/// Deletes every policy of `scope` and waits until they are gone, which
+/// needs a running operator to revoke them and drop their finalizer. Call
+/// it before stopping the operator, so no policy outlives its test.
+///
+/// # Panics
+///
+/// When they are still there after `timeout`.
+pub async fn delete_scope_policies(client: &Client, scope: &str, timeout: Duration) {
+    let api: Api<BuildPolicy> = Api::all(client.clone());
+    let selector = ListParams::default().labels(&format!("{SCOPE_LABEL}={scope}"));
+    api.delete_collection(&DeleteParams::default(), &selector)
+        .await
+        .unwrap_or_else(|e| panic!("deleting the BuildPolicies of scope {scope}: {e}"));
+    eventually(
+        &format!("the BuildPolicies of scope {scope} to be revoked and gone"),
+        timeout,
+        || async {
+            api.list(&selector)
+                .await
+                .ok()
+                .filter(|l| l.items.is_empty())
+        },
+    )
+    .await;
+}
