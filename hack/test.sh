@@ -106,12 +106,12 @@ check_clippy() {
 check_generated() {
   hack/generate.sh
   local untracked
-  untracked="$(git ls-files --others --exclude-standard -- manifests/ config/)"
-  if ! git diff --exit-code --stat -- manifests/ config/ || [[ -n "$untracked" ]]; then
+  untracked="$(git ls-files --others --exclude-standard -- manifests/ config/ docs/)"
+  if ! git diff --exit-code --stat -- manifests/ config/ docs/ || [[ -n "$untracked" ]]; then
     [[ -z "$untracked" ]] || printf 'not committed: %s\n' $untracked
     fail "generated files are out of date: run hack/generate.sh (it runs cargo run -q -p buildpolicy-api --bin crdgen) and commit the result"
   fi
-  echo "  manifests/ and config/ match the sources"
+  echo "  manifests/, config/ and docs/ match the sources"
 }
 
 start_control_plane() {
@@ -192,6 +192,12 @@ run_tests() {
   return "$status"
 }
 
+# The alert rules parse, and their promtool unit tests pass.
+check_alert_rules() {
+  promtool check rules config/prometheus/rules.yaml
+  promtool test rules config/prometheus/rules_test.yaml
+}
+
 # -------------------------------------------------------------- main ----
 
 started=$SECONDS
@@ -203,6 +209,7 @@ timed "generated files are up to date" check_generated
 timed "start the local control plane" start_control_plane
 timed "cargo-nextest" ensure_nextest
 timed "test tools (promtool, prometheus, kubeconform)" install_test_tools
+timed "alert rules (promtool)" check_alert_rules
 timed "build the operator binary" build_operator_binary
 timed "build the tests" build_tests
 
