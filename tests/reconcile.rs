@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::scene::{create_service_account, create_task};
 use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -27,38 +28,30 @@ const MODELCAR_TASKS: [&str; 4] = [
 const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn create_service_account(client: &Client, ns: &str, name: &str) {
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &sa)
-        .await
-        .unwrap();
-}
-
-async fn create_task(client: &Client, ns: &str, name: &str) -> Task {
-    let task: Task = serde_json::from_value(json!({
-        "apiVersion": "tekton.dev/v1",
-        "kind": "Task",
-        "metadata": {
-            "name": name,
-            "annotations": {"team.example.com/owner": "ai-platform"},
-            "labels": {"app.kubernetes.io/part-of": "modelcar"}
-        },
-        "spec": {"steps": [{"name": "main", "image": "registry.access.redhat.com/ubi9/ubi-minimal", "script": format!("echo {name}")}]}
-    }))
-    .unwrap();
-    Api::<Task>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &task)
-        .await
-        .unwrap()
-}
-
 /// The seed's ModelCar scene in `ns`: the build service account and four Tasks.
 async fn modelcar_scene(client: &Client, ns: &str) {
     create_service_account(client, ns, "model-build-sa").await;
     for task in MODELCAR_TASKS {
         create_task(client, ns, task).await;
     }
+}
+
+/// The ModelCar scene in `ns` with a converged policy pinning
+/// build-and-push-v2, and the operator that converged it.
+async fn converged_modelcar(client: &Client, ns: &str, prefix: &str) -> (Operator, String) {
+    modelcar_scene(client, ns).await;
+    let op = Operator::start(client, ns).await;
+    let name = unique_name(prefix);
+    op.create(&op.policy(
+        &name,
+        ns,
+        "model-build-sa",
+        &BUILDAH,
+        &["build-and-push-v2"],
+    ))
+    .await;
+    wait_ready(client, &name).await;
+    (op, name)
 }
 
 fn is_ready(policy: &BuildPolicy) -> bool {
@@ -260,18 +253,7 @@ async fn modelcar_policy_grants_exactly_four_capabilities_to_one_service_account
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_sys_admin_from_the_policy_removes_it_from_the_scc() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
-        let op = Operator::start(&client, &ns).await;
-        let name = unique_name("shrink");
-        op.create(&op.policy(
-            &name,
-            &ns,
-            "model-build-sa",
-            &BUILDAH,
-            &["build-and-push-v2"],
-        ))
-        .await;
-        wait_ready(&client, &name).await;
+        let (op, name) = converged_modelcar(&client, &ns, "shrink").await;
 
         patch_policy(
             &client,
@@ -295,18 +277,7 @@ async fn removing_sys_admin_from_the_policy_removes_it_from_the_scc() {
 #[tokio::test(flavor = "multi_thread")]
 async fn moving_the_pin_moves_the_annotation_and_keeps_the_tasks_other_annotations() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
-        let op = Operator::start(&client, &ns).await;
-        let name = unique_name("move-pin");
-        op.create(&op.policy(
-            &name,
-            &ns,
-            "model-build-sa",
-            &BUILDAH,
-            &["build-and-push-v2"],
-        ))
-        .await;
-        wait_ready(&client, &name).await;
+        let (op, name) = converged_modelcar(&client, &ns, "move-pin").await;
 
         patch_policy(&client, &name, json!({"tasks": ["mirror-to-internal"]})).await;
         let policy = wait_ready(&client, &name).await;
@@ -339,18 +310,7 @@ async fn moving_the_pin_moves_the_annotation_and_keeps_the_tasks_other_annotatio
 #[tokio::test(flavor = "multi_thread")]
 async fn moving_the_policy_to_another_namespace_and_service_account_revokes_the_old_grant() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
-        let op = Operator::start(&client, &ns).await;
-        let name = unique_name("move-ns");
-        op.create(&op.policy(
-            &name,
-            &ns,
-            "model-build-sa",
-            &BUILDAH,
-            &["build-and-push-v2"],
-        ))
-        .await;
-        wait_ready(&client, &name).await;
+        let (op, name) = converged_modelcar(&client, &ns, "move-ns").await;
 
         let other = format!("{ns}-b");
         let namespace: Namespace = serde_json::from_value(
@@ -597,18 +557,7 @@ async fn deleted_rolebinding_and_edited_role_are_restored() {
 #[tokio::test(flavor = "multi_thread")]
 async fn removed_or_changed_task_pin_is_restored() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
-        let op = Operator::start(&client, &ns).await;
-        let name = unique_name("drift-pin");
-        op.create(&op.policy(
-            &name,
-            &ns,
-            "model-build-sa",
-            &BUILDAH,
-            &["build-and-push-v2"],
-        ))
-        .await;
-        wait_ready(&client, &name).await;
+        let (op, name) = converged_modelcar(&client, &ns, "drift-pin").await;
         let scc_name = format!("buildpolicy-{name}");
         let tasks: Api<Task> = Api::namespaced(client.clone(), &ns);
 
@@ -756,18 +705,7 @@ async fn versions(client: &Client, ns: &str, name: &str) -> BTreeMap<String, Str
 #[tokio::test(flavor = "multi_thread")]
 async fn restarting_the_operator_on_a_converged_cluster_writes_nothing() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
-        let op = Operator::start(&client, &ns).await;
-        let name = unique_name("restart");
-        op.create(&op.policy(
-            &name,
-            &ns,
-            "model-build-sa",
-            &BUILDAH,
-            &["build-and-push-v2"],
-        ))
-        .await;
-        wait_ready(&client, &name).await;
+        let (op, name) = converged_modelcar(&client, &ns, "restart").await;
         op.stop().await;
         let before = versions(&client, &ns, &name).await;
 
