@@ -40,6 +40,22 @@ pub const METRIC_REASONS: &[&str] = &[
 ];
 
 impl Error {
+    /// What failed and the API server's own words, for a condition message
+    /// (the `Display` form also carries the whole API `Status`).
+    pub fn one_line(&self) -> String {
+        match self {
+            Error::Kube {
+                action,
+                source: kube::Error::Api(status),
+            } => format!(
+                "{action}: {} ({})",
+                status.message.replace('\n', " "),
+                status.reason
+            ),
+            other => other.to_string(),
+        }
+    }
+
     /// A low-cardinality label for the `reason` of the errors metric.
     pub fn metric_label(&self) -> String {
         match self {

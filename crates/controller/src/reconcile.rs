@@ -122,7 +122,7 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
                 // Nothing is granted without the SCC: say why, then retry.
                 obs.scc = Part::Blocked {
                     reason: reason::APPLY_FAILED,
-                    message: e.to_string(),
+                    message: e.one_line(),
                 };
                 status::write(policy, ctx, &obs).await?;
                 return Err(e);
@@ -139,7 +139,7 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
             Err(e) => {
                 obs.rbac = Part::Blocked {
                     reason: reason::APPLY_FAILED,
-                    message: e.to_string(),
+                    message: e.one_line(),
                 };
                 rbac_error = Some(e);
             }
@@ -160,8 +160,7 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
         pin_tasks(policy, ctx, &desired.pins, &mut obs).await?;
     }
 
-    // 4. Whatever the policy held before and no longer wants.
-    // Advice on what the grant means for other pods and for the Tasks.
+    // 4. Advice on what the grant means for other pods and for the Tasks.
     if obs.scc == Part::Ready {
         match analysis::preemption_advice(policy, ctx, &desired.scc).await {
             Ok(advice) => obs.preemption = Some(advice),
@@ -173,7 +172,8 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
         }
     }
 
-    // A Task that could not be re-pinned keeps whatever pin it has.
+    // 5. Whatever the policy held before and no longer wants. A Task that
+    // could not be re-pinned keeps whatever pin it has.
     let mut kept = obs.pinned_tasks.clone();
     kept.extend(obs.failed_tasks.iter().map(|(task, _)| task.clone()));
     revoke(
