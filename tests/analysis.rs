@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use buildpolicy_api::{BuildPolicy, Task};
 use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::scene::create_service_account;
 use buildpolicy_test_support::{repo_root, unique_name, wait_for, with_temp_ns};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -17,12 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
 
 async fn service_account(client: &Client, ns: &str) {
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "model-build-sa"}})).unwrap();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &sa)
-        .await
-        .unwrap();
+    create_service_account(client, ns, "model-build-sa").await;
 }
 
 /// The seed's build Task, from the policy crate's fixtures, into `ns`.

@@ -7,8 +7,8 @@ use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::scene::create_service_account;
 use buildpolicy_test_support::{unique_name, wait_for, with_temp_ns};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -17,12 +17,7 @@ use serde_json::json;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn scene(client: &Client, ns: &str) {
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "builder"}})).unwrap();
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &sa)
-        .await
-        .unwrap();
+    create_service_account(client, ns, "builder").await;
     let task: Task = serde_json::from_value(json!({
         "apiVersion": "tekton.dev/v1", "kind": "Task",
         "metadata": {"name": "build"},

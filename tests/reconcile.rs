@@ -649,45 +649,41 @@ async fn policy_created_before_its_targets_reports_each_missing_one_then_converg
     .await;
 }
 
+/// The resourceVersion of the object `name` behind `api`.
+async fn version_of<K>(api: Api<K>, name: &str) -> String
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get(name).await.unwrap().resource_version().unwrap()
+}
+
 /// resourceVersions of the policy and everything it manages.
 async fn versions(client: &Client, ns: &str, name: &str) -> BTreeMap<String, String> {
     let scc_name = format!("buildpolicy-{name}");
     let mut v = BTreeMap::new();
     v.insert(
         "policy".into(),
-        Api::<BuildPolicy>::all(client.clone())
-            .get(name)
-            .await
-            .unwrap()
-            .resource_version()
-            .unwrap(),
+        version_of(Api::<BuildPolicy>::all(client.clone()), name).await,
     );
     v.insert(
         "scc".into(),
-        Api::<SecurityContextConstraints>::all(client.clone())
-            .get(&scc_name)
-            .await
-            .unwrap()
-            .resource_version()
-            .unwrap(),
+        version_of(
+            Api::<SecurityContextConstraints>::all(client.clone()),
+            &scc_name,
+        )
+        .await,
     );
     v.insert(
         "role".into(),
-        Api::<Role>::namespaced(client.clone(), ns)
-            .get(&scc_name)
-            .await
-            .unwrap()
-            .resource_version()
-            .unwrap(),
+        version_of(Api::<Role>::namespaced(client.clone(), ns), &scc_name).await,
     );
     v.insert(
         "binding".into(),
-        Api::<RoleBinding>::namespaced(client.clone(), ns)
-            .get(&scc_name)
-            .await
-            .unwrap()
-            .resource_version()
-            .unwrap(),
+        version_of(
+            Api::<RoleBinding>::namespaced(client.clone(), ns),
+            &scc_name,
+        )
+        .await,
     );
     for task in Api::<Task>::namespaced(client.clone(), ns)
         .list(&Default::default())
