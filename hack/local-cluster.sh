@@ -6,17 +6,21 @@
 #
 #   hack/local-cluster.sh build    build (or reuse) the binaries
 #   hack/local-cluster.sh up       start, or reuse a running cluster; prints the export line
+#   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data)
 #   hack/local-cluster.sh down     stop everything it started and remove its state
 #   hack/local-cluster.sh status   say what runs
 #   hack/local-cluster.sh env      print the export line of the running cluster
 #
-# State lives in target/local-cluster/ (override with LOCAL_CLUSTER_DIR).
+# State lives in target/local-cluster/ (override with LOCAL_CLUSTER_DIR, to run
+# a second cluster beside the first).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HACK="$ROOT/hack/local-cluster"
 STATE="${LOCAL_CLUSTER_DIR:-$ROOT/target/local-cluster}"
-BIN="$STATE/bin"
+# Binaries are shared by every cluster of this checkout (a second cluster
+# under another LOCAL_CLUSTER_DIR reuses them).
+BIN="${LOCAL_CLUSTER_BIN:-$ROOT/target/local-cluster/bin}"
 RUN="$STATE/run"
 KUBECONFIG_FILE="$STATE/kubeconfig"
 K8S_VERSION="v1.37.2"
@@ -171,6 +175,61 @@ install_crds() {
   kubectl_ apply --server-side --field-manager=local-cluster -f "$HACK/default-sccs/" >/dev/null
 }
 
+# etcd and kube-apiserver on the ports recorded in $RUN, so that `restart`
+# brings them back where every client expects them.
+start_etcd() {
+  local etcd_port etcd_peer
+  read -r etcd_port etcd_peer < "$RUN/etcd.ports"
+  start etcd "$BIN/etcd" --name local --data-dir "$RUN/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "local=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" \
+    --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+}
+
+start_apiserver() {
+  local etcd_port etcd_peer api_port pki="$RUN/pki"
+  read -r etcd_port etcd_peer < "$RUN/etcd.ports"
+  api_port="$(cat "$RUN/api.port")"
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --authorization-mode RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true --endpoint-reconciler-type none \
+    --profiling=false --v 1
+}
+
+stop_one() { # name [signal]
+  local pid
+  [[ -f "$RUN/$1.pid" ]] || return 0
+  pid="$(cat "$RUN/$1.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+}
+
+# Kill kube-apiserver and etcd (SIGKILL: a crash, not a shutdown) and start
+# them again on the same ports with the same data. Clients see connections
+# drop and must come back by themselves.
+cmd_restart() {
+  running || die "no local cluster is running (hack/local-cluster.sh up)"
+  local t0=$SECONDS
+  stop_one kube-apiserver KILL
+  stop_one etcd KILL
+  start_etcd
+  start_apiserver
+  wait_for kube-apiserver 120 kubectl_ get --raw /readyz
+  log "kube-apiserver and etcd restarted in $((SECONDS - t0))s"
+}
+
 cmd_up() {
   need openssl "install it with your package manager (Debian: apt-get install openssl)"
   need python3 "install Python 3"
@@ -189,29 +248,13 @@ cmd_up() {
   local etcd_port etcd_peer api_port
   etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port="$(free_port)"
   echo "$api_port" > "$RUN/api.port"
-
-  start etcd "$BIN/etcd" --name local --data-dir "$RUN/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-    --initial-cluster "local=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" \
-    --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
-  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
-
-  local pki="$RUN/pki"
-  start kube-apiserver "$BIN/kube-apiserver" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
-    --client-ca-file "$pki/ca.crt" \
-    --authorization-mode RBAC \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --api-audiences https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true --endpoint-reconciler-type none \
-    --profiling=false --v 1
+  printf '%s %s\n' "$etcd_port" "$etcd_peer" > "$RUN/etcd.ports"
+  start_etcd
+  start_apiserver
   write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$api_port" admin
   wait_for kube-apiserver 120 kubectl_ get --raw /readyz
 
+  local pki="$RUN/pki"
   write_kubeconfig "$RUN/controller-manager.kubeconfig" "https://127.0.0.1:$api_port" controller-manager
   start kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig "$RUN/controller-manager.kubeconfig" \
@@ -230,15 +273,9 @@ cmd_up() {
 # ----------------------------------------------------------- down / env ----
 
 stop_all() {
-  local name pid
+  local name
   for name in scc-admission kube-controller-manager kube-apiserver etcd; do
-    [[ -f "$RUN/$name.pid" ]] || continue
-    pid="$(cat "$RUN/$name.pid")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
+    stop_one "$name"
   done
   rm -rf "$RUN" "$KUBECONFIG_FILE"
 }
@@ -264,8 +301,9 @@ cmd_status() {
 case "${1:-}" in
   build) cmd_build ;;
   up) cmd_up ;;
+  restart) cmd_restart ;;
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build|up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|restart|down|status|env" >&2; exit 2 ;;
 esac
