@@ -163,3 +163,118 @@ async fn the_same_task_with_capabilities_add_is_admissible_and_privilege_is_conf
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_made_after_the_policy_is_ready_changes_preemption_safe_at_once() {
+    with_temp_ns(|client, ns| async move {
+        service_account(&client, &ns).await;
+        fixture_task(&client, &ns, "build-and-push-v2.capabilities.yaml").await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("late-grant");
+        op.create(&op.policy(&name, &ns, "model-build-sa", &BUILDAH, &["build-and-push-v2"])).await;
+        let (status, _, _) = condition(&client, &name, "PreemptionSafe").await;
+        assert_eq!(status, "True");
+        // The binding arrives later. The operator's resync is minutes away
+        // (300 s by default, longer than this test's timeout): only the
+        // RBAC watch can bring the change in time.
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "late-hostmount-anyuid"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:openshift:scc:hostmount-anyuid"},
+            "subjects": [{"kind": "ServiceAccount", "name": "model-build-sa", "namespace": ns}]
+        }))
+        .unwrap();
+        let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns);
+        bindings.create(&PostParams::default(), &binding).await.unwrap();
+        let preempts = |p: &BuildPolicy| {
+            p.condition("PreemptionSafe").is_some_and(|c| c.status == "False" && c.message.contains("hostmount-anyuid"))
+        };
+        wait_for(&Api::<BuildPolicy>::all(client.clone()), &name, TIMEOUT, preempts).await;
+        bindings.delete("late-hostmount-anyuid", &Default::default()).await.unwrap();
+        let safe = |p: &BuildPolicy| p.condition("PreemptionSafe").is_some_and(|c| c.status == "True");
+        wait_for(&Api::<BuildPolicy>::all(client.clone()), &name, TIMEOUT, safe).await;
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+/// The operator decides "may this service account use that SCC?" from the
+/// RBAC objects in its caches instead of asking; here the same function runs
+/// on the objects listed from the server and must agree with the server's
+/// own authorizer (SubjectAccessReview) for every SCC and binding shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_rbac_agrees_with_the_api_servers_authorizer() {
+    use buildpolicy_policy::rbac::{RoleKey, ServiceAccountUser, scc_use_in_namespace};
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role};
+    use kube::api::ListParams;
+
+    with_temp_ns(|client, ns| async move {
+        service_account(&client, &ns).await;
+        let other = format!("{ns}-x");
+        let create = |kind: &'static str, body: serde_json::Value| {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                match kind {
+                    "Role" => drop(Api::<Role>::namespaced(client, &ns).create(&PostParams::default(), &serde_json::from_value(body).unwrap()).await.unwrap()),
+                    _ => drop(Api::<RoleBinding>::namespaced(client, &ns).create(&PostParams::default(), &serde_json::from_value(body).unwrap()).await.unwrap()),
+                }
+            }
+        };
+        let scc_rule = |names: serde_json::Value| json!({"apiGroups": ["security.openshift.io"], "resources": ["securitycontextconstraints"], "resourceNames": names, "verbs": ["use"]});
+        // A namespaced Role naming two SCCs, bound without a subject namespace.
+        create("Role", json!({"metadata": {"name": "two-sccs"}, "rules": [scc_rule(json!(["anyuid", "made-up"]))]})).await;
+        create("RoleBinding", json!({"metadata": {"name": "two-sccs"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "two-sccs"}, "subjects": [{"kind": "ServiceAccount", "name": "model-build-sa"}]})).await;
+        // A ClusterRole bound to the namespace's service-account group.
+        create("RoleBinding", json!({"metadata": {"name": "group-nonroot"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:openshift:scc:nonroot-v2"}, "subjects": [{"kind": "Group", "name": format!("system:serviceaccounts:{ns}")}]})).await;
+        // Bound to the same name in another namespace: grants nothing here.
+        create("RoleBinding", json!({"metadata": {"name": "elsewhere"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:openshift:scc:privileged"}, "subjects": [{"kind": "ServiceAccount", "name": "model-build-sa", "namespace": other}]})).await;
+        // A Role with a wildcard verb but another resource: grants nothing.
+        create("Role", json!({"metadata": {"name": "not-sccs"}, "rules": [{"apiGroups": ["security.openshift.io"], "resources": ["rangeallocations"], "verbs": ["*"]}]})).await;
+        create("RoleBinding", json!({"metadata": {"name": "not-sccs"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "not-sccs"}, "subjects": [{"kind": "User", "name": format!("system:serviceaccount:{ns}:model-build-sa")}]})).await;
+        // Bound to a Role that does not exist: grants nothing.
+        create("RoleBinding", json!({"metadata": {"name": "dangling"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "absent"}, "subjects": [{"kind": "ServiceAccount", "name": "model-build-sa"}]})).await;
+
+        let lp = ListParams::default();
+        let crbs = Api::<ClusterRoleBinding>::all(client.clone()).list(&lp).await.unwrap().items;
+        let rbs = Api::<RoleBinding>::all(client.clone()).list(&lp).await.unwrap().items;
+        let cluster_roles = Api::<ClusterRole>::all(client.clone()).list(&lp).await.unwrap().items;
+        let roles = Api::<Role>::all(client.clone()).list(&lp).await.unwrap().items;
+        let who = ServiceAccountUser::new(ns.as_str(), "model-build-sa");
+        let grant = scc_use_in_namespace(&who, &crbs, &rbs, |key| match key {
+            RoleKey::ClusterRole(name) => cluster_roles.iter().find(|r| r.metadata.name.as_deref() == Some(name)).map(|r| r.rules.clone().unwrap_or_default()),
+            RoleKey::Role { namespace, name } => roles.iter().find(|r| r.metadata.namespace.as_deref() == Some(namespace) && r.metadata.name.as_deref() == Some(name)).map(|r| r.rules.clone().unwrap_or_default()),
+        });
+        let names = ["restricted-v2", "restricted-v3", "anyuid", "made-up", "nonroot-v2", "nonroot", "privileged", "hostaccess", "hostmount-anyuid", "nested-container", "buildpolicy-none"];
+        let mut allowed = Vec::new();
+        for scc in names {
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(who.user_name()),
+                    groups: Some(who.groups().to_vec()),
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some("security.openshift.io".into()),
+                        resource: Some("securitycontextconstraints".into()),
+                        name: Some(scc.into()),
+                        namespace: Some(ns.clone()),
+                        verb: Some("use".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = Api::<SubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.unwrap();
+            let server = answer.status.unwrap().allowed;
+            assert_eq!(grant.allows(scc), server, "SCC {scc}: cache reading says {}, the authorizer says {server}", grant.allows(scc));
+            if server {
+                allowed.push(scc);
+            }
+        }
+        // The comparison is not vacuous: both answers occur.
+        assert_eq!(allowed, ["restricted-v2", "restricted-v3", "anyuid", "made-up", "nonroot-v2"]);
+    })
+    .await;
+}

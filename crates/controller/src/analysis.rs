@@ -4,102 +4,53 @@
 //! - `PreemptionSafe`: could pods of the service account that are *not*
 //!   pinned be admitted under the generated SCC, ahead of the SCC they get
 //!   without it (seed 001)? Computed from the SCCs actually in the cluster
-//!   and what the service account may use.
+//!   and what the service account may use through RBAC, both from caches.
 //! - `TasksAdmissible`: would SCC admission accept the pinned Tasks' pods,
 //!   step by step (seeds 000 and 003)?
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use buildpolicy_api::conditions::reason;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::admission::{PodSecurityRequest, Preemption, preemption};
+use buildpolicy_policy::rbac::{RoleKey, SccGrant, ServiceAccountUser, scc_use_in_namespace};
 use buildpolicy_policy::status::Advice;
 use buildpolicy_policy::task_check::check_task;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::PodSpec;
 use kube::Api;
-use kube::api::PostParams;
+use kube::runtime::reflector::ObjectRef;
 
+use crate::caches::Caches;
 use crate::context::Context;
 use crate::error::{Context as _, Result};
 
-/// How long an answer to "may this service account use that SCC?" is reused.
-const ACCESS_TTL: Duration = Duration::from_secs(120);
-
-/// (namespace, service account, SCC).
-type AccessKey = (String, String, String);
-
-/// Remembered SubjectAccessReview answers, so a resync costs no requests.
-#[derive(Default)]
-pub struct AccessCache(Mutex<HashMap<AccessKey, (bool, Instant)>>);
-
-impl AccessCache {
-    fn get(&self, key: &AccessKey) -> Option<bool> {
-        let map = self.0.lock().expect("access cache lock");
-        map.get(key)
-            .filter(|(_, at)| at.elapsed() < ACCESS_TTL)
-            .map(|(allowed, _)| *allowed)
-    }
-
-    fn put(&self, key: AccessKey, allowed: bool) {
-        self.0
-            .lock()
-            .expect("access cache lock")
-            .insert(key, (allowed, Instant::now()));
-    }
+/// The SCCs `who` may use through RBAC, read from the RBAC caches (no
+/// request: a resync of a converged cluster sends nothing).
+fn rbac_grant(caches: &Caches, who: &ServiceAccountUser) -> SccGrant {
+    let cluster_role_bindings = caches.cluster_role_bindings.state();
+    let role_bindings = caches.role_bindings.state();
+    scc_use_in_namespace(
+        who,
+        cluster_role_bindings.iter().map(|b| b.as_ref()),
+        role_bindings.iter().map(|b| b.as_ref()),
+        |key| match key {
+            RoleKey::ClusterRole(name) => caches
+                .cluster_roles
+                .get(&ObjectRef::new(name))
+                .map(|r| r.rules.clone().unwrap_or_default()),
+            RoleKey::Role { namespace, name } => caches
+                .roles
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|r| r.rules.clone().unwrap_or_default()),
+        },
+    )
 }
 
-/// Whether `system:serviceaccount:<ns>:<sa>` may use `scc`, as SCC admission
-/// decides it: through RBAC (`use` in the pod's namespace), or through the
-/// SCC's own `users` and `groups`.
-async fn may_use(
-    ctx: &Context,
-    ns: &str,
-    sa: &str,
-    scc: &SecurityContextConstraints,
-) -> Result<bool> {
-    let user = format!("system:serviceaccount:{ns}:{sa}");
-    let groups = [
-        "system:serviceaccounts".to_owned(),
-        format!("system:serviceaccounts:{ns}"),
-        "system:authenticated".to_owned(),
-    ];
-    if scc.users.iter().flatten().any(|u| *u == user)
+/// Whether `who` may use `scc`, as SCC admission decides it: through the
+/// SCC's own `users` and `groups`, or through RBAC (`grant`).
+fn may_use(who: &ServiceAccountUser, grant: &SccGrant, scc: &SecurityContextConstraints) -> bool {
+    let (user, groups) = (who.user_name(), who.groups());
+    scc.users.iter().flatten().any(|u| *u == user)
         || scc.groups.iter().flatten().any(|g| groups.contains(g))
-    {
-        return Ok(true);
-    }
-    let key = (ns.to_owned(), sa.to_owned(), scc.name().to_owned());
-    if let Some(allowed) = ctx.access.get(&key) {
-        return Ok(allowed);
-    }
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user),
-            groups: Some(groups.to_vec()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(buildpolicy_api::scc::GROUP.into()),
-                resource: Some(buildpolicy_api::scc::PLURAL.into()),
-                name: Some(scc.name().into()),
-                namespace: Some(ns.into()),
-                verb: Some("use".into()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    let answer = Api::<SubjectAccessReview>::all(ctx.client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .doing(|| format!("asking whether {ns}/{sa} may use SCC {}", scc.name()))?;
-    let allowed = answer.status.is_some_and(|s| s.allowed);
-    ctx.access.put(key, allowed);
-    Ok(allowed)
+        || grant.allows(scc.name())
 }
 
 /// Pods the analysis tries: an ordinary one (restricted-v2 admits it) and
@@ -117,22 +68,22 @@ fn probe_pods() -> Vec<(&'static str, PodSecurityRequest)> {
 }
 
 /// The `PreemptionSafe` advice for a policy whose SCC is `generated`.
-pub async fn preemption_advice(
+pub fn preemption_advice(
     policy: &BuildPolicy,
-    ctx: &Context,
+    caches: &Caches,
     generated: &SecurityContextConstraints,
-) -> Result<Advice> {
+) -> Advice {
     let (ns, sa) = (&policy.spec.namespace, &policy.spec.service_account_name);
-    let live_generated = ctx.caches.scc(generated.name());
+    let live_generated = caches.scc(generated.name());
     let generated = live_generated.as_deref().unwrap_or(generated);
-    let mut usable = Vec::new();
-    let others = ctx.caches.sccs.state();
-    for scc in others.iter().filter(|s| s.name() != generated.name()) {
-        if may_use(ctx, ns, sa, scc).await? {
-            usable.push(scc.clone());
-        }
-    }
-    let usable: Vec<&SecurityContextConstraints> = usable.iter().map(|s| s.as_ref()).collect();
+    let who = ServiceAccountUser::new(ns.as_str(), sa.as_str());
+    let grant = rbac_grant(caches, &who);
+    let others = caches.sccs.state();
+    let usable: Vec<&SecurityContextConstraints> = others
+        .iter()
+        .map(|s| s.as_ref())
+        .filter(|s| s.name() != generated.name() && may_use(&who, &grant, s))
+        .collect();
     let subject = format!("{ns}/{sa}");
     let mut safe_message = None;
     let mut widened = None;
@@ -141,10 +92,7 @@ pub async fn preemption_advice(
         let message = verdict.message(&subject);
         match verdict {
             Preemption::Unsafe { .. } => {
-                return Ok(Advice::bad(
-                    reason::PREEMPTS,
-                    format!("{kind} pods: {message}"),
-                ));
+                return Advice::bad(reason::PREEMPTS, format!("{kind} pods: {message}"));
             }
             // Not preemption (no other SCC loses a pod), but worth knowing:
             // the grant covers the whole service account.
@@ -164,7 +112,7 @@ pub async fn preemption_advice(
             "; note: {widened}: keep {subject} for the pinned Tasks only"
         ));
     }
-    Ok(Advice::good(reason::SORTS_AFTER_DEFAULT, message))
+    Advice::good(reason::SORTS_AFTER_DEFAULT, message)
 }
 
 /// The `TasksAdmissible` advice: each pinned Task checked against the SCC.

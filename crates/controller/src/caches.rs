@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use buildpolicy_api::keys::POLICY_LABEL;
+use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -17,8 +17,13 @@ use kube::{Resource, ResourceExt};
 pub struct Caches {
     pub policies: Store<BuildPolicy>,
     pub sccs: Store<SecurityContextConstraints>,
+    /// Every Role and RoleBinding (the managed ones in full, the others
+    /// reduced to what decides SCC `use`), and every ClusterRole and
+    /// ClusterRoleBinding likewise: who may use which SCC.
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
+    pub cluster_roles: Store<ClusterRole>,
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
     pub tasks: Store<PartialObjectMeta<Task>>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
@@ -58,12 +63,27 @@ impl Caches {
         self.policies.get(&ObjectRef::new(name))
     }
 
-    /// Objects in `store` labelled as belonging to `policy`.
+    /// Objects in `store` labelled as belonging to `policy` (Tasks carry the
+    /// policy label only).
     pub fn labelled<K>(store: &Store<K>, policy: &str) -> Vec<Arc<K>>
     where
         K: Resource + Clone + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone,
     {
         store.state_filter(|o| o.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy))
+    }
+
+    /// Objects in `store` the operator created for `policy`: the policy label
+    /// and the managed-by label (the RBAC caches hold everyone's objects).
+    pub fn managed<K>(store: &Store<K>, policy: &str) -> Vec<Arc<K>>
+    where
+        K: Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        store.state_filter(|o| {
+            let labels = o.labels();
+            labels.get(POLICY_LABEL).map(String::as_str) == Some(policy)
+                && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        })
     }
 }

@@ -47,6 +47,4 @@ pub struct Context {
     pub caches: Caches,
     /// The ceiling in force (it may change at run time).
     pub ceiling: tokio::sync::watch::Receiver<Ceiling>,
-    /// Answers to "may this service account use that SCC?".
-    pub(crate) access: crate::analysis::AccessCache,
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::Ceiling;
+use buildpolicy_policy::rbac::grants_scc_use;
 use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -46,6 +47,7 @@ impl Drop for WatchTasks {
 fn cached<K, S>(
     stream: S,
     include_deleted: bool,
+    prune: fn(&mut K),
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> (
     Store<K>,
@@ -59,11 +61,18 @@ where
     let (reader, writer) = reflector::store();
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let (tx, rx) = mpsc::unbounded_channel();
-    // managedFields are dropped: they are the bulk of most objects and
-    // nothing here reads them.
+    // managedFields and kubectl's last-applied copy are dropped: they are
+    // the bulk of most objects and nothing here reads them.
     let stream = stream
         .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .modify(move |o: &mut K| {
+            let meta = o.meta_mut();
+            meta.managed_fields = None;
+            if let Some(annotations) = meta.annotations.as_mut() {
+                annotations.remove(LAST_APPLIED);
+            }
+            prune(o);
+        })
         .reflect(writer);
     tasks.push(tokio::spawn(async move {
         futures::pin_mut!(stream);
@@ -86,8 +95,45 @@ where
     (reader, synced_rx, UnboundedReceiverStream::new(rx))
 }
 
-fn managed_selector() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn keep_all<K>(_: &mut K) {}
+
+fn is_managed<K: Resource>(object: &K) -> bool {
+    object
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(MANAGED_BY_VALUE)
+}
+
+/// Rules that cannot grant SCC `use` are never read (except on the Roles the
+/// operator manages, whose rules it compares in full).
+fn prune_rules(rules: &mut Option<Vec<PolicyRule>>) {
+    if let Some(rules) = rules.as_mut() {
+        rules.retain(grants_scc_use);
+    }
+}
+
+fn prune_role(role: &mut Role) {
+    if !is_managed(role) {
+        prune_rules(&mut role.rules);
+        role.metadata.annotations = None;
+    }
+}
+
+fn prune_cluster_role(role: &mut ClusterRole) {
+    prune_rules(&mut role.rules);
+    role.aggregation_rule = None;
+    role.metadata.annotations = None;
+}
+
+fn prune_binding<K: Resource>(binding: &mut K) {
+    if !is_managed(binding) {
+        binding.meta_mut().annotations = None;
+    }
 }
 
 fn policy_of_label<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
@@ -110,6 +156,35 @@ fn policies_where(
         .filter(|p| predicate(p))
         .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
+}
+
+/// Looks up the (pruned) rules a binding's `roleRef` points at.
+#[derive(Clone)]
+struct RoleRules {
+    roles: Store<Role>,
+    cluster_roles: Store<ClusterRole>,
+}
+
+impl RoleRules {
+    /// Whether the role a binding refers to grants `use` on any SCC.
+    fn grant_scc_use(
+        &self,
+        role_ref: &k8s_openapi::api::rbac::v1::RoleRef,
+        ns: Option<&str>,
+    ) -> bool {
+        let rules = match (role_ref.kind.as_str(), ns) {
+            ("ClusterRole", _) => self
+                .cluster_roles
+                .get(&ObjectRef::new(&role_ref.name))
+                .and_then(|r| r.rules.clone()),
+            ("Role", Some(ns)) => self
+                .roles
+                .get(&ObjectRef::new(&role_ref.name).within(ns))
+                .and_then(|r| r.rules.clone()),
+            _ => None,
+        };
+        rules.iter().flatten().any(grants_scc_use)
+    }
 }
 
 /// A running controller's handles, for `main` and for tests.
@@ -137,6 +212,7 @@ pub fn build(
     let (policies_reader, policies_synced, policy_stream) = cached(
         watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch),
         false,
+        keep_all,
         &mut watch_tasks,
     );
     let (sccs, sccs_synced, scc_stream) = cached(
@@ -145,16 +221,40 @@ pub fn build(
             watcher::Config::default(),
         ),
         true,
+        keep_all,
         &mut watch_tasks,
     );
     let (roles, roles_synced, role_stream) = cached(
-        watcher(Api::<Role>::all(client.clone()), managed_selector()),
+        watcher(Api::<Role>::all(client.clone()), watcher::Config::default()),
         true,
+        prune_role,
         &mut watch_tasks,
     );
     let (role_bindings, role_bindings_synced, binding_stream) = cached(
-        watcher(Api::<RoleBinding>::all(client.clone()), managed_selector()),
+        watcher(
+            Api::<RoleBinding>::all(client.clone()),
+            watcher::Config::default(),
+        ),
         true,
+        prune_binding,
+        &mut watch_tasks,
+    );
+    let (cluster_roles, cluster_roles_synced, cluster_role_stream) = cached(
+        watcher(
+            Api::<ClusterRole>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        true,
+        prune_cluster_role,
+        &mut watch_tasks,
+    );
+    let (cluster_role_bindings, cluster_role_bindings_synced, cluster_binding_stream) = cached(
+        watcher(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+        true,
+        prune_binding,
         &mut watch_tasks,
     );
     let (tasks, tasks_synced, task_stream) = cached(
@@ -163,6 +263,7 @@ pub fn build(
             watcher::Config::default(),
         ),
         true,
+        keep_all,
         &mut watch_tasks,
     );
     let (namespaces, namespaces_synced, namespace_stream) = cached(
@@ -171,6 +272,7 @@ pub fn build(
             watcher::Config::default(),
         ),
         true,
+        keep_all,
         &mut watch_tasks,
     );
     let (service_accounts, service_accounts_synced, sa_stream) = cached(
@@ -179,14 +281,17 @@ pub fn build(
             watcher::Config::default(),
         ),
         true,
+        keep_all,
         &mut watch_tasks,
     );
 
     let caches = Caches {
         policies: policies_reader.clone(),
         sccs,
-        roles,
+        roles: roles.clone(),
         role_bindings,
+        cluster_roles: cluster_roles.clone(),
+        cluster_role_bindings,
         tasks,
         namespaces,
         service_accounts,
@@ -195,6 +300,8 @@ pub fn build(
             sccs_synced,
             roles_synced,
             role_bindings_synced,
+            cluster_roles_synced,
+            cluster_role_bindings_synced,
             tasks_synced,
             namespaces_synced,
             service_accounts_synced,
@@ -216,10 +323,17 @@ pub fn build(
         config,
         caches: caches.clone(),
         ceiling: ceiling_rx,
-        access: Default::default(),
     });
 
     let by_task = policies_reader.clone();
+    let by_binding = policies_reader.clone();
+    let by_cluster_binding = policies_reader.clone();
+    let by_cluster_role = policies_reader.clone();
+    let grants = RoleRules {
+        roles,
+        cluster_roles,
+    };
+    let grants_for_cluster_bindings = grants.clone();
     let by_namespace = policies_reader.clone();
     let by_sa = policies_reader.clone();
     let controller = Controller::for_stream(policy_stream, policies_reader)
@@ -228,8 +342,32 @@ pub fn build(
             scc.name_any().strip_prefix(NAME_PREFIX).map(ObjectRef::new)
         })
         .watches_stream(role_stream, |role: Role| policy_of_label(&role))
-        .watches_stream(binding_stream, |binding: RoleBinding| {
-            policy_of_label(&binding)
+        // A binding that changes who may use which SCC changes the
+        // preemption analysis of the policies it can concern.
+        .watches_stream(binding_stream, move |binding: RoleBinding| {
+            if is_managed(&binding) {
+                return policy_of_label(&binding).into_iter().collect();
+            }
+            let ns = binding.namespace().unwrap_or_default();
+            if !grants.grant_scc_use(&binding.role_ref, Some(&ns)) {
+                return Vec::new();
+            }
+            policies_where(&by_binding, |p| p.spec.namespace == ns)
+        })
+        .watches_stream(
+            cluster_binding_stream,
+            move |binding: ClusterRoleBinding| {
+                if !grants_for_cluster_bindings.grant_scc_use(&binding.role_ref, None) {
+                    return Vec::new();
+                }
+                policies_where(&by_cluster_binding, |_| true)
+            },
+        )
+        .watches_stream(cluster_role_stream, move |role: ClusterRole| {
+            if !role.rules.iter().flatten().any(grants_scc_use) {
+                return Vec::new();
+            }
+            policies_where(&by_cluster_role, |_| true)
         })
         .watches_stream(task_stream, move |task| {
             let (ns, name) = (task.namespace().unwrap_or_default(), task.name_any());

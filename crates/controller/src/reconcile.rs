@@ -162,10 +162,11 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
 
     // 4. Advice on what the grant means for other pods and for the Tasks.
     if obs.scc == Part::Ready {
-        match analysis::preemption_advice(policy, ctx, &desired.scc).await {
-            Ok(advice) => obs.preemption = Some(advice),
-            Err(error) => warn!(%error, "preemption analysis failed"),
-        }
+        obs.preemption = Some(analysis::preemption_advice(
+            policy,
+            &ctx.caches,
+            &desired.scc,
+        ));
         match analysis::tasks_advice(policy, ctx, &desired.scc, &obs.pinned_tasks).await {
             Ok(advice) => obs.tasks_admissible = advice,
             Err(error) => warn!(%error, "Task admissibility check failed"),
@@ -535,7 +536,7 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
             .as_ref()
             .is_some_and(|(ns, n)| o.namespace.as_ref() == Some(ns) && o.name.as_ref() == Some(n))
     };
-    for binding in Caches::labelled(&ctx.caches.role_bindings, &name) {
+    for binding in Caches::managed(&ctx.caches.role_bindings, &name) {
         if !keep_rbac(&binding.metadata) {
             delete_owned(
                 policy,
@@ -549,7 +550,7 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
             .await?;
         }
     }
-    for role in Caches::labelled(&ctx.caches.roles, &name) {
+    for role in Caches::managed(&ctx.caches.roles, &name) {
         if !keep_rbac(&role.metadata) {
             delete_owned(
                 policy,
@@ -727,10 +728,25 @@ fn update_managed_object_metrics(ctx: &Context) {
             .filter(|s| managed(s.labels()))
             .count(),
     );
-    ctx.metrics
-        .set_managed_objects("Role", ctx.caches.roles.state().len());
-    ctx.metrics
-        .set_managed_objects("RoleBinding", ctx.caches.role_bindings.state().len());
+    // The RBAC caches hold everyone's Roles and RoleBindings.
+    ctx.metrics.set_managed_objects(
+        "Role",
+        ctx.caches
+            .roles
+            .state()
+            .iter()
+            .filter(|r| managed(r.labels()))
+            .count(),
+    );
+    ctx.metrics.set_managed_objects(
+        "RoleBinding",
+        ctx.caches
+            .role_bindings
+            .state()
+            .iter()
+            .filter(|b| managed(b.labels()))
+            .count(),
+    );
     ctx.metrics.set_managed_objects(
         "Task",
         ctx.caches

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod ceiling;
 pub mod drift;
+pub mod rbac;
 pub mod render;
 pub mod status;
 pub mod task_check;
