@@ -53,6 +53,7 @@ async fn buildpolicy_and_scc_round_trip_in_a_temp_namespace() {
                 service_account_name: "model-build-sa".to_owned(),
                 capabilities: strings(&BUILDAH_CAPABILITIES),
                 tasks: strings(&["build-and-push-v2"]),
+                isolation: Default::default(),
             },
         );
         policy.metadata.labels = Some(test_labels(&ns));
@@ -382,6 +383,7 @@ async fn garbage_collection_deletes_the_scc_of_a_deleted_buildpolicy() {
                 service_account_name: "model-build-sa".to_owned(),
                 capabilities: strings(&BUILDAH_CAPABILITIES),
                 tasks: strings(&["build-and-push-v2"]),
+                isolation: Default::default(),
             },
         );
         policy.metadata.labels = Some(test_labels(&ns));

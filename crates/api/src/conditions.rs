@@ -31,6 +31,9 @@ pub mod reason {
     pub const SCC_CONFLICT: &str = "SCCConflict";
     pub const CAPABILITY_NOT_ALLOWED: &str = "CapabilityNotAllowed";
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    /// The ceiling requires a user-namespace `spec.isolation` for a
+    /// capability the policy asks for.
+    pub const USER_NAMESPACE_REQUIRED: &str = "UserNamespaceRequired";
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const WAITING: &str = "Waiting";
     /// PreemptionSafe=True: unpinned pods get the SCC they got before.

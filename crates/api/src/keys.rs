@@ -31,3 +31,13 @@ pub const NAME_PREFIX: &str = "buildpolicy-";
 pub fn owned_name(policy: &str) -> String {
     format!("{NAME_PREFIX}{policy}")
 }
+
+/// CRI-O's per-pod user namespace request (seed 004). `auto` lets CRI-O pick
+/// a free range of host IDs; `size=65536` maps uid/gid 0–65535 inside, which
+/// `newuidmap` needs for the build's own nested mappings.
+pub const CRIO_USERNS_MODE_ANNOTATION: &str = "io.kubernetes.cri-o.userns-mode";
+pub const CRIO_USERNS_MODE_VALUE: &str = "auto:size=65536";
+
+/// Activates CRI-O's `openshift-builder` workload on OpenShift nodes, the
+/// workload that allows the userns-mode annotation.
+pub const OPENSHIFT_BUILDER_ANNOTATION: &str = "io.openshift.builder";

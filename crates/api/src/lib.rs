@@ -8,7 +8,7 @@ pub mod policy;
 pub mod scc;
 pub mod tekton;
 
-pub use policy::{BuildPolicy, BuildPolicySpec, BuildPolicyStatus};
+pub use policy::{BuildPolicy, BuildPolicySpec, BuildPolicyStatus, Isolation};
 pub use scc::SecurityContextConstraints;
 pub use tekton::Task;
 

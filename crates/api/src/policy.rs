@@ -79,6 +79,71 @@ pub struct BuildPolicySpec {
     /// admitted under the generated SCC and no other pod is affected by it.
     #[schemars(schema_with = "tasks_schema")]
     pub tasks: Vec<String>,
+
+    /// Which user namespace the build's root and capabilities live in.
+    /// `HostUserNamespace` (the default): the SCC admits pods in the host's
+    /// user namespace, so the capabilities are the host's. `PodUserNamespace`:
+    /// the SCC requires `hostUsers: false` (Kubernetes user namespaces), so
+    /// root and the capabilities exist only inside the pod's own user
+    /// namespace; the PipelineRun must set `hostUsers: false` in its pod
+    /// template. `CRIOUserNamespace`: the pinned Tasks also get CRI-O's
+    /// `io.kubernetes.cri-o.userns-mode` and `io.openshift.builder`
+    /// annotations, and CRI-O puts the pod in a user namespace by itself
+    /// (no pipeline change; needs CRI-O's builder workload, as on OpenShift).
+    #[serde(default, skip_serializing_if = "Isolation::is_default")]
+    pub isolation: Isolation,
+}
+
+/// Where a build's root user and capabilities live: see `spec.isolation`.
+#[derive(
+    schemars::JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum Isolation {
+    /// The host's user namespace: today's OpenShift builds. Root in the
+    /// build is root on the node, so the capabilities are the node's.
+    #[default]
+    HostUserNamespace,
+    /// A Kubernetes pod-level user namespace (`hostUsers: false`), required
+    /// by the SCC (`userNamespaceLevel: RequirePodLevel`), as OpenShift's
+    /// `nested-container` SCC does.
+    PodUserNamespace,
+    /// A user namespace CRI-O creates when the pod carries
+    /// `io.kubernetes.cri-o.userns-mode`; the operator sets it on the
+    /// pinned Tasks, and Tekton copies it to their pods.
+    #[serde(rename = "CRIOUserNamespace")]
+    CrioUserNamespace,
+}
+
+impl Isolation {
+    pub const ALL: [Isolation; 3] = [
+        Isolation::HostUserNamespace,
+        Isolation::PodUserNamespace,
+        Isolation::CrioUserNamespace,
+    ];
+
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The value as written in `spec.isolation`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::HostUserNamespace => "HostUserNamespace",
+            Self::PodUserNamespace => "PodUserNamespace",
+            Self::CrioUserNamespace => "CRIOUserNamespace",
+        }
+    }
+
+    /// Whether the build's root is confined to a user namespace.
+    pub fn is_user_namespace(&self) -> bool {
+        *self != Self::HostUserNamespace
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What the operator observed the last time it reconciled the policy.

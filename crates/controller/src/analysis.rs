@@ -13,7 +13,7 @@ use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::admission::{PodSecurityRequest, Preemption, preemption};
 use buildpolicy_policy::rbac::{RoleKey, SccGrant, ServiceAccountUser, scc_use_in_namespace};
 use buildpolicy_policy::status::Advice;
-use buildpolicy_policy::task_check::check_task;
+use buildpolicy_policy::task_check::{HOST_USERS_FIX, check_task};
 use k8s_openapi::api::core::v1::PodSpec;
 use kube::Api;
 use kube::runtime::reflector::ObjectRef;
@@ -53,17 +53,24 @@ fn may_use(who: &ServiceAccountUser, grant: &SccGrant, scc: &SecurityContextCons
         || grant.allows(scc.name())
 }
 
-/// Pods the analysis tries: an ordinary one (restricted-v2 admits it) and
-/// one that runs as root, as unpinned build-adjacent steps often do.
+/// Pods the analysis tries: an ordinary one (restricted-v2 admits it), one
+/// that runs as root, as unpinned build-adjacent steps often do, and both
+/// again in a pod user namespace (`hostUsers: false`).
 fn probe_pods() -> Vec<(&'static str, PodSecurityRequest)> {
-    let root: PodSpec = serde_json::from_value(serde_json::json!({
-        "securityContext": {"runAsUser": 0},
-        "containers": [{"name": "step", "image": "image"}]
-    }))
-    .expect("static pod spec");
+    let pod = |host_users: Option<bool>, run_as_user: Option<i64>| {
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "hostUsers": host_users,
+            "securityContext": {"runAsUser": run_as_user},
+            "containers": [{"name": "step", "image": "image"}]
+        }))
+        .expect("static pod spec");
+        PodSecurityRequest::from_pod_spec(&spec)
+    };
     vec![
         ("ordinary", PodSecurityRequest::ordinary()),
-        ("root", PodSecurityRequest::from_pod_spec(&root)),
+        ("root", pod(None, Some(0))),
+        ("user-namespaced", pod(Some(false), None)),
+        ("user-namespaced root", pod(Some(false), Some(0))),
     ]
 }
 
@@ -128,6 +135,7 @@ pub async fn tasks_advice(
     let api: Api<Task> = Api::namespaced(ctx.client.clone(), &policy.spec.namespace);
     let mut problems = Vec::new();
     let mut privileged_steps = Vec::new();
+    let mut needs_host_users_false = false;
     for name in pinned {
         let Some(task) = api
             .get_opt(name)
@@ -141,6 +149,7 @@ pub async fn tasks_advice(
             task.spec.as_ref().unwrap_or(&serde_json::Value::Null),
             scc,
         );
+        needs_host_users_false |= report.needs_host_users_false;
         problems.extend(report.findings.iter().map(|f| format!("Task {name}: {f}")));
         privileged_steps.extend(
             report
@@ -149,6 +158,14 @@ pub async fn tasks_advice(
                 .map(|(step, caps)| format!("{name} {step} adds {}", caps.join(", "))),
         );
     }
+    // The Task cannot ask for a user namespace; its runs' pod template must.
+    let host_users = if needs_host_users_false {
+        format!(
+            " (checked as pods with hostUsers: false, which the SCC requires: {HOST_USERS_FIX})"
+        )
+    } else {
+        String::new()
+    };
     Ok(Some(if problems.is_empty() {
         let confined = if privileged_steps.is_empty() {
             "no step adds capabilities".to_owned()
@@ -160,9 +177,14 @@ pub async fn tasks_advice(
         };
         Advice::good(
             reason::ADMISSIBLE,
-            format!("every step of the pinned Tasks is admissible under the SCC; {confined}"),
+            format!(
+                "every step of the pinned Tasks is admissible under the SCC{host_users}; {confined}"
+            ),
         )
     } else {
-        Advice::bad(reason::NOT_ADMISSIBLE, problems.join("; "))
+        Advice::bad(
+            reason::NOT_ADMISSIBLE,
+            format!("{}{host_users}", problems.join("; ")),
+        )
     }))
 }

@@ -85,6 +85,7 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     let mut obs = Observation {
         namespace: spec.namespace.clone(),
         scc_name: owned_name(&name),
+        isolation: spec.isolation,
         ..Observation::default()
     };
 

@@ -30,8 +30,9 @@ pub enum Command {
 /// The admin ceiling: what any policy may ask for at most.
 #[derive(Args, Debug, Clone)]
 pub struct CeilingArgs {
-    /// YAML file with `allowedCapabilities` and `protectedNamespaces` (e.g. a
-    /// mounted ConfigMap). Flags below override its fields.
+    /// YAML file with `allowedCapabilities`, `protectedNamespaces` and
+    /// `userNamespaceRequiredFor` (e.g. a mounted ConfigMap). Flags below
+    /// override its fields.
     #[arg(long, env = "BUILDPOLICY_CEILING_FILE")]
     pub ceiling_file: Option<PathBuf>,
     /// Capabilities any policy may request [default: SETFCAP,SETGID,SETUID,SYS_ADMIN,SYS_CHROOT].
@@ -41,6 +42,14 @@ pub struct CeilingArgs {
     /// [default: default,kube-*,openshift-*].
     #[arg(long, value_delimiter = ',', env = "BUILDPOLICY_PROTECTED_NAMESPACES")]
     pub protected_namespaces: Option<Vec<String>>,
+    /// Capabilities granted only to policies whose spec.isolation is a user
+    /// namespace (PodUserNamespace or CRIOUserNamespace), e.g. SYS_ADMIN [default: none].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "BUILDPOLICY_USER_NAMESPACE_REQUIRED_FOR"
+    )]
+    pub user_namespace_required_for: Option<Vec<String>>,
 }
 
 #[derive(Args, Debug)]

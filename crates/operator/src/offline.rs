@@ -36,6 +36,13 @@ pub fn ceiling(args: &CeilingArgs) -> Result<Ceiling> {
             .filter(|n| !n.is_empty())
             .collect();
     }
+    if let Some(caps) = &args.user_namespace_required_for {
+        ceiling.user_namespace_required_for = caps
+            .iter()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect();
+    }
     Ok(ceiling)
 }
 

@@ -21,6 +21,12 @@ pub struct Ceiling {
     /// Namespaces a policy may not target; a trailing `*` matches any suffix.
     #[serde(default = "default_protected_namespaces")]
     pub protected_namespaces: Vec<String>,
+    /// Capabilities a policy may only ask for with a user-namespace
+    /// `spec.isolation` (`PodUserNamespace` or `CRIOUserNamespace`), e.g.
+    /// `[SYS_ADMIN]`: root with them is then root in the build's own user
+    /// namespace, not on the node. Empty by default.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub user_namespace_required_for: BTreeSet<String>,
 }
 
 fn default_allowed_capabilities() -> BTreeSet<String> {
@@ -42,6 +48,7 @@ impl Default for Ceiling {
         Self {
             allowed_capabilities: default_allowed_capabilities(),
             protected_namespaces: default_protected_namespaces(),
+            user_namespace_required_for: BTreeSet::new(),
         }
     }
 }
@@ -64,6 +71,16 @@ impl Ceiling {
                 None => namespace == pattern.as_str(),
             })
             .map(String::as_str)
+    }
+
+    /// Capabilities of `requested` that the ceiling grants only in a user
+    /// namespace.
+    pub fn needing_user_namespace<'a>(&self, requested: &'a [String]) -> Vec<&'a str> {
+        requested
+            .iter()
+            .filter(|c| self.user_namespace_required_for.contains(c.as_str()))
+            .map(String::as_str)
+            .collect()
     }
 
     /// Whether a policy may request `capability`.

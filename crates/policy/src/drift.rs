@@ -206,6 +206,7 @@ mod tests {
             service_account_name: "sa".into(),
             capabilities: vec!["SETUID".into(), "SYS_ADMIN".into()],
             tasks: vec!["build".into()],
+            isolation: Default::default(),
         };
         render(
             &Owner {

@@ -2,9 +2,11 @@
 //! piecemeal: the controller records facts in [`Observation`] and this
 //! module turns them into the conditions a pipeline owner reads.
 
+use buildpolicy_api::Isolation;
 use buildpolicy_api::conditions::{self, reason};
+use buildpolicy_api::keys;
 
-use crate::Rejection;
+use crate::{Rejection, render};
 
 /// The state of one part of the grant (the SCC, the RBAC).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -56,6 +58,8 @@ pub struct Observation {
     pub rejection: Option<Rejection>,
     /// `spec.namespace`.
     pub namespace: String,
+    /// `spec.isolation`: what the pipeline must know about it.
+    pub isolation: Isolation,
     pub scc_name: String,
     pub scc: Part,
     pub rbac: Part,
@@ -197,9 +201,10 @@ pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
                 true,
                 reason::RECONCILED,
                 format!(
-                    "SCC {} is granted and pinned to {}",
+                    "SCC {} is granted and pinned to {}{}",
                     obs.scc_name,
-                    list(&obs.pinned_tasks)
+                    list(&obs.pinned_tasks),
+                    isolation_note(obs.isolation)
                 ),
             )
         });
@@ -284,11 +289,32 @@ fn tasks_condition(obs: &Observation) -> ConditionSpec {
         true,
         reason::RECONCILED,
         format!(
-            "openshift.io/required-scc={} is set on {}",
-            obs.scc_name,
+            "{} set on {}",
+            render::pin_annotations(&obs.scc_name, obs.isolation)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             list(&obs.pinned_tasks)
         ),
     )
+}
+
+/// What a pipeline owner reads in `Ready` about the policy's isolation mode.
+pub fn isolation_note(isolation: Isolation) -> String {
+    match isolation {
+        Isolation::HostUserNamespace => String::new(),
+        Isolation::PodUserNamespace => format!(
+            "; the SCC admits only pods in their own user namespace: {}",
+            crate::task_check::HOST_USERS_FIX
+        ),
+        Isolation::CrioUserNamespace => format!(
+            "; the Tasks also ask CRI-O for a user namespace ({}={}, {}=true), which needs CRI-O's builder workload on the nodes (OpenShift has it)",
+            keys::CRIO_USERNS_MODE_ANNOTATION,
+            keys::CRIO_USERNS_MODE_VALUE,
+            keys::OPENSHIFT_BUILDER_ANNOTATION
+        ),
+    }
 }
 
 #[cfg(test)]

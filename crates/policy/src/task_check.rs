@@ -45,6 +45,10 @@ pub struct TaskReport {
     pub capability_steps: Vec<(String, Vec<String>)>,
     /// What the Task alone cannot tell: workspace bindings, StepActions.
     pub unchecked: Vec<String>,
+    /// The SCC requires a pod-level user namespace (`hostUsers: false`),
+    /// which only the TaskRun's pod template can ask for: the Task was
+    /// checked as if its pods set it.
+    pub needs_host_users_false: bool,
 }
 
 impl TaskReport {
@@ -61,6 +65,9 @@ const TEKTON_VOLUMES: &[(&str, &str)] = &[
     ("tekton-internal-downward", "downwardAPI"),
 ];
 
+/// How pipeline owners ask for a pod-level user namespace for a Task's pods.
+pub const HOST_USERS_FIX: &str = "set hostUsers: false in the pod template of the runs of these Tasks (PipelineRun spec.taskRunTemplate.podTemplate.hostUsers, or spec.taskRunSpecs[].podTemplate.hostUsers for one pipeline task; TaskRun spec.podTemplate.hostUsers)";
+
 /// Checks Task `task_name` with `spec` against `scc`.
 pub fn check_task(task_name: &str, spec: &Value, scc: &SecurityContextConstraints) -> TaskReport {
     let scc = as_stored(scc);
@@ -68,7 +75,13 @@ pub fn check_task(task_name: &str, spec: &Value, scc: &SecurityContextConstraint
         task: task_name.to_owned(),
         ..TaskReport::default()
     };
-    let pod = pod_of(spec, &mut report);
+    let mut pod = pod_of(spec, &mut report);
+    // A Task cannot set hostUsers; its PipelineRun's (or TaskRun's) pod
+    // template does. Check the steps as they would run with it, and say so.
+    if scc.user_namespace_level.as_deref() == Some("RequirePodLevel") {
+        pod.host_users = Some(false);
+        report.needs_host_users_false = true;
+    }
     report.capability_steps = pod
         .containers
         .iter()
@@ -392,11 +405,19 @@ mod tests {
     use crate::render::{Owner, render};
 
     fn scc_for(capabilities: &[&str]) -> SecurityContextConstraints {
+        scc_in(capabilities, buildpolicy_api::Isolation::HostUserNamespace)
+    }
+
+    fn scc_in(
+        capabilities: &[&str],
+        isolation: buildpolicy_api::Isolation,
+    ) -> SecurityContextConstraints {
         let spec = BuildPolicySpec {
             namespace: "private-ai-demo".into(),
             service_account_name: "model-build-sa".into(),
             capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
             tasks: vec!["build-and-push-v2".into()],
+            isolation,
         };
         let owner = Owner {
             name: "modelcar-build".into(),
@@ -457,6 +478,52 @@ mod tests {
                     .to_vec()
             )]
         );
+    }
+
+    #[test]
+    fn under_a_pod_user_namespace_scc_the_task_is_checked_as_running_with_host_users_false() {
+        use buildpolicy_api::Isolation;
+        let scc = scc_in(
+            &["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"],
+            Isolation::PodUserNamespace,
+        );
+        let spec = task_spec(include_str!(
+            "../tests/fixtures/build-and-push-v2.capabilities.yaml"
+        ));
+        let report = check_task("build-and-push-v2", &spec, &scc);
+        assert!(report.needs_host_users_false);
+        assert_eq!(lines(&report), Vec::<String>::new());
+        // The host-level SCC of the other modes says nothing about hostUsers.
+        for mode in [Isolation::HostUserNamespace, Isolation::CrioUserNamespace] {
+            let report = check_task("build-and-push-v2", &spec, &scc_in(&["SETUID"], mode));
+            assert!(!report.needs_host_users_false, "{mode}");
+        }
+    }
+
+    #[test]
+    fn under_a_pod_user_namespace_scc_uids_beyond_65534_and_privileged_steps_are_refused() {
+        let scc = scc_in(
+            &["SETUID", "SETGID"],
+            buildpolicy_api::Isolation::PodUserNamespace,
+        );
+        let spec = json!({"steps": [
+            {"name": "root-inside", "image": "buildah", "securityContext": {"runAsUser": 0, "capabilities": {"add": ["SETUID", "SETGID"]}}},
+            {"name": "high-uid", "image": "ubi", "securityContext": {"runAsUser": 1000660000}},
+            {"name": "privileged", "image": "buildah", "securityContext": {"privileged": true}},
+        ]});
+        let report = check_task("t", &spec, &scc);
+        let found = lines(&report).join("\n");
+        assert!(!found.contains("root-inside"), "{found}");
+        assert!(
+            found.contains("step high-uid sets runAsUser: 1000660000"),
+            "{found}"
+        );
+        assert!(found.contains("MustRunAsRange"), "{found}");
+        assert!(
+            found.contains("step privileged asks privileged: true"),
+            "{found}"
+        );
+        assert_eq!(report.findings.len(), 2, "{found}");
     }
 
     #[test]

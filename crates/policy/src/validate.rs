@@ -6,7 +6,7 @@ use std::fmt;
 
 use buildpolicy_api::conditions::reason;
 use buildpolicy_api::policy::{MAX_CAPABILITIES, MAX_POLICY_NAME_LEN, MAX_TASKS};
-use buildpolicy_api::{BuildPolicySpec, capability};
+use buildpolicy_api::{BuildPolicySpec, Isolation, capability};
 
 use crate::Ceiling;
 
@@ -14,7 +14,8 @@ use crate::Ceiling;
 /// names the field and the fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
-    /// `InvalidSpec`, `NamespaceNotAllowed` or `CapabilityNotAllowed`.
+    /// `InvalidSpec`, `NamespaceNotAllowed`, `CapabilityNotAllowed` or
+    /// `UserNamespaceRequired`.
     pub reason: &'static str,
     /// Every problem found, separated by "; ".
     pub message: String,
@@ -68,6 +69,24 @@ pub fn validate(name: &str, spec: &BuildPolicySpec, ceiling: &Ceiling) -> Result
                 if over.len() == 1 { "it" } else { "them" },
                 if over.len() == 1 { "it" } else { "them" },
                 allowed.join(", ")
+            ),
+        });
+    }
+    let confined = ceiling.needing_user_namespace(&spec.capabilities);
+    if !confined.is_empty() && !spec.isolation.is_user_namespace() {
+        let modes: Vec<&str> = Isolation::ALL
+            .iter()
+            .filter(|m| m.is_user_namespace())
+            .map(Isolation::as_str)
+            .collect();
+        return Err(Rejection {
+            reason: reason::USER_NAMESPACE_REQUIRED,
+            message: format!(
+                "spec.isolation is {}, but the operator's ceiling grants {} only to builds in a user namespace: set spec.isolation to {}, or remove {} from spec.capabilities",
+                spec.isolation,
+                confined.join(", "),
+                modes.join(" or "),
+                confined.join(", "),
             ),
         });
     }
@@ -210,6 +229,7 @@ mod tests {
             service_account_name: "model-build-sa".into(),
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
             tasks: tasks.iter().map(|t| t.to_string()).collect(),
+            isolation: Default::default(),
         }
     }
 
@@ -222,6 +242,41 @@ mod tests {
 
     #[test]
     fn modelcar_policy_is_valid_under_the_default_ceiling() {
+        assert_eq!(
+            validate("modelcar-build", &modelcar(), &Ceiling::default()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_user_namespace_switch_refuses_sys_admin_in_the_host_user_namespace_naming_the_modes() {
+        let ceiling = Ceiling {
+            user_namespace_required_for: ["SYS_ADMIN".to_owned()].into(),
+            ..Ceiling::default()
+        };
+        let err = validate("modelcar-build", &modelcar(), &ceiling).unwrap_err();
+        assert_eq!(err.reason, reason::USER_NAMESPACE_REQUIRED);
+        assert_eq!(
+            err.message,
+            "spec.isolation is HostUserNamespace, but the operator's ceiling grants SYS_ADMIN only to builds in a user namespace: set spec.isolation to PodUserNamespace or CRIOUserNamespace, or remove SYS_ADMIN from spec.capabilities"
+        );
+        for isolation in [Isolation::PodUserNamespace, Isolation::CrioUserNamespace] {
+            let spec = BuildPolicySpec {
+                isolation,
+                ..modelcar()
+            };
+            assert_eq!(
+                validate("modelcar-build", &spec, &ceiling),
+                Ok(()),
+                "{isolation}"
+            );
+        }
+        // Policies without SYS_ADMIN are not concerned.
+        assert_eq!(
+            validate("p", &spec(&["SETUID", "SETGID"], &["t"]), &ceiling),
+            Ok(())
+        );
+        // Off by default.
         assert_eq!(
             validate("modelcar-build", &modelcar(), &Ceiling::default()),
             Ok(())

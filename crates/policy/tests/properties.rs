@@ -136,6 +136,7 @@ fn spec() -> impl Strategy<Value = BuildPolicySpec> {
             service_account_name,
             capabilities,
             tasks,
+            isolation: Default::default(),
         },
     )
 }
@@ -170,6 +171,7 @@ fn ceiling() -> impl Strategy<Value = Ceiling> {
                     .map(str::to_owned)
                     .collect(),
                 protected_namespaces: protected.into_iter().map(str::to_owned).collect(),
+                user_namespace_required_for: Default::default(),
             }
         })
 }
@@ -224,10 +226,12 @@ fn arbitrary_input() -> impl Strategy<Value = Input> {
                     service_account_name: sa,
                     capabilities,
                     tasks,
+                    isolation: Default::default(),
                 },
                 ceiling: Ceiling {
                     allowed_capabilities: allowed.into_iter().collect(),
                     protected_namespaces: protected,
+                    user_namespace_required_for: Default::default(),
                 },
             },
         )

@@ -158,6 +158,7 @@ impl Operator {
                 service_account_name: sa.into(),
                 capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
                 tasks: tasks.iter().map(|t| t.to_string()).collect(),
+                isolation: Default::default(),
             },
         );
         policy

@@ -78,6 +78,7 @@ pub fn modelcar_policy(scope: &str, name: &str, ns: &str) -> BuildPolicy {
             service_account_name: MODELCAR_SERVICE_ACCOUNT.to_owned(),
             capabilities: BUILDAH_CAPABILITIES.map(str::to_owned).to_vec(),
             tasks: vec![MODELCAR_BUILD_TASK.to_owned()],
+            isolation: Default::default(),
         },
     );
     policy

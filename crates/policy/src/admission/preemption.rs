@@ -184,12 +184,125 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
             tasks: vec!["build-and-push-v2".into()],
+            isolation: Default::default(),
         };
         let owner = Owner {
             name: "modelcar-build".into(),
             uid: None,
         };
         render(&owner, &spec).scc
+    }
+
+    fn modelcar_scc_in(isolation: buildpolicy_api::Isolation) -> SecurityContextConstraints {
+        let spec = BuildPolicySpec {
+            isolation,
+            ..modelcar_spec()
+        };
+        let owner = Owner {
+            name: "modelcar-build".into(),
+            uid: None,
+        };
+        render(&owner, &spec).scc
+    }
+
+    fn modelcar_spec() -> BuildPolicySpec {
+        BuildPolicySpec {
+            namespace: "private-ai-demo".into(),
+            service_account_name: "model-build-sa".into(),
+            capabilities: ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"]
+                .map(String::from)
+                .to_vec(),
+            tasks: vec!["build-and-push-v2".into()],
+            isolation: Default::default(),
+        }
+    }
+
+    fn user_namespaced(run_as_user: Option<i64>) -> PodSecurityRequest {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "hostUsers": false,
+            "securityContext": {"runAsUser": run_as_user},
+            "containers": [{"name": "step", "image": "image"}]
+        }))
+        .unwrap();
+        PodSecurityRequest::from_pod_spec(&spec)
+    }
+
+    /// The restriction points of PRODUCT.md for the PodUserNamespace SCC:
+    /// non-default volume (persistentVolumeClaim) 100,000 + MustRunAsRange
+    /// 20,000 + SELinux MustRunAs 10,000 + capabilities (5,000 + 4 × 10 −
+    /// 2 × 50 required drops) 4,940 = 134,940: more restrictive than the
+    /// host-level SCC (RunAsAny user: 154,940), less than restricted-v2 and
+    /// restricted-v3 (132,010 each), more than nested-container (135,020).
+    #[test]
+    fn the_pod_user_namespace_scc_scores_between_restricted_v3_and_nested_container() {
+        use crate::admission::order::restriction_score;
+        use buildpolicy_api::Isolation;
+        let pod_level = modelcar_scc_in(Isolation::PodUserNamespace);
+        assert_eq!(restriction_score(&pod_level), 134_940);
+        assert_eq!(
+            restriction_score(&modelcar_scc_in(Isolation::HostUserNamespace)),
+            154_940
+        );
+        assert_eq!(
+            restriction_score(&modelcar_scc_in(Isolation::CrioUserNamespace)),
+            154_940
+        );
+        assert_eq!(restriction_score(&default_scc("restricted-v3")), 132_010);
+        assert_eq!(restriction_score(&default_scc("nested-container")), 135_020);
+    }
+
+    #[test]
+    fn the_pod_user_namespace_scc_takes_no_pod_from_the_default_sccs() {
+        let generated = modelcar_scc_in(buildpolicy_api::Isolation::PodUserNamespace);
+        let usable = authenticated();
+        // Pods in the host's user namespace: the SCC refuses them outright.
+        let root: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "securityContext": {"runAsUser": 0},
+            "containers": [{"name": "step", "image": "image"}]
+        }))
+        .unwrap();
+        assert!(matches!(
+            preemption(&generated, &refs(&usable), Some(&PodSecurityRequest::ordinary())),
+            Preemption::Safe { ref first_usable, .. } if first_usable == "restricted-v2"
+        ));
+        // Root on the host: refused by everything, the generated SCC too.
+        assert!(
+            !preemption(
+                &generated,
+                &refs(&usable),
+                Some(&PodSecurityRequest::from_pod_spec(&root))
+            )
+            .generated_chosen()
+        );
+        // Pods with hostUsers: false that restricted-v2/v3 admit keep them.
+        assert!(matches!(
+            preemption(&generated, &refs(&usable), Some(&user_namespaced(None))),
+            Preemption::Safe { ref first_usable, .. } if first_usable == "restricted-v2"
+        ));
+        // Root inside a user namespace: no default SCC admits it, so only
+        // the generated one would: no other SCC loses the pod.
+        assert_eq!(
+            preemption(&generated, &refs(&usable), Some(&user_namespaced(Some(0)))),
+            Preemption::OnlyGenerated {
+                generated: "buildpolicy-modelcar-build".into()
+            }
+        );
+    }
+
+    #[test]
+    fn granted_nested_container_the_pod_user_namespace_scc_takes_its_root_pods() {
+        // An admin also let the service account use nested-container: its
+        // root-in-a-user-namespace pods got nested-container. The generated
+        // SCC is more restrictive (134,940 < 135,020), sorts first, admits
+        // them: the analysis must say so.
+        let generated = modelcar_scc_in(buildpolicy_api::Isolation::PodUserNamespace);
+        let mut usable = authenticated();
+        usable.push(default_scc("nested-container"));
+        let got = preemption(&generated, &refs(&usable), Some(&user_namespaced(Some(0))));
+        assert!(
+            matches!(got, Preemption::Unsafe { ref beats, reason: OrderReason::Score { .. }, .. } if beats == &["nested-container".to_owned()]),
+            "{got:?}"
+        );
     }
 
     /// What every authenticated service account may use on OpenShift 4.20.
