@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL};
+use buildpolicy_api::keys::{
+    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL,
+};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::rbac::grants_scc_use;
@@ -61,13 +63,23 @@ where
     let (reader, writer) = reflector::store();
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let (tx, rx) = mpsc::unbounded_channel();
-    // managedFields and kubectl's last-applied copy are dropped: they are
-    // the bulk of most objects and nothing here reads them.
+    // managedFields (but the operator's own applies) and kubectl's
+    // last-applied copy are dropped: they are the bulk of most objects and
+    // nothing here reads them.
     let stream = stream
         .default_backoff()
         .modify(move |o: &mut K| {
             let meta = o.meta_mut();
-            meta.managed_fields = None;
+            meta.managed_fields = meta
+                .managed_fields
+                .take()
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+                        .collect::<Vec<_>>()
+                })
+                .filter(|entries| !entries.is_empty());
             if let Some(annotations) = meta.annotations.as_mut() {
                 annotations.remove(LAST_APPLIED);
             }

@@ -405,13 +405,16 @@ async fn pin_tasks(
             obs.missing_tasks.push(pin.name.clone());
             continue;
         };
-        if pin.is_satisfied_by(
-            task.metadata.labels.as_ref(),
-            task.metadata.annotations.as_ref(),
-        ) {
+        if pin.is_current_on(&task.metadata) {
             obs.pinned_tasks.push(pin.name.clone());
             continue;
         }
+        // Pinned, but with annotations of another spec.isolation mode: a
+        // spec change to apply, not drift to report.
+        let mode_changed = pin.is_satisfied_by(
+            task.metadata.labels.as_ref(),
+            task.metadata.annotations.as_ref(),
+        );
         if let Some(holder) = task_holder(policy, &ctx.caches, &task, &obs.scc_name) {
             obs.conflicting_tasks.push((pin.name.clone(), holder));
             continue;
@@ -429,7 +432,7 @@ async fn pin_tasks(
         {
             Ok(_) => {
                 obs.pinned_tasks.push(pin.name.clone());
-                if was_ours {
+                if was_ours && !mode_changed {
                     ctx.metrics.drift_corrected("Task");
                     publish(
                         ctx,

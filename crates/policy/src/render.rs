@@ -5,11 +5,12 @@
 //! drop on write, so what is rendered is what the server stores and a
 //! comparison with the live object is meaningful.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use buildpolicy_api::keys::{
-    CRIO_USERNS_MODE_ANNOTATION, CRIO_USERNS_MODE_VALUE, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    OPENSHIFT_BUILDER_ANNOTATION, POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name,
+    CRIO_USERNS_MODE_ANNOTATION, CRIO_USERNS_MODE_VALUE, FIELD_MANAGER, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, OPENSHIFT_BUILDER_ANNOTATION, POLICY_LABEL, REQUIRED_SCC_ANNOTATION,
+    owned_name,
 };
 use buildpolicy_api::scc::{
     self, GroupStrategyOptions, RunAsUserStrategyOptions, SELinuxContextStrategyOptions,
@@ -142,6 +143,38 @@ impl TaskPin {
                 .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
         };
         contains(labels, &self.labels) && contains(annotations, &self.annotations)
+    }
+}
+
+/// The annotation keys `manager` holds on an object through server-side
+/// apply, read from its `managedFields` (`f:metadata` / `f:annotations`).
+pub fn applied_annotations(meta: &ObjectMeta, manager: &str) -> BTreeSet<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| {
+            e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|e| e.fields_v1.as_ref())
+        .filter_map(|f| f.0.pointer("/f:metadata/f:annotations")?.as_object())
+        .flat_map(|a| {
+            a.keys()
+                .filter_map(|k| k.strip_prefix("f:"))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+impl TaskPin {
+    /// Whether a Task carries exactly this pin: every annotation and label it
+    /// asks for, and no annotation the operator applied earlier and no longer
+    /// asks for (one of another `spec.isolation` mode). `meta` must keep the
+    /// operator's own `managedFields` entry.
+    pub fn is_current_on(&self, meta: &ObjectMeta) -> bool {
+        self.is_satisfied_by(meta.labels.as_ref(), meta.annotations.as_ref())
+            && applied_annotations(meta, FIELD_MANAGER)
+                .iter()
+                .all(|k| self.annotations.contains_key(k))
     }
 }
 
@@ -618,5 +651,48 @@ mod tests {
         annotations.insert(REQUIRED_SCC_ANNOTATION.into(), "privileged".into());
         assert!(!pins[0].is_satisfied_by(Some(&labels), Some(&annotations)));
         assert!(!pins[0].is_satisfied_by(None, None));
+    }
+
+    #[test]
+    fn a_pin_is_current_only_without_annotations_the_operator_applied_for_another_mode() {
+        let crio = render(
+            &owner(),
+            &BuildPolicySpec {
+                isolation: Isolation::CrioUserNamespace,
+                ..modelcar()
+            },
+        )
+        .pins
+        .remove(0);
+        let host = render(&owner(), &modelcar()).pins.remove(0);
+        let task_with = |pin: &TaskPin, manager: &str| {
+            let owned: serde_json::Map<String, serde_json::Value> = pin
+                .annotations
+                .keys()
+                .map(|k| (format!("f:{k}"), serde_json::json!({})))
+                .collect();
+            serde_json::from_value::<ObjectMeta>(serde_json::json!({
+                "labels": pin.labels,
+                "annotations": pin.annotations,
+                "managedFields": [{
+                    "manager": manager, "operation": "Apply", "apiVersion": "tekton.dev/v1",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:metadata": {"f:annotations": owned}}
+                }]
+            }))
+            .unwrap()
+        };
+        let crio_task = task_with(&crio, FIELD_MANAGER);
+        assert!(crio.is_current_on(&crio_task));
+        // Switched to the host mode: the pin is there, but the CRI-O
+        // annotations the operator applied must go.
+        assert!(host.is_satisfied_by(crio_task.labels.as_ref(), crio_task.annotations.as_ref()));
+        assert!(!host.is_current_on(&crio_task));
+        // The same annotations set by someone else are theirs to keep.
+        assert!(host.is_current_on(&task_with(&crio, "kubectl")));
+        assert_eq!(
+            applied_annotations(&crio_task, FIELD_MANAGER),
+            crio.annotations.keys().cloned().collect()
+        );
     }
 }
