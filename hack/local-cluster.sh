@@ -2,10 +2,13 @@
 # A real, local Kubernetes control plane for the buildpolicy operator, built
 # from Go modules: etcd, kube-apiserver (RBAC on) and kube-controller-manager
 # (garbage collection, namespace deletion, service accounts), on loopback
-# only, with OpenShift's SCC CRD and default SCCs and Tekton's CRDs installed.
+# only, with OpenShift's SCC CRD and default SCCs and Tekton's CRDs installed,
+# and OpenShift's own SCC admission plugin serving pods as an admission
+# webhook (hack/scc-admission).
 #
 #   hack/local-cluster.sh build    build (or reuse) the binaries
 #   hack/local-cluster.sh up       start, or reuse a running cluster; prints the export line
+#       up --no-scc-admission      ... without OpenShift's SCC admission webhook
 #   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data)
 #   hack/local-cluster.sh down     stop everything it started and remove its state
 #   hack/local-cluster.sh status   say what runs
@@ -24,6 +27,11 @@ BIN="${LOCAL_CLUSTER_BIN:-$ROOT/target/local-cluster/bin}"
 RUN="$STATE/run"
 KUBECONFIG_FILE="$STATE/kubeconfig"
 K8S_VERSION="v1.37.2"
+SCC_ADMISSION_SRC="$ROOT/hack/scc-admission"
+# Name of the webhook configurations (and of their one webhook each).
+SCC_WEBHOOK="scc-admission.local-cluster.buildpolicy.dev"
+# up: start OpenShift's SCC admission webhook (up --no-scc-admission: don't).
+SCC_ADMISSION=1
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { printf '[local-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -63,6 +71,26 @@ cmd_build() {
   (cd "$HACK/etcd" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
   echo "$stamp" > "$BIN/.stamp"
   log "built in $((SECONDS - start))s"
+}
+
+# OpenShift's SCC admission plugin as a webhook: its own module (Kubernetes
+# 1.32 as a library), rebuilt when its sources change.
+scc_admission_stamp() {
+  cat "$SCC_ADMISSION_SRC"/go.mod "$SCC_ADMISSION_SRC"/go.sum "$SCC_ADMISSION_SRC"/*.go | sha256sum | cut -d' ' -f1
+}
+
+build_scc_admission() {
+  local stamp; stamp="$(scc_admission_stamp)"
+  if [[ -f "$BIN/.stamp-scc-admission" && "$(cat "$BIN/.stamp-scc-admission")" == "$stamp" && -x "$BIN/scc-admission" ]]; then
+    log "scc-admission is up to date in $BIN"
+    return 0
+  fi
+  local start=$SECONDS
+  log "building scc-admission (OpenShift's SCC admission plugin, hack/scc-admission; first build takes several minutes)"
+  (cd "$SCC_ADMISSION_SRC" && go build -trimpath -ldflags "-s -w" -o "$BIN/scc-admission" .) ||
+    die "building hack/scc-admission failed (up --no-scc-admission starts the cluster without it)"
+  echo "$stamp" > "$BIN/.stamp-scc-admission"
+  log "built scc-admission in $((SECONDS - start))s"
 }
 
 # ------------------------------------------------------------------- up ----
@@ -216,6 +244,43 @@ stop_one() { # name [signal]
   fi
 }
 
+# OpenShift's SCC admission plugin (hack/scc-admission) as the mutating and
+# validating webhook for pods, as the admin; it also gives namespaces the
+# openshift.io/sa.scc.* annotations the plugin needs. failurePolicy Fail: a
+# pod is never admitted without it. sideEffects None: server-side dry-run
+# requests go through it too.
+scc_admission_cert() { # serving certificate for 127.0.0.1, from the cluster's CA
+  local pki="$RUN/pki"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=scc-admission" \
+    -keyout "$pki/scc-admission.key" -out "$pki/scc-admission.csr" 2>/dev/null
+  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1" > "$pki/scc-admission.ext"
+  openssl x509 -req -in "$pki/scc-admission.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$pki/scc-admission.ext" -out "$pki/scc-admission.crt" 2>/dev/null
+}
+
+start_scc_admission() {
+  local pki="$RUN/pki" port t0=$SECONDS
+  [[ -x "$BIN/scc-admission" ]] || die "$BIN/scc-admission is missing: run hack/local-cluster.sh build"
+  [[ -f "$pki/scc-admission.crt" ]] || scc_admission_cert || die "cannot make a serving certificate for scc-admission in $pki"
+  port="$(free_port)"
+  echo "$port" > "$RUN/scc-admission.port"
+  start scc-admission "$BIN/scc-admission" --kubeconfig "$KUBECONFIG_FILE" --listen "127.0.0.1:$port" \
+    --tls-cert-file "$pki/scc-admission.crt" --tls-private-key-file "$pki/scc-admission.key" --v 1
+  wait_for scc-admission 60 curl -fsS --cacert "$pki/ca.crt" "https://127.0.0.1:$port/healthz"
+  local ca rules
+  ca="$(base64 -w0 < "$pki/ca.crt")"
+  rules='[{"apiGroups":[""],"apiVersions":["v1"],"operations":["CREATE","UPDATE"],"resources":["pods","pods/ephemeralcontainers"],"scope":"Namespaced"}]'
+  local kind path
+  for kind in MutatingWebhookConfiguration ValidatingWebhookConfiguration; do
+    path=validate; [[ $kind == Mutating* ]] && path=mutate
+    printf '{"apiVersion":"admissionregistration.k8s.io/v1","kind":"%s","metadata":{"name":"%s"},"webhooks":[{"name":"%s","clientConfig":{"url":"https://127.0.0.1:%s/%s","caBundle":"%s"},"rules":%s,"failurePolicy":"Fail","sideEffects":"None","admissionReviewVersions":["v1"],"timeoutSeconds":30}]}' \
+      "$kind" "$SCC_WEBHOOK" "$SCC_WEBHOOK" "$port" "$path" "$ca" "$rules" |
+      kubectl_ apply --server-side --force-conflicts --field-manager=local-cluster -f - >/dev/null
+  done
+  log "scc-admission serving on 127.0.0.1:$port and registered in $((SECONDS - t0))s"
+}
+
 # Kill kube-apiserver and etcd (SIGKILL: a crash, not a shutdown) and start
 # them again on the same ports with the same data. Clients see connections
 # drop and must come back by themselves.
@@ -228,6 +293,7 @@ cmd_restart() {
   start_apiserver
   wait_for kube-apiserver 120 kubectl_ get --raw /readyz
   log "kube-apiserver and etcd restarted in $((SECONDS - t0))s"
+  # scc-admission keeps running: its informers reconnect by themselves.
 }
 
 cmd_up() {
@@ -236,12 +302,18 @@ cmd_up() {
   need curl "install it with your package manager (Debian: apt-get install curl)"
   if running; then
     log "already running"
+    if (( SCC_ADMISSION )) && ! alive scc-admission; then
+      # A cluster started without it, by --no-scc-admission or an older script.
+      build_scc_admission
+      start_scc_admission
+    fi
     cmd_env
     return 0
   fi
   # A half-started or crashed cluster: clean up before starting anew.
   stop_all
   cmd_build
+  if (( SCC_ADMISSION )); then build_scc_admission; fi
   local t0=$SECONDS
   mkdir -p "$RUN"
   gen_certs
@@ -266,6 +338,7 @@ cmd_up() {
     --use-service-account-credentials=true --concurrent-gc-syncs 10 --concurrent-namespace-syncs 10 --v 1
 
   install_crds
+  if (( SCC_ADMISSION )); then start_scc_admission; fi
   log "ready in $((SECONDS - t0))s: $("$BIN/kubectl" version --kubeconfig "$KUBECONFIG_FILE" 2>/dev/null | grep Server || true)"
   cmd_env
 }
@@ -295,15 +368,30 @@ cmd_status() {
   for name in etcd kube-apiserver kube-controller-manager; do
     if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
+  if alive scc-admission; then
+    echo "scc-admission: running (pid $(cat "$RUN/scc-admission.pid"), https://127.0.0.1:$(cat "$RUN/scc-admission.port"))"
+  elif [[ -f "$RUN/scc-admission.port" ]]; then
+    echo "scc-admission: stopped (pods cannot be created: hack/local-cluster.sh up starts it again)"
+  else
+    echo "scc-admission: not started (up --no-scc-admission, or a cluster from an older script; up starts it)"
+  fi
   if running; then echo "readyz: ok ($(cat "$RUN/api.port"))"; else echo "readyz: not ready"; return 1; fi
 }
 
 case "${1:-}" in
-  build) cmd_build ;;
-  up) cmd_up ;;
+  build) cmd_build; build_scc_admission ;;
+  up)
+    for arg in "${@:2}"; do
+      case "$arg" in
+        --scc-admission) SCC_ADMISSION=1 ;;
+        --no-scc-admission) SCC_ADMISSION=0 ;;
+        *) die "unknown option for up: $arg (--no-scc-admission)" ;;
+      esac
+    done
+    cmd_up ;;
   restart) cmd_restart ;;
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build|up|restart|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up [--no-scc-admission]|restart|down|status|env" >&2; exit 2 ;;
 esac

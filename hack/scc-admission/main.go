@@ -1,0 +1,154 @@
+// Command scc-admission serves OpenShift's SecurityContextConstraints admission
+// plugin (security.openshift.io/SecurityContextConstraint, from
+// github.com/openshift/apiserver-library-go) as a mutating and validating
+// admission webhook for pods, so that a plain kube-apiserver admits pods the
+// way OpenShift's does. It also allocates the namespace annotations the plugin
+// needs (openshift.io/sa.scc.uid-range, .mcs, .supplemental-groups), as
+// OpenShift's cluster-policy-controller does.
+//
+// Endpoints (HTTPS):
+//
+//	POST /mutate       AdmissionReview (admission.k8s.io/v1): the plugin's Admit
+//	POST /validate     AdmissionReview (admission.k8s.io/v1): the plugin's Validate
+//	GET  /healthz      200 once the SCC and namespace informers have synced
+//	GET  /debug/sccs   the SCCs the informer holds: {"sccs":[{"name":..,"resourceVersion":..}]}
+//
+// See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/openshift/apiserver-library-go/pkg/securitycontextconstraints/sccadmission"
+	securityclient "github.com/openshift/client-go/security/clientset/versioned"
+	securityinformers "github.com/openshift/client-go/security/informers/externalversions"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+)
+
+func main() {
+	var (
+		kubeconfig = flag.String("kubeconfig", "", "kubeconfig of an identity that may list/watch SCCs and namespaces, patch namespaces and create SubjectAccessReviews")
+		listen     = flag.String("listen", "127.0.0.1:8443", "address to serve HTTPS on")
+		certFile   = flag.String("tls-cert-file", "", "serving certificate (PEM)")
+		keyFile    = flag.String("tls-private-key-file", "", "serving key (PEM)")
+		uidRange   = flag.String("uid-range", "1000000000-1999999999/10000", "UID range and block size the namespace allocator hands out (OpenShift's default)")
+		mcsPrefix  = flag.String("mcs-prefix", "s0", "MCS level prefix of allocated labels")
+	)
+	klog.InitFlags(nil)
+	flag.Parse()
+	if *kubeconfig == "" || *certFile == "" || *keyFile == "" {
+		fmt.Fprintln(os.Stderr, "scc-admission: --kubeconfig, --tls-cert-file and --tls-private-key-file are required")
+		os.Exit(2)
+	}
+	if err := run(*kubeconfig, *listen, *certFile, *keyFile, *uidRange, *mcsPrefix); err != nil {
+		klog.Errorf("scc-admission: %v", err)
+		os.Exit(1)
+	}
+}
+
+func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) error {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	config, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading %s: %w", kubeconfig, err)
+	}
+	config.QPS, config.Burst = 200, 400
+	config.UserAgent = "scc-admission"
+	kubeClient, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	securityClient, err := securityclient.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+
+	kubeInformers := informers.NewSharedInformerFactory(kubeClient, 0)
+	securityInformers := securityinformers.NewSharedInformerFactory(securityClient, 0)
+	sccInformer := securityInformers.Security().V1().SecurityContextConstraints()
+	namespaceInformer := kubeInformers.Core().V1().Namespaces()
+
+	// `use` is asked of the API server for every request: OpenShift's plugin
+	// asks the in-process authorizer, which has no cache either. The
+	// delegating authorizer's cache is set to zero TTL (an entry expires as it
+	// is written), so RBAC changes take effect on the next pod.
+	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
+		SubjectAccessReviewClient: kubeClient.AuthorizationV1(),
+		AllowCacheTTL:             0,
+		DenyCacheTTL:              0,
+		WebhookRetryBackoff:       &wait.Backoff{Duration: 100 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5},
+	}.New()
+	if err != nil {
+		return fmt.Errorf("authorizer: %w", err)
+	}
+
+	plugin := sccadmission.NewConstraint()
+	plugin.SetSecurityInformers(sccInformer)
+	plugin.SetExternalKubeInformerFactory(kubeInformers)
+	plugin.SetAuthorizer(authz)
+	if err := plugin.ValidateInitialization(); err != nil {
+		return err
+	}
+
+	allocator, err := newAllocator(kubeClient, namespaceInformer, uidRange, mcsPrefix)
+	if err != nil {
+		return err
+	}
+
+	kubeInformers.Start(ctx.Done())
+	securityInformers.Start(ctx.Done())
+	synced := []cache.InformerSynced{sccInformer.Informer().HasSynced, namespaceInformer.Informer().HasSynced}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return errors.New("informers did not sync")
+	}
+	go allocator.run(ctx)
+
+	mux := http.NewServeMux()
+	h := &handler{plugin: plugin, sccLister: sccInformer.Lister()}
+	mux.HandleFunc("/mutate", h.serveMutate)
+	mux.HandleFunc("/validate", h.serveValidate)
+	mux.HandleFunc("/debug/sccs", h.serveSCCs)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		for _, s := range synced {
+			if !s() {
+				http.Error(w, "informers not synced", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = server.Shutdown(shutdown)
+	}()
+	klog.Infof("serving OpenShift SCC admission on https://%s (informers synced)", ln.Addr())
+	if err := server.ServeTLS(ln, certFile, keyFile); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
