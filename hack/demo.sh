@@ -26,7 +26,7 @@ run kubectl wait --for=condition=Established --timeout=60s crd/buildpolicies.bui
 run kubectl get crd buildpolicies.buildpolicy.dev \
   -o 'custom-columns=NAME:.metadata.name,SCOPE:.spec.scope,VERSIONS:.spec.versions[*].name,ESTABLISHED:.status.conditions[?(@.type=="Established")].status'
 
-say "What a platform team writes: four fields"
+say "What a platform team writes: four fields, and spec.isolation for user-namespace builds"
 run kubectl explain buildpolicy.spec
 
 DEMO_DIR="$ROOT/target/demo"
@@ -39,20 +39,41 @@ say "Build the operator"
 cargo build -q -p buildpolicy-operator
 OPERATOR="$ROOT/target/debug/buildpolicy-operator"
 
+POLICIES=(modelcar-build modelcar-build-pod-userns modelcar-build-crio-userns)
+NAMESPACES=("$NS" "$NS-pod-userns" "$NS-crio-userns")
+
 # A clean stage: remove what an earlier run of the demo left behind (the
-# operator must run to release the policy's grant and finalizer).
-if kubectl get buildpolicy modelcar-build >/dev/null 2>&1 || kubectl get namespace "$NS" >/dev/null 2>&1; then
+# operator must run to release the policies' grants and finalizers).
+if kubectl get buildpolicy "${POLICIES[@]}" 2>/dev/null | grep -q . || kubectl get namespace "${NAMESPACES[@]}" 2>/dev/null | grep -q .; then
   "$OPERATOR" run --metrics-addr 127.0.0.1:0 >"$DEMO_DIR/cleanup.log" 2>&1 &
   cleanup_pid=$!
-  kubectl delete buildpolicy modelcar-build --ignore-not-found --wait=true --timeout=60s >/dev/null
+  kubectl delete buildpolicy "${POLICIES[@]}" --ignore-not-found --wait=true --timeout=60s >/dev/null
   kill "$cleanup_pid"; wait "$cleanup_pid" 2>/dev/null || true
-  kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null
+  kubectl delete namespace "${NAMESPACES[@]}" --ignore-not-found --wait=true --timeout=120s >/dev/null
 fi
 kubectl delete events.events.k8s.io -n default --field-selector regarding.name=modelcar-build >/dev/null 2>&1 || true
 
 say "The seed's ModelCar scene: a namespace, the build service account, four Tekton Tasks"
 run kubectl create namespace "$NS"
 run kubectl -n "$NS" create serviceaccount "$SA"
+# build_task NAMESPACE: the Buildah Task of the ModelCar pipeline.
+build_task() {
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: tekton.dev/v1
+kind: Task
+metadata: {name: build-and-push-v2, namespace: $1}
+spec:
+  params: [{name: IMAGE}]
+  steps:
+    - name: build
+      image: quay.io/buildah/stable
+      securityContext:
+        capabilities: {add: [SETUID, SETGID, SYS_ADMIN, SYS_CHROOT]}
+      script: |
+        buildah bud --storage-driver=vfs -t \$(params.IMAGE) .
+        buildah push --storage-driver=vfs \$(params.IMAGE)
+EOF
+}
 for task in download-model mirror-to-internal register-model; do
   kubectl apply -f - >/dev/null <<EOF
 apiVersion: tekton.dev/v1
@@ -65,21 +86,7 @@ spec:
       script: echo $task
 EOF
 done
-kubectl apply -f - >/dev/null <<EOF
-apiVersion: tekton.dev/v1
-kind: Task
-metadata: {name: build-and-push-v2, namespace: $NS}
-spec:
-  params: [{name: IMAGE}]
-  steps:
-    - name: build
-      image: quay.io/buildah/stable
-      securityContext:
-        capabilities: {add: [SETUID, SETGID, SYS_ADMIN, SYS_CHROOT]}
-      script: |
-        buildah bud --storage-driver=vfs -t \$(params.IMAGE) .
-        buildah push --storage-driver=vfs \$(params.IMAGE)
-EOF
+build_task "$NS"
 run kubectl -n "$NS" get tasks
 
 say "What the platform team commits to Git"
@@ -130,5 +137,32 @@ run kubectl events -n default --for buildpolicy/modelcar-build
 
 say "The policy is Ready"
 run kubectl get buildpolicy modelcar-build
+
+say "User-namespace builds: the same build in the two other spec.isolation modes, each in its own namespace"
+for ns in "$NS-pod-userns" "$NS-crio-userns"; do
+  kubectl create namespace "$ns" >/dev/null
+  kubectl -n "$ns" create serviceaccount "$SA" >/dev/null
+  build_task "$ns"
+done
+run diff config/samples/modelcar-build.yaml config/samples/modelcar-build-pod-userns.yaml || true
+run kubectl apply -f config/samples/modelcar-build-pod-userns.yaml -f config/samples/modelcar-build-crio-userns.yaml
+run kubectl wait --for=condition=Ready --timeout=60s buildpolicy/modelcar-build-pod-userns buildpolicy/modelcar-build-crio-userns
+run kubectl get buildpolicies -o 'custom-columns=NAME:.metadata.name,ISOLATION:.spec.isolation,SCC:.status.sccName,READY:.status.conditions[?(@.type=="Ready")].status'
+
+say "The three SCCs side by side: PodUserNamespace requires hostUsers: false and ids 0-65534 (as OpenShift's nested-container); the CRI-O mode's SCC is the host-level one"
+run kubectl get scc buildpolicy-modelcar-build buildpolicy-modelcar-build-pod-userns buildpolicy-modelcar-build-crio-userns \
+  -o 'custom-columns=SCC:.metadata.name,USERNS:.userNamespaceLevel,RUNASUSER:.runAsUser.type,UIDS:.runAsUser.uidRangeMax,FSGROUP:.fsGroup.type,SELINUX:.seLinuxContext.seLinuxOptions.type,CAPS:.allowedCapabilities'
+
+say "The pinned Tasks side by side: the CRI-O mode adds CRI-O's user-namespace request next to the pin"
+for ns in "${NAMESPACES[@]}"; do
+  run kubectl -n "$ns" get task build-and-push-v2 -o 'custom-columns=NAMESPACE:.metadata.namespace,REQUIRED-SCC:.metadata.annotations.openshift\.io/required-scc,USERNS-MODE:.metadata.annotations.io\.kubernetes\.cri-o\.userns-mode,BUILDER:.metadata.annotations.io\.openshift\.builder'
+done
+
+say "What the pipeline owner of the PodUserNamespace build is told"
+run kubectl get buildpolicy modelcar-build-pod-userns -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}{"\n"}'
+
+say "An admin can require a user namespace for SYS_ADMIN (ceiling userNamespaceRequiredFor); the host-level policy would be refused"
+run "$OPERATOR" check --user-namespace-required-for SYS_ADMIN -f config/samples/modelcar-build.yaml || true
+run "$OPERATOR" check --user-namespace-required-for SYS_ADMIN -f config/samples/modelcar-build-crio-userns.yaml
 
 say "Done. The operator stops with this script; the control plane keeps running (hack/local-cluster.sh down stops it)"
