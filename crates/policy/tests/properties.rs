@@ -7,11 +7,11 @@
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
-use buildpolicy_api::BuildPolicySpec;
 use buildpolicy_api::capability::KNOWN_CAPABILITIES;
 use buildpolicy_api::conditions::reason;
 use buildpolicy_api::keys::{REQUIRED_SCC_ANNOTATION, owned_name};
 use buildpolicy_api::scc;
+use buildpolicy_api::{BuildPolicySpec, Isolation};
 use buildpolicy_policy::render::{VOLUMES, to_yaml};
 use buildpolicy_policy::{Ceiling, Desired, Owner, render, validate};
 use proptest::collection::vec;
@@ -129,16 +129,27 @@ fn tasks() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+fn isolation() -> impl Strategy<Value = Isolation> {
+    proptest::sample::select(Isolation::ALL.to_vec())
+}
+
 fn spec() -> impl Strategy<Value = BuildPolicySpec> {
-    (namespace(), dns_subdomain(), capabilities(), tasks()).prop_map(
-        |(namespace, service_account_name, capabilities, tasks)| BuildPolicySpec {
-            namespace,
-            service_account_name,
-            capabilities,
-            tasks,
-            isolation: Default::default(),
-        },
+    (
+        namespace(),
+        dns_subdomain(),
+        capabilities(),
+        tasks(),
+        isolation(),
     )
+        .prop_map(
+            |(namespace, service_account_name, capabilities, tasks, isolation)| BuildPolicySpec {
+                namespace,
+                service_account_name,
+                capabilities,
+                tasks,
+                isolation,
+            },
+        )
 }
 
 /// Any subset of the Linux capabilities, and of some protected-namespace
@@ -157,8 +168,14 @@ fn ceiling() -> impl Strategy<Value = Ceiling> {
         subsequence(KNOWN_CAPABILITIES, 0..=KNOWN_CAPABILITIES.len()),
         subsequence(patterns, 0..=2),
         proptest::bool::weighted(0.1),
+        // Half the time the admin requires a user namespace for some of
+        // Buildah's capabilities.
+        prop_oneof![
+            Just(Vec::new()),
+            subsequence(&["SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"][..], 1..=4),
+        ],
     )
-        .prop_map(|(capabilities, protected, careless)| {
+        .prop_map(|(capabilities, protected, careless, user_namespace_only)| {
             let not_capabilities: &[&str] = if careless {
                 &["ALL", "*", "CAP_SYS_ADMIN", "sys_admin"]
             } else {
@@ -171,7 +188,10 @@ fn ceiling() -> impl Strategy<Value = Ceiling> {
                     .map(str::to_owned)
                     .collect(),
                 protected_namespaces: protected.into_iter().map(str::to_owned).collect(),
-                user_namespace_required_for: Default::default(),
+                user_namespace_required_for: user_namespace_only
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
             }
         })
 }
@@ -185,23 +205,35 @@ fn input() -> impl Strategy<Value = Input> {
         // An admin who allows what the policy asks for: without it, nearly
         // every random ceiling refuses and rendering is seldom reached.
         proptest::bool::weighted(0.6),
+        // An admin who requires a user namespace for one of them.
+        proptest::bool::weighted(0.75),
     )
-        .prop_map(|(name, uid, spec, mut ceiling, grants_request)| {
-            if grants_request {
-                ceiling.allowed_capabilities.extend(
-                    spec.capabilities
-                        .iter()
-                        .filter(|c| KNOWN_CAPABILITIES.contains(&c.as_str()))
-                        .cloned(),
-                );
-            }
-            Input {
-                name,
-                uid,
-                spec,
-                ceiling,
-            }
-        })
+        .prop_map(
+            |(name, uid, spec, mut ceiling, grants_request, confines_request)| {
+                if confines_request {
+                    ceiling.user_namespace_required_for.extend(
+                        spec.capabilities
+                            .iter()
+                            .find(|c| KNOWN_CAPABILITIES.contains(&c.as_str()))
+                            .cloned(),
+                    );
+                }
+                if grants_request {
+                    ceiling.allowed_capabilities.extend(
+                        spec.capabilities
+                            .iter()
+                            .filter(|c| KNOWN_CAPABILITIES.contains(&c.as_str()))
+                            .cloned(),
+                    );
+                }
+                Input {
+                    name,
+                    uid,
+                    spec,
+                    ceiling,
+                }
+            },
+        )
 }
 
 /// Entirely arbitrary text everywhere, to look for panics.
@@ -292,6 +324,27 @@ fn assert_least_privilege(input: &Input, desired: &Desired) -> Result<(), TestCa
             capability
         );
     }
+    // The ceiling's user-namespace switch holds for what was granted.
+    if !spec.isolation.is_user_namespace() {
+        for capability in allowed {
+            prop_assert!(
+                !ceiling.user_namespace_required_for.contains(capability),
+                "{} granted in the host user namespace against the ceiling",
+                capability
+            );
+        }
+    }
+    // Pod user namespaces: the SCC enforces hostUsers: false and keeps IDs
+    // within 0-65534; the other modes are host-level.
+    let level = scc.user_namespace_level.as_deref();
+    if spec.isolation == Isolation::PodUserNamespace {
+        prop_assert_eq!(level, Some("RequirePodLevel"));
+        let user = scc.run_as_user.as_ref().unwrap();
+        prop_assert_eq!(user.type_.as_deref(), Some("MustRunAsRange"));
+        prop_assert!(user.uid_range_max.is_some_and(|max| max <= 65534));
+    } else {
+        prop_assert_eq!(level, Some("AllowHostLevel"));
+    }
     // Exactly what was asked: nothing requested is silently dropped either.
     let requested: BTreeSet<&String> = spec.capabilities.iter().collect();
     prop_assert_eq!(allowed.iter().collect::<BTreeSet<_>>(), requested);
@@ -367,6 +420,7 @@ struct Outcomes {
     invalid_spec: Cell<u32>,
     namespace_not_allowed: Cell<u32>,
     capability_not_allowed: Cell<u32>,
+    user_namespace_required: Cell<u32>,
 }
 
 impl Outcomes {
@@ -385,6 +439,7 @@ fn every_accepted_policy_renders_least_privilege() {
                     reason::INVALID_SPEC => &outcomes.invalid_spec,
                     reason::NAMESPACE_NOT_ALLOWED => &outcomes.namespace_not_allowed,
                     reason::CAPABILITY_NOT_ALLOWED => &outcomes.capability_not_allowed,
+                    reason::USER_NAMESPACE_REQUIRED => &outcomes.user_namespace_required,
                     other => return Err(TestCaseError::fail(format!("unknown reason {other}"))),
                 };
                 prop_assert!(!rejection.message.is_empty());
@@ -405,6 +460,10 @@ fn every_accepted_policy_renders_least_privilege() {
         ("InvalidSpec", outcomes.invalid_spec.get()),
         ("NamespaceNotAllowed", outcomes.namespace_not_allowed.get()),
         (
+            "UserNamespaceRequired",
+            outcomes.user_namespace_required.get(),
+        ),
+        (
             "CapabilityNotAllowed",
             outcomes.capability_not_allowed.get(),
         ),
@@ -413,7 +472,7 @@ fn every_accepted_policy_renders_least_privilege() {
     // A generator that (almost) never reaches `render` would prove nothing.
     for (outcome, count) in counts {
         assert!(
-            count >= CASES / 20,
+            count >= CASES / 40,
             "only {count} of {CASES} policies were {outcome}: {counts:?}"
         );
     }
