@@ -88,8 +88,9 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) erro
 	// `use` is asked of the API server for every request: OpenShift's plugin
 	// asks the in-process authorizer, which has no cache either. The
 	// delegating authorizer's cache is set to zero TTL (an entry expires as it
-	// is written), so RBAC changes take effect on the next pod.
-	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
+	// is written), so RBAC changes take effect on the next pod. The questions
+	// of one request are asked in parallel (see prefetchingAuthorizer).
+	delegating, err := authorizerfactory.DelegatingAuthorizerConfig{
 		SubjectAccessReviewClient: kubeClient.AuthorizationV1(),
 		AllowCacheTTL:             0,
 		DenyCacheTTL:              0,
@@ -98,6 +99,7 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) erro
 	if err != nil {
 		return fmt.Errorf("authorizer: %w", err)
 	}
+	authz := &prefetchingAuthorizer{delegate: delegating, sccs: sccInformer.Lister(), parallel: 16}
 
 	plugin := sccadmission.NewConstraint()
 	plugin.SetSecurityInformers(sccInformer)
@@ -121,7 +123,7 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) erro
 	go allocator.run(ctx)
 
 	mux := http.NewServeMux()
-	h := &handler{plugin: plugin, sccLister: sccInformer.Lister()}
+	h := &handler{plugin: plugin, authz: authz, sccLister: sccInformer.Lister()}
 	mux.HandleFunc("/mutate", h.serveMutate)
 	mux.HandleFunc("/validate", h.serveValidate)
 	mux.HandleFunc("/debug/sccs", h.serveSCCs)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	securityv1 "github.com/openshift/api/security/v1"
 	securityv1listers "github.com/openshift/client-go/security/listers/security/v1"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,7 @@ type plugin interface {
 
 type handler struct {
 	plugin    plugin
+	authz     *prefetchingAuthorizer
 	sccLister securityv1listers.SecurityContextConstraintsLister
 }
 
@@ -121,6 +123,9 @@ func (h *handler) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 		if before, err = externalJSON(pod); err != nil {
 			return errorResponse(http.StatusInternalServerError, err.Error())
 		}
+		// Validate tries the SCC Admit chose first and needs one or two
+		// answers; Admit may need two for every SCC.
+		ctx = h.authz.prefetch(ctx, req.Namespace, userInfo, pod.Spec.ServiceAccountName, pod.Annotations[securityv1.RequiredSCCAnnotation])
 		err = h.plugin.Admit(ctx, attrs, nil)
 	} else {
 		err = h.plugin.Validate(ctx, attrs, nil)
@@ -153,7 +158,7 @@ func (h *handler) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 			response.Patch, response.PatchType = patch, &patchType
 		}
 	}
-	klog.Infof("%s %s %s/%s user=%s dryRun=%v: allowed, scc=%s", phase, req.Operation, req.Namespace, name, req.UserInfo.Username, dryRun, pod.Annotations["openshift.io/scc"])
+	klog.Infof("%s %s %s/%s user=%s dryRun=%v: allowed, scc=%s", phase, req.Operation, req.Namespace, name, req.UserInfo.Username, dryRun, pod.Annotations[securityv1.ValidatedSCCAnnotation])
 	return response
 }
 
