@@ -164,6 +164,50 @@ async fn the_same_task_with_capabilities_add_is_admissible_and_privilege_is_conf
     .await;
 }
 
+/// The Task check is remembered per Task resourceVersion (a converged
+/// policy reads no Task); an edit to the Task must still be checked anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_a_pinned_task_is_checked_again() {
+    with_temp_ns(|client, ns| async move {
+        service_account(&client, &ns).await;
+        fixture_task(&client, &ns, "build-and-push-v2.capabilities.yaml").await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("task-edit");
+        op.create(&op.policy(
+            &name,
+            &ns,
+            "model-build-sa",
+            &BUILDAH,
+            &["build-and-push-v2"],
+        ))
+        .await;
+        let (status, _, _) = condition(&client, &name, "TasksAdmissible").await;
+        assert_eq!(status, "True");
+        // Someone makes the build step privileged.
+        let tasks = Api::<Task>::namespaced(client.clone(), &ns);
+        let mut task = tasks.get("build-and-push-v2").await.unwrap();
+        let spec = task.spec.as_mut().unwrap();
+        spec["steps"][0]["securityContext"] = json!({"privileged": true});
+        tasks
+            .replace("build-and-push-v2", &Default::default(), &task)
+            .await
+            .unwrap();
+        let refused = |p: &BuildPolicy| {
+            p.condition("TasksAdmissible")
+                .is_some_and(|c| c.status == "False" && c.message.contains("privileged: true"))
+        };
+        wait_for(
+            &Api::<BuildPolicy>::all(client.clone()),
+            &name,
+            TIMEOUT,
+            refused,
+        )
+        .await;
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_grant_made_after_the_policy_is_ready_changes_preemption_safe_at_once() {
     with_temp_ns(|client, ns| async move {

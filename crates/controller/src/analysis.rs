@@ -8,12 +8,15 @@
 //! - `TasksAdmissible`: would SCC admission accept the pinned Tasks' pods,
 //!   step by step (seeds 000 and 003)?
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use buildpolicy_api::conditions::reason;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::admission::{PodSecurityRequest, Preemption, preemption};
 use buildpolicy_policy::rbac::{RoleKey, SccGrant, ServiceAccountUser, scc_use_in_namespace};
 use buildpolicy_policy::status::Advice;
-use buildpolicy_policy::task_check::{HOST_USERS_FIX, check_task};
+use buildpolicy_policy::task_check::{HOST_USERS_FIX, TaskReport, check_task};
 use k8s_openapi::api::core::v1::PodSpec;
 use kube::Api;
 use kube::runtime::reflector::ObjectRef;
@@ -122,6 +125,52 @@ pub fn preemption_advice(
     Advice::good(reason::SORTS_AFTER_DEFAULT, message)
 }
 
+/// What the SCC is, in a number: the Task check's answer depends on it.
+fn fingerprint(scc: &SecurityContextConstraints) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(scc)
+        .expect("an SCC serialises")
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// (namespace, Task).
+type TaskKey = (String, String);
+
+/// A Task check and what it was made from: the Task's resourceVersion and
+/// the SCC's fingerprint.
+type TaskCheck = (String, u64, TaskReport);
+
+/// The last Task check of each pinned Task.
+#[derive(Default)]
+pub struct TaskChecks(Mutex<HashMap<TaskKey, TaskCheck>>);
+
+impl TaskChecks {
+    fn get(&self, key: &TaskKey, version: &str, scc: u64) -> Option<TaskReport> {
+        let checks = self.0.lock().expect("task check cache lock");
+        checks
+            .get(key)
+            .filter(|(v, s, _)| v == version && *s == scc)
+            .map(|(_, _, report)| report.clone())
+    }
+
+    fn put(&self, key: TaskKey, version: String, scc: u64, report: TaskReport) {
+        self.0
+            .lock()
+            .expect("task check cache lock")
+            .insert(key, (version, scc, report));
+    }
+
+    /// Forgets the Tasks of a namespace and name no longer pinned.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.0
+            .lock()
+            .expect("task check cache lock")
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+}
+
 /// The `TasksAdmissible` advice: each pinned Task checked against the SCC.
 pub async fn tasks_advice(
     policy: &BuildPolicy,
@@ -132,23 +181,45 @@ pub async fn tasks_advice(
     if pinned.is_empty() {
         return Ok(None);
     }
-    let api: Api<Task> = Api::namespaced(ctx.client.clone(), &policy.spec.namespace);
+    let ns = &policy.spec.namespace;
+    let api: Api<Task> = Api::namespaced(ctx.client.clone(), ns);
+    let scc_fingerprint = fingerprint(scc);
     let mut problems = Vec::new();
     let mut privileged_steps = Vec::new();
     let mut needs_host_users_false = false;
     for name in pinned {
-        let Some(task) = api
-            .get_opt(name)
-            .await
-            .doing(|| format!("reading Task {name}"))?
-        else {
-            continue;
+        // The metadata cache knows the Task's resourceVersion: while it and
+        // the SCC stay the same, the last answer stands and nothing is read.
+        let version = ctx
+            .caches
+            .task(ns, name)
+            .and_then(|t| t.metadata.resource_version.clone());
+        let key = (ns.clone(), name.clone());
+        let cached = version
+            .as_ref()
+            .and_then(|v| ctx.task_checks.get(&key, v, scc_fingerprint));
+        let report = match cached {
+            Some(report) => report,
+            None => {
+                let Some(task) = api
+                    .get_opt(name)
+                    .await
+                    .doing(|| format!("reading Task {name}"))?
+                else {
+                    continue;
+                };
+                let report = check_task(
+                    name,
+                    task.spec.as_ref().unwrap_or(&serde_json::Value::Null),
+                    scc,
+                );
+                if let Some(version) = task.metadata.resource_version {
+                    ctx.task_checks
+                        .put(key, version, scc_fingerprint, report.clone());
+                }
+                report
+            }
         };
-        let report = check_task(
-            name,
-            task.spec.as_ref().unwrap_or(&serde_json::Value::Null),
-            scc,
-        );
         needs_host_users_false |= report.needs_host_users_false;
         problems.extend(report.findings.iter().map(|f| format!("Task {name}: {f}")));
         privileged_steps.extend(

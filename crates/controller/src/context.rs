@@ -47,4 +47,6 @@ pub struct Context {
     pub caches: Caches,
     /// The ceiling in force (it may change at run time).
     pub ceiling: tokio::sync::watch::Receiver<Ceiling>,
+    /// The last `TasksAdmissible` check of each pinned Task.
+    pub(crate) task_checks: crate::analysis::TaskChecks,
 }

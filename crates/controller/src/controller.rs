@@ -335,6 +335,7 @@ pub fn build(
         config,
         caches: caches.clone(),
         ceiling: ceiling_rx,
+        task_checks: Default::default(),
     });
 
     let by_task = policies_reader.clone();

@@ -626,6 +626,7 @@ where
 async fn unpin(policy: &BuildPolicy, ctx: &Context, namespace: &str, task: &str) -> Result<()> {
     let name = policy.name_any();
     let scc_name = owned_name(&name);
+    ctx.task_checks.forget(namespace, task);
     let api: Api<Task> = Api::namespaced(ctx.client.clone(), namespace);
     // Applying an empty body releases every field this manager owns; the
     // server removes those no other manager also owns.
