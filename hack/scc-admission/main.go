@@ -69,7 +69,10 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) erro
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", kubeconfig, err)
 	}
-	config.QPS, config.Burst = 200, 400
+	// Loopback, and admin requests are exempt from API Priority and Fairness:
+	// the limit only has to let one pod's SubjectAccessReviews (two per SCC)
+	// through at once.
+	config.QPS, config.Burst = 2000, 4000
 	config.UserAgent = "scc-admission"
 	kubeClient, err := kubernetes.NewForConfig(config)
 	if err != nil {
@@ -99,7 +102,7 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) erro
 	if err != nil {
 		return fmt.Errorf("authorizer: %w", err)
 	}
-	authz := &prefetchingAuthorizer{delegate: delegating, sccs: sccInformer.Lister(), parallel: 16}
+	authz := &prefetchingAuthorizer{delegate: delegating, sccs: sccInformer.Lister(), parallel: 32}
 
 	plugin := sccadmission.NewConstraint()
 	plugin.SetSecurityInformers(sccInformer)
