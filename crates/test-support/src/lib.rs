@@ -16,6 +16,10 @@
 //! and [`schemas`] makes the JSON schemas kubeconform validates manifests
 //! with, offline.
 //!
+//! Fault and scale tests set up hundreds of policies at once with
+//! [`fleet::Fleet`], and restart an API server on a control plane of their
+//! own, [`private_cluster::PrivateCluster`], never on the shared one.
+//!
 //! ```no_run
 //! use buildpolicy_test_support::with_temp_ns;
 //!
@@ -30,10 +34,12 @@
 
 mod cluster;
 pub mod exposition;
+pub mod fleet;
 mod http;
 mod names;
 mod namespace;
 pub mod operator;
+pub mod private_cluster;
 pub mod process;
 pub mod prometheus;
 pub mod scene;

@@ -202,9 +202,23 @@ async fn write_operator_kubeconfig(dir: &Path) -> PathBuf {
     if std::env::var("BUILDPOLICY_TEST_OPERATOR_AS").as_deref() == Ok("admin") {
         return admin;
     }
+    let token = service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await;
+    let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
+    write_token_kubeconfig(&admin, &user, &token, &dir.join("kubeconfig"))
+}
+
+/// Writes, at `path`, a kubeconfig for the server and CA of the kubeconfig
+/// `admin` that authenticates as `user` with the bearer `token`; readable by
+/// its owner only, since it holds the token.
+pub(crate) fn write_token_kubeconfig(
+    admin: &Path,
+    user: &str,
+    token: &str,
+    path: &Path,
+) -> PathBuf {
     // read_from makes the CA path absolute, so it works from another directory.
-    let config = Kubeconfig::read_from(&admin)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", admin.display()));
+    let config =
+        Kubeconfig::read_from(admin).unwrap_or_else(|e| panic!("reading {}: {e}", admin.display()));
     let context = config
         .current_context
         .as_deref()
@@ -217,8 +231,6 @@ async fn write_operator_kubeconfig(dir: &Path) -> PathBuf {
         .find(|c| c.name == context.cluster)
         .and_then(|c| c.cluster.clone())
         .unwrap_or_else(|| panic!("{} has no cluster {}", admin.display(), context.cluster));
-    let token = service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT).await;
-    let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
     let kubeconfig = Kubeconfig {
         api_version: Some("v1".into()),
         kind: Some("Config".into()),
@@ -228,9 +240,9 @@ async fn write_operator_kubeconfig(dir: &Path) -> PathBuf {
             ..NamedCluster::default()
         }],
         auth_infos: vec![NamedAuthInfo {
-            name: user.clone(),
+            name: user.to_owned(),
             auth_info: Some(AuthInfo {
-                token: Some(token.into()),
+                token: Some(token.to_owned().into()),
                 ..AuthInfo::default()
             }),
             ..NamedAuthInfo::default()
@@ -239,7 +251,7 @@ async fn write_operator_kubeconfig(dir: &Path) -> PathBuf {
             name: "operator".into(),
             context: Some(Context {
                 cluster: "test-cluster".into(),
-                user: Some(user),
+                user: Some(user.to_owned()),
                 ..Context::default()
             }),
             other: Default::default(),
@@ -248,17 +260,15 @@ async fn write_operator_kubeconfig(dir: &Path) -> PathBuf {
         ..Kubeconfig::default()
     };
     let yaml = serde_yaml_ng::to_string(&kubeconfig).expect("a kubeconfig serialises");
-    let path = dir.join("kubeconfig");
-    // It holds a bearer token: readable by its owner only.
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
     file.write_all(yaml.as_bytes())
         .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    path
+    path.to_path_buf()
 }
 
 /// What to run: `buildpolicy-operator run --metrics-addr 127.0.0.1:<free>
@@ -271,6 +281,7 @@ pub struct OperatorBuilder {
     scope: String,
     name: String,
     args: Vec<String>,
+    kubeconfig: Option<PathBuf>,
 }
 
 impl OperatorBuilder {
@@ -294,6 +305,15 @@ impl OperatorBuilder {
         S: Into<String>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs it with this kubeconfig, as it is, instead of one for the
+    /// operator's ServiceAccount on the tests' cluster: for an operator of
+    /// another cluster, such as a
+    /// [`PrivateCluster`](crate::private_cluster::PrivateCluster)'s.
+    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kubeconfig = Some(path.into());
         self
     }
 
@@ -324,7 +344,10 @@ impl OperatorBuilder {
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         let dir = scratch_dir("operator");
-        let kubeconfig = write_operator_kubeconfig(&dir).await;
+        let kubeconfig = match self.kubeconfig {
+            Some(path) => path,
+            None => write_operator_kubeconfig(&dir).await,
+        };
         let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_loopback_port()));
         let log_path = test_log_dir().join(format!("operator-{}.log", self.name));
         let log = File::create(&log_path)
@@ -388,6 +411,7 @@ impl OperatorProcess {
             scope: scope.to_owned(),
             name: scope.to_owned(),
             args: Vec::new(),
+            kubeconfig: None,
         }
     }
 
