@@ -8,28 +8,34 @@ import (
 
 	securityv1 "github.com/openshift/api/security/v1"
 	securityv1listers "github.com/openshift/client-go/security/listers/security/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 )
 
-// prefetchingAuthorizer answers the plugin's `use` checks with
-// SubjectAccessReviews (through the delegating authorizer) made for the
-// request being admitted, in parallel, before the plugin asks.
+// prefetchingAuthorizer answers the plugin's `use` checks with what the
+// API server says during the request being admitted, asked before the
+// plugin asks.
 //
 // The plugin asks one `use` question per SCC and identity, one after the
 // other (the requesting user, then the pod's service account): for a pod
 // that no SCC admits, or for the audit annotation that names the next
 // usable SCC, that is two questions for every SCC in the cluster. In
-// OpenShift they go to the in-process authorizer; here each is a round trip
-// to the API server, and with many SCCs on a busy server they add up to
-// more than the webhook's timeout. The answers are the API server's own,
-// asked during this request and never reused for another one, so an RBAC
-// change counts for the next pod exactly as without the prefetch.
+// OpenShift they go to the in-process authorizer; here each would be a
+// SubjectAccessReview, and with hundreds of SCCs on a busy server they add
+// up to more than the webhook's timeout. So for each identity the API server
+// is asked once for its rules in the pod's namespace (SelfSubjectRulesReview
+// as that identity, by impersonation: the API server's own RBAC rule
+// resolution), and the `use` answers for every SCC are read from them.
+// Where the rules are incomplete or cannot be had, the questions go to the
+// delegating authorizer (SubjectAccessReviews), in parallel. Nothing is
+// kept for another request, so an RBAC change counts for the next pod.
 type prefetchingAuthorizer struct {
 	delegate authorizer.Authorizer
 	sccs     securityv1listers.SecurityContextConstraintsLister
+	rules    func(ctx context.Context, namespace string, identity user.Info) ([]authorizationv1.ResourceRule, bool)
 	parallel int
 }
 
@@ -74,16 +80,35 @@ func (a *prefetchingAuthorizer) prefetch(ctx context.Context, namespace string, 
 	} else {
 		sccs, _ = a.sccs.List(labels.Everything())
 	}
+	m := &memo{decisions: map[string]decision{}}
 	var questions []authorizer.AttributesRecord
-	for _, scc := range sccs {
-		for _, identity := range identities {
+	for i, identity := range identities {
+		var rules []authorizationv1.ResourceRule
+		complete := false
+		// Impersonation always adds system:authenticated, which the plugin's
+		// service account identity lacks. Its answers are still the same:
+		// the plugin asks for the service account only where the requesting
+		// user may not use the SCC, and an authenticated requester may use
+		// everything granted to system:authenticated.
+		if a.rules != nil && (i == 0 || hasGroup(requester, user.AllAuthenticated)) {
+			rules, complete = a.rules(ctx, namespace, identity)
+		}
+		for _, scc := range sccs {
 			if listed(scc, identity) {
 				continue // the plugin does not ask the authorizer
 			}
-			questions = append(questions, useAttributes(identity, namespace, scc.Name))
+			q := useAttributes(identity, namespace, scc.Name)
+			if !complete {
+				questions = append(questions, q)
+				continue
+			}
+			d := decision{decision: authorizer.DecisionNoOpinion}
+			if rulesAllow(rules, q) {
+				d = decision{decision: authorizer.DecisionAllow, reason: "allowed by the SelfSubjectRulesReview"}
+			}
+			m.decisions[key(q)] = d
 		}
 	}
-	m := &memo{decisions: make(map[string]decision, len(questions))}
 	work := make(chan authorizer.AttributesRecord)
 	var wg sync.WaitGroup
 	for i := 0; i < a.parallel && i < len(questions); i++ {
@@ -107,6 +132,35 @@ func (a *prefetchingAuthorizer) prefetch(ctx context.Context, namespace string, 
 	close(work)
 	wg.Wait()
 	return context.WithValue(ctx, memoKey{}, m)
+}
+
+// rulesAllow is RBAC's rule match (k8s.io/kubernetes/pkg/apis/rbac/v1
+// ResourceMatches and friends) for a resource request without subresource.
+func rulesAllow(rules []authorizationv1.ResourceRule, q authorizer.AttributesRecord) bool {
+	for _, r := range rules {
+		if matches(r.Verbs, q.Verb) && matches(r.APIGroups, q.APIGroup) && matches(r.Resources, q.Resource) &&
+			(len(r.ResourceNames) == 0 || contains(r.ResourceNames, q.Name)) {
+			return true
+		}
+	}
+	return false
+}
+
+func matches(values []string, want string) bool {
+	return contains(values, "*") || contains(values, want)
+}
+
+func contains(values []string, want string) bool {
+	for _, v := range values {
+		if v == want {
+			return true
+		}
+	}
+	return false
+}
+
+func hasGroup(u user.Info, group string) bool {
+	return contains(u.GetGroups(), group)
 }
 
 // useAttributes is the question sccmatching.authorizedForSCC asks.

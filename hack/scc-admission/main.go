@@ -31,10 +31,15 @@ import (
 	"github.com/openshift/apiserver-library-go/pkg/securitycontextconstraints/sccadmission"
 	securityclient "github.com/openshift/client-go/security/clientset/versioned"
 	securityinformers "github.com/openshift/client-go/security/informers/externalversions"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -48,6 +53,7 @@ func main() {
 		keyFile    = flag.String("tls-private-key-file", "", "serving key (PEM)")
 		uidRange   = flag.String("uid-range", "1000000000-1999999999/10000", "UID range and block size the namespace allocator hands out (OpenShift's default)")
 		mcsPrefix  = flag.String("mcs-prefix", "s0", "MCS level prefix of allocated labels")
+		rules      = flag.Bool("rules-review", true, "answer a request's `use` questions from one SelfSubjectRulesReview per identity (false: a SubjectAccessReview per question)")
 	)
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -55,13 +61,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "scc-admission: --kubeconfig, --tls-cert-file and --tls-private-key-file are required")
 		os.Exit(2)
 	}
-	if err := run(*kubeconfig, *listen, *certFile, *keyFile, *uidRange, *mcsPrefix); err != nil {
+	if err := run(*kubeconfig, *listen, *certFile, *keyFile, *uidRange, *mcsPrefix, *rules); err != nil {
 		klog.Errorf("scc-admission: %v", err)
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) error {
+func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string, useRules bool) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 
@@ -70,8 +76,8 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) erro
 		return fmt.Errorf("loading %s: %w", kubeconfig, err)
 	}
 	// Loopback, and admin requests are exempt from API Priority and Fairness:
-	// the limit only has to let one pod's SubjectAccessReviews (two per SCC)
-	// through at once.
+	// the limit only has to let one pod's SubjectAccessReviews (up to two per
+	// SCC, see prefetchingAuthorizer) through at once.
 	config.QPS, config.Burst = 2000, 4000
 	config.UserAgent = "scc-admission"
 	kubeClient, err := kubernetes.NewForConfig(config)
@@ -103,6 +109,9 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) erro
 		return fmt.Errorf("authorizer: %w", err)
 	}
 	authz := &prefetchingAuthorizer{delegate: delegating, sccs: sccInformer.Lister(), parallel: 32}
+	if useRules {
+		authz.rules = rulesReview(config)
+	}
 
 	plugin := sccadmission.NewConstraint()
 	plugin.SetSecurityInformers(sccInformer)
@@ -156,4 +165,32 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string) erro
 		return err
 	}
 	return nil
+}
+
+// rulesReview asks the API server, as `identity` (impersonated by the admin),
+// for its rules in a namespace: a SelfSubjectRulesReview. false when the
+// review fails or the server says its rules are incomplete.
+func rulesReview(config *rest.Config) func(context.Context, string, user.Info) ([]authorizationv1.ResourceRule, bool) {
+	return func(ctx context.Context, namespace string, identity user.Info) ([]authorizationv1.ResourceRule, bool) {
+		impersonating := rest.CopyConfig(config)
+		impersonating.Impersonate = rest.ImpersonationConfig{
+			UserName: identity.GetName(), UID: identity.GetUID(), Groups: identity.GetGroups(), Extra: identity.GetExtra(),
+		}
+		client, err := authorizationclient.NewForConfig(impersonating)
+		if err != nil {
+			klog.Warningf("rules of %s: %v", identity.GetName(), err)
+			return nil, false
+		}
+		review, err := client.SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{
+			Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: namespace},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			klog.Warningf("rules of %s in %s: %v (asking SubjectAccessReviews instead)", identity.GetName(), namespace, err)
+			return nil, false
+		}
+		if review.Status.Incomplete {
+			return nil, false
+		}
+		return review.Status.ResourceRules, true
+	}
 }
