@@ -21,7 +21,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::caches::Caches;
 use crate::context::{Config, Context};
@@ -97,7 +97,14 @@ where
                     continue;
                 }
                 Ok(_) => continue,
-                Err(e) => Err(e),
+                // The watch retries by itself (`default_backoff`). Passing
+                // the error on would pause the Controller's triggers, every
+                // watch's at once, for a backoff per error: after an API
+                // server restart, minutes of queued errors and no reconcile.
+                Err(error) => {
+                    warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
+                    continue;
+                }
             };
             if tx.send(item).is_err() {
                 break;
