@@ -12,6 +12,7 @@ use buildpolicy_policy::rbac::grants_scc_use;
 use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -63,27 +64,21 @@ where
     let (reader, writer) = reflector::store();
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let (tx, rx) = mpsc::unbounded_channel();
-    // managedFields (but the operator's own applies) and kubectl's
-    // last-applied copy are dropped: they are the bulk of most objects and
-    // nothing here reads them.
+    // managedFields and kubectl's last-applied copy are dropped: they are
+    // the bulk of most objects and nothing here reads them (`prune` may
+    // keep what it needs first).
     let stream = stream
         .default_backoff()
         .modify(move |o: &mut K| {
+            prune(o);
             let meta = o.meta_mut();
-            meta.managed_fields = meta
-                .managed_fields
-                .take()
-                .map(|entries| {
-                    entries
-                        .into_iter()
-                        .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|entries| !entries.is_empty());
             if let Some(annotations) = meta.annotations.as_mut() {
                 annotations.remove(LAST_APPLIED);
             }
-            prune(o);
+            meta.managed_fields = meta.managed_fields.take().and_then(|entries| {
+                let kept: Vec<_> = entries.into_iter().filter(is_kept_entry).collect();
+                (!kept.is_empty()).then_some(kept)
+            });
         })
         .reflect(writer);
     tasks.push(tokio::spawn(async move {
@@ -115,6 +110,42 @@ where
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Marks the one managedFields entry a cache keeps (see [`keep_own_annotations`]).
+const KEPT: &str = "buildpolicy.dev/kept";
+
+fn is_kept_entry(entry: &ManagedFieldsEntry) -> bool {
+    entry.subresource.as_deref() == Some(KEPT)
+}
+
+/// Tasks: keep which annotations the operator applied (its own managedFields
+/// entry, cut down to `f:metadata.f:annotations`), so a pin of an earlier
+/// `spec.isolation` mode can be told apart from annotations others set.
+fn keep_own_annotations<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    let own = meta.managed_fields.iter().flatten().find(|e| {
+        e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+    });
+    let Some(own) = own else {
+        return;
+    };
+    let annotations = own
+        .fields_v1
+        .as_ref()
+        .and_then(|f| f.0.pointer("/f:metadata/f:annotations"))
+        .cloned()
+        .unwrap_or_default();
+    let kept = ManagedFieldsEntry {
+        manager: own.manager.clone(),
+        operation: own.operation.clone(),
+        subresource: Some(KEPT.to_owned()),
+        fields_v1: Some(FieldsV1(
+            serde_json::json!({"f:metadata": {"f:annotations": annotations}}),
+        )),
+        ..ManagedFieldsEntry::default()
+    };
+    meta.managed_fields = Some(vec![kept]);
+}
 
 fn keep_all<K>(_: &mut K) {}
 
@@ -282,7 +313,7 @@ pub fn build(
             watcher::Config::default(),
         ),
         true,
-        keep_all,
+        keep_own_annotations,
         &mut watch_tasks,
     );
     let (namespaces, namespaces_synced, namespace_stream) = cached(
