@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::admission::admit::service_account_token_volume;
 use crate::admission::{
-    ContainerRequest, PodSecurityRequest, Reason, Refusal, as_stored, refusals,
+    ContainerRequest, NamespaceAllocation, PodSecurityRequest, Reason, Refusal, as_stored, refusals,
 };
 
 /// One thing in the Task that the SCC refuses.
@@ -68,14 +68,30 @@ const TEKTON_VOLUMES: &[(&str, &str)] = &[
 /// How pipeline owners ask for a pod-level user namespace for a Task's pods.
 pub const HOST_USERS_FIX: &str = "set hostUsers: false in the pod template of the runs of these Tasks (PipelineRun spec.taskRunTemplate.podTemplate.hostUsers, or spec.taskRunSpecs[].podTemplate.hostUsers for one pipeline task; TaskRun spec.podTemplate.hostUsers)";
 
-/// Checks Task `task_name` with `spec` against `scc`.
+/// Checks Task `task_name` with `spec` against `scc`, for a namespace whose
+/// allocation is not known: a uid, group or SELinux level that the SCC
+/// leaves to the namespace is accepted (see [`check_task_in`]).
 pub fn check_task(task_name: &str, spec: &Value, scc: &SecurityContextConstraints) -> TaskReport {
+    check_task_in(task_name, spec, scc, None)
+}
+
+/// Checks Task `task_name` with `spec` against `scc`, for pods created in a
+/// namespace with `namespace`'s allocation (its uid range, groups and MCS
+/// level, which SCCs such as `restricted-v2` and the generated ones check
+/// steps' `runAsUser` and `seLinuxOptions` against).
+pub fn check_task_in(
+    task_name: &str,
+    spec: &Value,
+    scc: &SecurityContextConstraints,
+    namespace: Option<&NamespaceAllocation>,
+) -> TaskReport {
     let scc = as_stored(scc);
     let mut report = TaskReport {
         task: task_name.to_owned(),
         ..TaskReport::default()
     };
     let mut pod = pod_of(spec, &mut report);
+    pod.namespace = namespace.cloned();
     // A Task cannot set hostUsers; its PipelineRun's (or TaskRun's) pod
     // template does. Check the steps as they would run with it, and say so.
     if scc.user_namespace_level.as_deref() == Some("RequirePodLevel") {
@@ -792,6 +808,42 @@ mod tests {
         ];
         for (template, step, want) in cases {
             assert_eq!(merge(&template, &step), want, "{template} + {step}");
+        }
+    }
+
+    /// Found by tests/scc_differential.rs: a step's uid and SELinux level
+    /// that restricted-v2 leaves to the namespace are checked against the
+    /// namespace's allocation when it is known.
+    #[test]
+    fn regression_check_task_in_a_known_namespace_checks_what_the_scc_leaves_to_it() {
+        let namespace = NamespaceAllocation::from_annotations(
+            &[
+                ("openshift.io/sa.scc.uid-range", "1000070000/10000"),
+                ("openshift.io/sa.scc.mcs", "s0:c4,c1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        )
+        .unwrap();
+        let scc = default_scc("restricted-v2");
+        let task =
+            |sc: Value| json!({"steps": [{"name": "s", "image": "x", "securityContext": sc}]});
+        for (sc, admissible) in [
+            (json!({"runAsUser": 1000}), false),
+            (json!({"runAsUser": 1_000_070_001}), true),
+            (json!({"seLinuxOptions": {"level": "s0:c1,c2"}}), false),
+            (json!({"seLinuxOptions": {"level": "s0:c1,c4"}}), true),
+        ] {
+            assert!(
+                check_task("t", &task(sc.clone()), &scc).admissible(),
+                "{sc}"
+            );
+            assert_eq!(
+                check_task_in("t", &task(sc.clone()), &scc, Some(&namespace)).admissible(),
+                admissible,
+                "{sc}"
+            );
         }
     }
 }

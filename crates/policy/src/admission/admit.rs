@@ -6,10 +6,17 @@
 //! range, the namespace's SELinux level, the SCC's first seccomp profile,
 //! `allowPrivilegeEscalation: false`, the required drops) and then validates.
 //! Whatever it fills in passes, so only what the pod sets explicitly can be
-//! refused. Values that come from the namespace (its uid range and MCS level)
-//! are unknown here: a uid or level checked against them is accepted, except
-//! uid 0, which no allocated namespace range contains (OpenShift allocates
-//! them from 1000000000 up by default).
+//! refused. Values that come from the namespace (its uid range, groups and
+//! MCS level) are checked against [`PodSecurityRequest::namespace`] when the
+//! caller knows it; without it a uid, group or level checked against them is
+//! accepted, except uid 0, which no allocated namespace range contains
+//! (OpenShift allocates them from 1000000000 up by default).
+//!
+//! One refusal is not the plugin's: a container left with
+//! `allowPrivilegeEscalation: false` next to `privileged: true` or an added
+//! `CAP_SYS_ADMIN` passes SCC admission and fails pod validation after it
+//! ([`Reason::EscalationConflict`]). Admission has then already chosen that
+//! SCC, so no later one is tried: [`admitted_under`] says where a pod ends up.
 //!
 //! Not modelled: sysctls, flex volume drivers, AppArmor, the deprecated
 //! seccomp annotations.
@@ -22,7 +29,8 @@ use k8s_openapi::api::core::v1::{
     Container, PodSecurityContext, PodSpec, SELinuxOptions, SeccompProfile, SecurityContext, Volume,
 };
 
-use super::as_stored;
+use super::namespace::NamespaceAllocation;
+use super::{as_stored, sort_sccs};
 
 /// What a pod asks of SCC admission.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -35,6 +43,11 @@ pub struct PodSecurityRequest {
     pub security_context: Option<PodSecurityContext>,
     pub volumes: Vec<Volume>,
     pub containers: Vec<ContainerRequest>,
+    /// The allocation of the namespace the pod is created in, when known:
+    /// SCCs that leave the uid range, the groups or the SELinux level to the
+    /// namespace are checked against it. `None` accepts any value there
+    /// but uid 0.
+    pub namespace: Option<NamespaceAllocation>,
 }
 
 /// What one container asks of SCC admission.
@@ -55,7 +68,11 @@ impl ContainerRequest {
         }
     }
 
-    fn from_container(kind: &str, container: &Container) -> Self {
+    /// A container of a pod spec. With `host_network`, the API server
+    /// defaults every container port's `hostPort` to its `containerPort`
+    /// (`SetDefaults_Pod`) before admission sees the pod, so each port is a
+    /// host port.
+    fn from_container(kind: &str, container: &Container, host_network: bool) -> Self {
         Self {
             label: format!("{kind} {}", container.name),
             security_context: container.security_context.clone(),
@@ -63,7 +80,11 @@ impl ContainerRequest {
                 .ports
                 .iter()
                 .flatten()
-                .filter_map(|p| p.host_port)
+                .filter_map(|p| match p.host_port {
+                    Some(port) if port != 0 => Some(port),
+                    _ if host_network => Some(p.container_port),
+                    _ => None,
+                })
                 .collect(),
         }
     }
@@ -90,18 +111,21 @@ impl PodSecurityRequest {
     }
 
     /// What a pod spec asks for; init and ephemeral containers included, as
-    /// admission validates them too.
+    /// admission validates them too. The spec may be as written: what the
+    /// API server defaults before admission and admission checks (the host
+    /// ports of a host network pod) is filled in.
     pub fn from_pod_spec(spec: &PodSpec) -> Self {
+        let host_network = spec.host_network.unwrap_or(false);
         let mut containers: Vec<ContainerRequest> = spec
             .init_containers
             .iter()
             .flatten()
-            .map(|c| ContainerRequest::from_container("init container", c))
+            .map(|c| ContainerRequest::from_container("init container", c, host_network))
             .collect();
         containers.extend(
             spec.containers
                 .iter()
-                .map(|c| ContainerRequest::from_container("container", c)),
+                .map(|c| ContainerRequest::from_container("container", c, host_network)),
         );
         containers.extend(
             spec.ephemeral_containers
@@ -114,14 +138,21 @@ impl PodSecurityRequest {
                 }),
         );
         Self {
-            host_network: spec.host_network.unwrap_or(false),
+            host_network,
             host_pid: spec.host_pid.unwrap_or(false),
             host_ipc: spec.host_ipc.unwrap_or(false),
             host_users: spec.host_users,
             security_context: spec.security_context.clone(),
             volumes: spec.volumes.clone().unwrap_or_default(),
             containers,
+            namespace: None,
         }
+    }
+
+    /// The same pod, created in a namespace with `allocation`.
+    pub fn in_namespace(mut self, allocation: NamespaceAllocation) -> Self {
+        self.namespace = Some(allocation);
+        self
     }
 }
 
@@ -262,16 +293,45 @@ impl fmt::Display for Reason {
     }
 }
 
-/// Whether `scc` admits the pod.
+/// Whether `scc` admits the pod: SCC admission accepts it under `scc`, and
+/// the pod it makes of it passes pod validation.
 pub fn admits(scc: &SecurityContextConstraints, pod: &PodSecurityRequest) -> bool {
     refusals(scc, pod).is_empty()
+}
+
+/// Whether SCC admission, trying `scc`, takes it for the pod: every check
+/// of the plugin passes. The pod may still fail pod validation afterwards
+/// ([`Reason::EscalationConflict`]); [`admits`] says whether it does not.
+pub fn selects(scc: &SecurityContextConstraints, pod: &PodSecurityRequest) -> bool {
+    refusals(scc, pod)
+        .iter()
+        .all(|r| matches!(r.reason, Reason::EscalationConflict(_)))
+}
+
+/// The SCC an unpinned pod ends up with when it may use `usable` (SCCs as
+/// stored, or rendered: compared as stored): admission sorts them
+/// ([`sort_sccs`]) and takes the first that [`selects`] the pod; the pod is
+/// created if that SCC also [`admits`] it, and refused otherwise (by pod
+/// validation: no later SCC is tried). `None` when the pod is refused.
+pub fn admitted_under(
+    usable: &[&SecurityContextConstraints],
+    pod: &PodSecurityRequest,
+) -> Option<String> {
+    let stored: Vec<SecurityContextConstraints> = usable.iter().map(|s| as_stored(s)).collect();
+    let mut order: Vec<&SecurityContextConstraints> = stored.iter().collect();
+    sort_sccs(&mut order);
+    order
+        .into_iter()
+        .find(|s| selects(s, pod))
+        .filter(|s| admits(s, pod))
+        .map(|s| s.name().to_owned())
 }
 
 /// Every reason `scc` (stored form: see [`as_stored`]) refuses the pod; empty
 /// when it admits it.
 pub fn refusals(scc: &SecurityContextConstraints, pod: &PodSecurityRequest) -> Vec<Refusal> {
     let scc = as_stored(scc);
-    let strategies = match Strategies::of(&scc) {
+    let strategies = match Strategies::of(&scc, pod.namespace.as_ref()) {
         Ok(s) => s,
         Err(why) => {
             return vec![Refusal {
@@ -379,6 +439,7 @@ pub fn refusals(scc: &SecurityContextConstraints, pod: &PodSecurityRequest) -> V
                 refuse(label, Reason::Capability(cap.clone()));
             }
         }
+        let added = added_with_defaults(&scc, &sc);
         if !scc.allow_host_ports {
             for &port in container.host_ports.iter().filter(|&&p| p > 0) {
                 refuse(label, Reason::HostPort(port));
@@ -400,12 +461,7 @@ pub fn refusals(scc: &SecurityContextConstraints, pod: &PodSecurityRequest) -> V
                 refuse(label, Reason::EscalationConflict("privileged: true"));
             }
             let sys_admin = "CAP_SYS_ADMIN";
-            if container
-                .capabilities_added()
-                .iter()
-                .any(|c| c == sys_admin)
-                && capability_allowed(&scc, sys_admin)
-            {
+            if added.iter().any(|c| c == sys_admin) && capability_allowed(&scc, sys_admin) {
                 refuse(
                     label,
                     Reason::EscalationConflict("capabilities.add CAP_SYS_ADMIN"),
@@ -414,6 +470,23 @@ pub fn refusals(scc: &SecurityContextConstraints, pod: &PodSecurityRequest) -> V
         }
     }
     out
+}
+
+/// The capabilities a container adds once admission has added the SCC's
+/// `defaultAddCapabilities` (all but those the container drops), as pod
+/// validation sees them.
+fn added_with_defaults(scc: &SecurityContextConstraints, sc: &SecurityContext) -> Vec<String> {
+    let caps = sc.capabilities.as_ref();
+    let drops = caps.and_then(|c| c.drop.as_deref()).unwrap_or_default();
+    let mut added: Vec<String> = caps.and_then(|c| c.add.clone()).unwrap_or_default();
+    added.extend(
+        scc.default_add_capabilities
+            .iter()
+            .flatten()
+            .filter(|c| !drops.contains(c))
+            .cloned(),
+    );
+    added
 }
 
 /// Admission only lets `*` in `allowedCapabilities` allow everything (`ALL`,
@@ -435,15 +508,38 @@ struct Strategies {
 }
 
 impl Strategies {
-    fn of(scc: &SecurityContextConstraints) -> Result<Self, String> {
+    /// The SCC's strategies, with what it leaves to the namespace filled in
+    /// from `namespace` when that is known.
+    fn of(
+        scc: &SecurityContextConstraints,
+        namespace: Option<&NamespaceAllocation>,
+    ) -> Result<Self, String> {
+        let mut run_as_user = UserRule::of(scc)?;
+        let mut se_linux = SeLinuxRule::of(scc)?;
+        let mut fs_group = GroupRule::of("fsGroup", scc.fs_group.as_ref())?;
+        let mut supplemental_groups =
+            GroupRule::of("supplementalGroups", scc.supplemental_groups.as_ref())?;
+        if let Some(ns) = namespace {
+            if let UserRule::NamespaceRange = run_as_user {
+                run_as_user = UserRule::Range(ns.uids.min, ns.uids.max);
+            }
+            if let SeLinuxRule::MustRunAs(options) = &mut se_linux
+                && options.level.as_deref().unwrap_or_default().is_empty()
+            {
+                options.level = Some(ns.mcs_level.clone());
+            }
+            if let GroupRule::Namespace = fs_group {
+                fs_group = GroupRule::Ranges(vec![ns.fs_group()]);
+            }
+            if let GroupRule::Namespace = supplemental_groups {
+                supplemental_groups = GroupRule::Ranges(ns.groups.clone());
+            }
+        }
         Ok(Self {
-            run_as_user: UserRule::of(scc)?,
-            se_linux: SeLinuxRule::of(scc)?,
-            fs_group: GroupRule::of("fsGroup", scc.fs_group.as_ref())?,
-            supplemental_groups: GroupRule::of(
-                "supplementalGroups",
-                scc.supplemental_groups.as_ref(),
-            )?,
+            run_as_user,
+            se_linux,
+            fs_group,
+            supplemental_groups,
         })
     }
 }
@@ -1457,5 +1553,212 @@ mod tests {
             let volume: Volume = serde_json::from_value(volume.clone()).unwrap();
             assert_eq!(volume_type(&volume), want, "{}", volume.name);
         }
+    }
+
+    // ------------------------------------------------------------------
+    // Regressions found by the differential test against OpenShift's SCC
+    // admission (tests/scc_differential.rs), each reduced to its core.
+
+    /// A namespace as the local cluster's allocator (and OpenShift's)
+    /// annotates it.
+    fn namespace() -> NamespaceAllocation {
+        NamespaceAllocation::from_annotations(
+            &[
+                ("openshift.io/sa.scc.uid-range", "1000070000/10000"),
+                (
+                    "openshift.io/sa.scc.supplemental-groups",
+                    "1000070000/10000",
+                ),
+                ("openshift.io/sa.scc.mcs", "s0:c4,c1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        )
+        .expect("a complete allocation")
+    }
+
+    /// restricted-v2 leaves the uid range to the namespace: a uid just past
+    /// the namespace's block (or a small one such as 1000) is refused, as
+    /// OpenShift refuses it, once the namespace is known.
+    #[test]
+    fn regression_a_uid_outside_the_namespace_range_is_refused() {
+        let scc = default_scc("restricted-v2");
+        for (uid, admitted) in [
+            (1_000_070_000, true),
+            (1_000_079_999, true),
+            (1_000_080_000, false),
+            (1000, false),
+            (65534, false),
+        ] {
+            let pod = with_container(serde_json::json!({"runAsUser": uid}));
+            assert!(
+                admits(&scc, &pod),
+                "{uid}: accepted while the namespace is unknown"
+            );
+            assert_eq!(
+                admits(&scc, &pod.clone().in_namespace(namespace())),
+                admitted,
+                "{uid}"
+            );
+        }
+        assert_eq!(
+            reasons(
+                &scc,
+                &with_container(serde_json::json!({"runAsUser": 1000})).in_namespace(namespace())
+            ),
+            [Reason::RunAsUser {
+                uid: 1000,
+                required: "MustRunAsRange 1000070000-1000079999".into()
+            }]
+        );
+    }
+
+    /// `fsGroup: MustRunAs` without ranges allows the namespace's first
+    /// group and nothing else; supplemental groups may be anywhere in its
+    /// blocks.
+    #[test]
+    fn regression_the_namespace_gives_fs_group_one_value_and_supplemental_groups_its_blocks() {
+        let scc = default_scc("restricted-v2");
+        let pod = |sc: serde_json::Value| with_pod_context(sc).in_namespace(namespace());
+        assert!(admits(
+            &scc,
+            &pod(serde_json::json!({"fsGroup": 1_000_070_000}))
+        ));
+        assert_eq!(
+            reasons(&scc, &pod(serde_json::json!({"fsGroup": 1_000_070_001}))),
+            [Reason::Group {
+                field: "fsGroup",
+                id: 1_000_070_001
+            }]
+        );
+        assert!(
+            admits(
+                &scc,
+                &with_pod_context(serde_json::json!({"fsGroup": 1_000_070_001}))
+            ),
+            "accepted while the namespace is unknown"
+        );
+        // restricted-v2's supplemental groups are RunAsAny; an SCC that
+        // leaves them to the namespace allows its whole block.
+        let namespaced_groups = scc_with(|s| {
+            s.supplemental_groups = Some(buildpolicy_api::scc::GroupStrategyOptions {
+                type_: Some("MustRunAs".into()),
+                ranges: None,
+            })
+        });
+        assert!(admits(
+            &namespaced_groups,
+            &pod(serde_json::json!({"supplementalGroups": [1_000_070_001, 1_000_079_999]}))
+        ));
+        assert_eq!(
+            reasons(
+                &namespaced_groups,
+                &pod(serde_json::json!({"supplementalGroups": [1_000_080_000]}))
+            ),
+            [Reason::Group {
+                field: "supplementalGroups",
+                id: 1_000_080_000
+            }]
+        );
+    }
+
+    /// SELinux `MustRunAs` without a level takes the namespace's MCS level:
+    /// another level is refused, the same categories in another order pass.
+    #[test]
+    fn regression_a_selinux_level_other_than_the_namespace_mcs_is_refused() {
+        let scc = default_scc("restricted-v2");
+        for (level, admitted) in [("s0:c4,c1", true), ("s0:c1,c4", true), ("s0:c1,c2", false)] {
+            let pod = with_container(serde_json::json!({"seLinuxOptions": {"level": level}}));
+            assert!(
+                admits(&scc, &pod),
+                "{level}: accepted while the namespace is unknown"
+            );
+            assert_eq!(
+                admits(&scc, &pod.in_namespace(namespace())),
+                admitted,
+                "{level}"
+            );
+        }
+    }
+
+    /// An SCC that adds `CAP_SYS_ADMIN` by default and forbids escalation
+    /// makes every container it admits invalid: admission adds the
+    /// capability and sets `allowPrivilegeEscalation: false`, which pod
+    /// validation rejects. A container that drops it is not affected.
+    #[test]
+    fn regression_cap_sys_admin_added_by_the_scc_conflicts_with_escalation_forced_off() {
+        let scc = scc_with(|s| {
+            s.default_add_capabilities = cap_list(&["CAP_SYS_ADMIN"]);
+            s.allow_privilege_escalation = Some(false);
+        });
+        let ordinary = PodSecurityRequest::ordinary();
+        assert_eq!(
+            reasons(&scc, &ordinary),
+            [Reason::EscalationConflict("capabilities.add CAP_SYS_ADMIN")]
+        );
+        assert!(selects(&scc, &ordinary), "the plugin itself takes the SCC");
+        assert!(!admits(&scc, &ordinary));
+        let dropping =
+            with_container(serde_json::json!({"capabilities": {"drop": ["CAP_SYS_ADMIN"]}}));
+        assert_eq!(reasons(&scc, &dropping), []);
+    }
+
+    /// Admission takes the first SCC whose own checks pass; when the pod it
+    /// makes then fails validation, the pod is refused: the next SCC (here
+    /// restricted-v2, which would admit it) is never tried.
+    #[test]
+    fn regression_a_pod_invalid_under_the_first_scc_is_not_tried_under_the_next() {
+        let mut first = scc_with(|s| {
+            s.default_add_capabilities = cap_list(&["CAP_SYS_ADMIN"]);
+            s.allow_privilege_escalation = Some(false);
+        });
+        first.priority = Some(10);
+        let restricted = default_scc("restricted-v2");
+        let ordinary = PodSecurityRequest::ordinary();
+        assert_eq!(admitted_under(&[&first, &restricted], &ordinary), None);
+        assert_eq!(
+            admitted_under(&[&restricted], &ordinary).as_deref(),
+            Some("restricted-v2")
+        );
+        first.priority = None;
+        // Now restricted-v2 sorts first (fewer points) and takes the pod.
+        assert_eq!(
+            admitted_under(&[&first, &restricted], &ordinary).as_deref(),
+            Some("restricted-v2")
+        );
+    }
+
+    /// Found by tests/scc_differential.rs: the API server turns a host
+    /// network pod's container ports into host ports before admission, so
+    /// an SCC that allows host network but not host ports refuses it.
+    #[test]
+    fn regression_a_host_network_pod_asks_for_its_container_ports_as_host_ports() {
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "hostNetwork": true,
+            "initContainers": [{"name": "setup", "image": "x", "ports": [{"containerPort": 9090}]}],
+            "containers": [{"name": "app", "image": "x", "ports": [{"containerPort": 8001}, {"containerPort": 8002, "hostPort": 8002}]}]
+        }))
+        .unwrap();
+        let pod = PodSecurityRequest::from_pod_spec(&spec);
+        assert_eq!(pod.containers[0].host_ports, [9090]);
+        assert_eq!(pod.containers[1].host_ports, [8001, 8002]);
+        let network_only = scc_with(|s| s.allow_host_network = true);
+        assert_eq!(
+            reasons(&network_only, &pod),
+            [
+                Reason::HostPort(9090),
+                Reason::HostPort(8001),
+                Reason::HostPort(8002)
+            ]
+        );
+        assert_eq!(reasons(&default_scc("hostnetwork-v2"), &pod), []);
+        // Without host network a container port is only a container port.
+        let mut own_network = spec.clone();
+        own_network.host_network = None;
+        assert_eq!(
+            PodSecurityRequest::from_pod_spec(&own_network).containers[1].host_ports,
+            [8002]
+        );
     }
 }

@@ -11,11 +11,16 @@
 
 pub mod admit;
 pub mod defaults;
+pub mod namespace;
 pub mod order;
 pub mod preemption;
 
-pub use admit::{ContainerRequest, PodSecurityRequest, Reason, Refusal, admits, refusals};
+pub use admit::{
+    ContainerRequest, PodSecurityRequest, Reason, Refusal, admits, admitted_under, refusals,
+    selects,
+};
 pub use defaults::as_stored;
+pub use namespace::NamespaceAllocation;
 pub use order::{OrderReason, compare, restriction_score, sort_sccs};
 pub use preemption::{Preemption, preemption};
 

@@ -16,7 +16,8 @@ use std::fmt;
 use buildpolicy_api::SecurityContextConstraints;
 
 use super::{
-    OrderReason, PodSecurityRequest, Refusal, admits, as_stored, compare, refusals, sort_sccs,
+    OrderReason, PodSecurityRequest, Refusal, admits, as_stored, compare, refusals, selects,
+    sort_sccs,
 };
 
 /// What admission would do with an unpinned pod of the service account.
@@ -116,6 +117,12 @@ impl fmt::Display for Preemption {
 /// policy: `restricted-v2` through `system:authenticated`, plus anything
 /// granted to it; the caller works that out). `pod` defaults to
 /// [`PodSecurityRequest::ordinary`]. SCCs are compared as stored.
+///
+/// Admission takes the first SCC, in its order, that [`selects`] the pod;
+/// the pod lands there if that SCC also [`admits`] it, and is refused
+/// otherwise (it fails pod validation, no later SCC is tried). A generated
+/// SCC that is tried first and then fails the pod that way takes no pod
+/// either: the verdict is [`Preemption::NoneAdmits`].
 pub fn preemption(
     generated: &SecurityContextConstraints,
     usable_by_sa: &[&SecurityContextConstraints],
@@ -132,16 +139,32 @@ pub fn preemption(
         .collect();
     let mut sorted: Vec<&SecurityContextConstraints> = others.iter().collect();
     sort_sccs(&mut sorted);
-    let admitting: Vec<&SecurityContextConstraints> =
-        sorted.into_iter().filter(|s| admits(s, pod)).collect();
-    let generated_admits = admits(&generated, pod);
+    // Where the pod lands without the generated SCC: the first SCC that
+    // selects it, if it also admits it.
+    let first_selecting = sorted.iter().copied().find(|s| selects(s, pod));
+    let without = first_selecting.filter(|s| admits(s, pod));
+    let generated_first = selects(&generated, pod)
+        && first_selecting.is_none_or(|s| compare(&generated, s) == Ordering::Less);
 
-    let Some(first) = admitting.first() else {
-        return if generated_admits {
-            Preemption::OnlyGenerated { generated: name }
-        } else {
-            Preemption::NoneAdmits { generated: name }
+    if generated_first {
+        if !admits(&generated, pod) {
+            return Preemption::NoneAdmits { generated: name };
+        }
+        return match without {
+            None => Preemption::OnlyGenerated { generated: name },
+            Some(first) => Preemption::Unsafe {
+                reason: OrderReason::of(&generated, first).expect("distinct names order strictly"),
+                beats: sorted
+                    .iter()
+                    .filter(|s| admits(s, pod) && compare(&generated, s) == Ordering::Less)
+                    .map(|s| s.name().to_owned())
+                    .collect(),
+                generated: name,
+            },
         };
+    }
+    let Some(first) = without else {
+        return Preemption::NoneAdmits { generated: name };
     };
     match OrderReason::of(first, &generated) {
         Some(reason) => Preemption::Safe {
@@ -149,19 +172,10 @@ pub fn preemption(
             first_usable: first.name().to_owned(),
             because: SafeBecause::SortsFirst(reason),
         },
-        None if !generated_admits => Preemption::Safe {
+        None => Preemption::Safe {
             generated: name,
             first_usable: first.name().to_owned(),
             because: SafeBecause::GeneratedRefuses(refusals(&generated, pod)),
-        },
-        None => Preemption::Unsafe {
-            reason: OrderReason::of(&generated, first).expect("distinct names order strictly"),
-            beats: admitting
-                .iter()
-                .filter(|s| compare(&generated, s) == Ordering::Less)
-                .map(|s| s.name().to_owned())
-                .collect(),
-            generated: name,
         },
     }
 }
@@ -566,6 +580,48 @@ mod tests {
                 }
             ),
             "{got:?}"
+        );
+    }
+
+    /// An SCC that adds `CAP_SYS_ADMIN` by default and forbids escalation:
+    /// admission takes it, then pod validation rejects what it made.
+    fn invalidating(name: &str, priority: i32) -> SecurityContextConstraints {
+        let mut scc = default_scc("restricted-v2");
+        scc.metadata.name = Some(name.into());
+        scc.priority = Some(priority);
+        scc.default_add_capabilities = Some(vec!["CAP_SYS_ADMIN".into()]);
+        scc.allow_privilege_escalation = Some(false);
+        scc
+    }
+
+    /// Found by tests/scc_differential.rs: a generated SCC tried first whose
+    /// pod then fails validation takes no pod; the pod is refused, it does
+    /// not land on restricted-v2.
+    #[test]
+    fn regression_a_generated_scc_that_makes_the_pod_invalid_takes_no_pod() {
+        let generated = invalidating("buildpolicy-invalid", 20);
+        let got = preemption(&generated, &refs(&authenticated()), None);
+        assert_eq!(
+            got,
+            Preemption::NoneAdmits {
+                generated: "buildpolicy-invalid".into()
+            }
+        );
+        assert!(!got.generated_chosen());
+    }
+
+    /// Found by tests/scc_differential.rs: when another usable SCC is tried
+    /// first and makes the pod invalid, the pod is refused: it lands neither
+    /// on restricted-v2 nor on the generated SCC.
+    #[test]
+    fn regression_an_scc_that_makes_the_pod_invalid_ends_the_search() {
+        let mut usable = authenticated();
+        usable.push(invalidating("granted-by-hand", 20));
+        assert_eq!(
+            preemption(&modelcar_scc(), &refs(&usable), None),
+            Preemption::NoneAdmits {
+                generated: "buildpolicy-modelcar-build".into()
+            }
         );
     }
 }
