@@ -17,22 +17,18 @@
 //! timing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use buildpolicy_api::keys::{ADMITTED_SCC_ANNOTATION, REQUIRED_SCC_ANNOTATION};
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
-use buildpolicy_test_support::operator::{Operator, service_account_token};
+use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
+use buildpolicy_api::{BuildPolicy, Task};
+use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::scc_admission::{
+    NO_SCC, admitted_scc, create_pod, taskrun_pod, tekton_controller, webhook_forgets,
+    webhook_holds,
+};
 use buildpolicy_test_support::scene::{create_service_account, create_task};
-use buildpolicy_test_support::{
-    client_with_token, eventually, kubeconfig_path, repo_root, unique_name, wait_for,
-    wait_for_deletion, with_temp_ns,
-};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
+use buildpolicy_test_support::{repo_root, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -43,10 +39,6 @@ const BUILD_TASK: &str = "build-and-push-v2";
 /// The ModelCar Tasks that need no privilege (seed 000: "Unprivileged").
 const UNPRIVILEGED_TASKS: [&str; 3] = ["download-model", "mirror-to-internal", "register-model"];
 const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
-/// The identity that creates TaskRun pods.
-const TEKTON_SA: &str = "tekton-pipelines-controller";
-/// What OpenShift's plugin says when no SCC admits a pod.
-const NO_SCC: &str = "unable to validate against any security context constraint";
 /// What it says of an SCC that does not allow a privileged first container.
 const PRIVILEGED_STEP: &str =
     ".containers[0].privileged: Invalid value: true: Privileged containers are not allowed";
@@ -148,171 +140,7 @@ async fn create_fixture_task(client: &Client, ns: &str, fixture: &str) {
         .unwrap_or_else(|e| panic!("creating Task {ns}/{}: {e}", task.name_any()));
 }
 
-/// A `tekton-pipelines-controller` service account in `ns` that may create
-/// pods there and may `use` no SCC but those every authenticated user may
-/// (restricted-v2, restricted-v3), and a client that authenticates as it.
-/// The admin is in system:masters and may use every SCC: as the requesting
-/// user it would make every pod admissible.
-async fn tekton_controller(admin: &Client, ns: &str) -> Client {
-    create_service_account(admin, ns, TEKTON_SA).await;
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "tekton-pods"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]}]
-    }))
-    .expect("a Role");
-    Api::<Role>::namespaced(admin.clone(), ns)
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("creating the Tekton controller's Role");
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "tekton-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tekton-pods"},
-        "subjects": [{"kind": "ServiceAccount", "name": TEKTON_SA, "namespace": ns}]
-    }))
-    .expect("a RoleBinding");
-    Api::<RoleBinding>::namespaced(admin.clone(), ns)
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("creating the Tekton controller's RoleBinding");
-    let user = format!("system:serviceaccount:{ns}:{TEKTON_SA}");
-    eventually(
-        "RBAC to let the Tekton controller create pods",
-        TIMEOUT,
-        || async {
-            allowed(admin, &user, ns, "create", "", "pods", "")
-                .await
-                .then_some(())
-        },
-    )
-    .await;
-    for scc in ["privileged", "anyuid", "nonroot-v2"] {
-        assert!(
-            !allowed(
-                admin,
-                &user,
-                ns,
-                "use",
-                "security.openshift.io",
-                "securitycontextconstraints",
-                scc
-            )
-            .await,
-            "the Tekton controller must not use SCC {scc} itself"
-        );
-    }
-    client_with_token(&service_account_token(ns, TEKTON_SA).await).await
-}
-
-/// Whether `user` (a service account, with its groups) may `verb` the resource.
-async fn allowed(
-    admin: &Client,
-    user: &str,
-    ns: &str,
-    verb: &str,
-    group: &str,
-    resource: &str,
-    name: &str,
-) -> bool {
-    let sa_namespace = user.split(':').nth(2).unwrap_or_default();
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.to_owned()),
-            groups: Some(vec![
-                "system:serviceaccounts".to_owned(),
-                format!("system:serviceaccounts:{sa_namespace}"),
-                "system:authenticated".to_owned(),
-            ]),
-            resource_attributes: Some(ResourceAttributes {
-                namespace: Some(ns.to_owned()),
-                verb: Some(verb.to_owned()),
-                group: Some(group.to_owned()),
-                resource: Some(resource.to_owned()),
-                name: (!name.is_empty()).then(|| name.to_owned()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    Api::<SubjectAccessReview>::all(admin.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("the API server answers a SubjectAccessReview")
-        .status
-        .is_some_and(|s| s.allowed)
-}
-
 // ------------------------------------------------------- Tekton's pods ----
-
-/// The pod Tekton creates for a TaskRun of `task`: the Task's annotations
-/// (all but `kubectl.kubernetes.io/last-applied-configuration`, which is
-/// how the `openshift.io/required-scc` pin reaches the pod), its labels,
-/// one `step-<name>` container per step with the step's image,
-/// securityContext and volume mounts, the `prepare` init container, the
-/// Task's volumes and Tekton's internal ones.
-fn taskrun_pod(task: &Task, service_account: &str) -> Pod {
-    let task_name = task.name_any();
-    let run = unique_name(&format!("{task_name}-run"));
-    let mut annotations: BTreeMap<String, String> = task.annotations().clone();
-    annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    annotations.insert("pipeline.tekton.dev/release".into(), "v1.15.0".into());
-    let mut labels: BTreeMap<String, String> = task.labels().clone();
-    labels.extend([
-        (
-            "app.kubernetes.io/managed-by".into(),
-            "tekton-pipelines".into(),
-        ),
-        ("tekton.dev/task".into(), task_name.clone()),
-        ("tekton.dev/taskRun".into(), run.clone()),
-    ]);
-    let spec = task.spec.clone().unwrap_or_default();
-    let internal_mounts = json!([
-        {"name": "tekton-internal-bin", "mountPath": "/tekton/bin", "readOnly": true},
-        {"name": "tekton-internal-scripts", "mountPath": "/tekton/scripts", "readOnly": true},
-        {"name": "tekton-internal-workspace", "mountPath": "/workspace"},
-    ]);
-    let containers: Vec<Value> = spec["steps"]
-        .as_array()
-        .expect("a Task has steps")
-        .iter()
-        .map(|step| {
-            let mut mounts = internal_mounts.as_array().cloned().unwrap_or_default();
-            mounts.extend(step["volumeMounts"].as_array().cloned().unwrap_or_default());
-            let mut container = json!({
-                "name": format!("step-{}", step["name"].as_str().expect("a named step")),
-                "image": step["image"],
-                "command": ["/tekton/bin/entrypoint"],
-                "volumeMounts": mounts,
-            });
-            if !step["securityContext"].is_null() {
-                container["securityContext"] = step["securityContext"].clone();
-            }
-            container
-        })
-        .collect();
-    let mut volumes = vec![
-        json!({"name": "tekton-internal-bin", "emptyDir": {}}),
-        json!({"name": "tekton-internal-scripts", "emptyDir": {}}),
-        json!({"name": "tekton-internal-workspace", "emptyDir": {}}),
-    ];
-    volumes.extend(spec["volumes"].as_array().cloned().unwrap_or_default());
-    serde_json::from_value(json!({
-        "metadata": {"name": format!("{run}-pod"), "annotations": annotations, "labels": labels},
-        "spec": {
-            "serviceAccountName": service_account,
-            "restartPolicy": "Never",
-            "initContainers": [{
-                "name": "prepare",
-                "image": "ghcr.io/tektoncd/pipeline/entrypoint:v1.15.0",
-                "command": ["/ko-app/entrypoint", "init", "/ko-app/entrypoint", "/tekton/bin/entrypoint"],
-                "volumeMounts": [{"name": "tekton-internal-bin", "mountPath": "/tekton/bin"}],
-            }],
-            "containers": containers,
-            "volumes": volumes,
-        }
-    }))
-    .expect("a Pod")
-}
 
 /// `pod` with its `step-<step>` container's securityContext changed by `edit`.
 fn with_step(mut pod: Pod, step: &str, edit: impl FnOnce(&mut Value)) -> Pod {
@@ -337,30 +165,6 @@ fn unpinned(mut pod: Pod) -> Pod {
     pod
 }
 
-/// Creates `pod` in `ns` as `client`. A refusal (403) is `Err` with the API
-/// server's message; any other failure fails the test.
-async fn create_pod(client: &Client, ns: &str, pod: &Pod, dry_run: bool) -> Result<Pod, String> {
-    let params = PostParams {
-        dry_run,
-        ..PostParams::default()
-    };
-    match Api::<Pod>::namespaced(client.clone(), ns)
-        .create(&params, pod)
-        .await
-    {
-        Ok(created) => Ok(created),
-        Err(kube::Error::Api(status)) if status.code == 403 => Err(status.message),
-        Err(e) => panic!("creating pod {ns}/{}: {e}", pod.name_any()),
-    }
-}
-
-fn admitted_scc(pod: &Pod) -> String {
-    pod.annotations()
-        .get(ADMITTED_SCC_ANNOTATION)
-        .cloned()
-        .unwrap_or_else(|| panic!("an admitted pod carries {ADMITTED_SCC_ANNOTATION}: {pod:?}"))
-}
-
 /// `result` is OpenShift's refusal and its message contains every part.
 #[track_caller]
 fn assert_refused(result: Result<String, String>, what: &str, parts: &[&str]) {
@@ -375,92 +179,6 @@ fn assert_refused(result: Result<String, String>, what: &str, parts: &[&str]) {
             }
         }
     }
-}
-
-// -------------------------------------------- the webhook's SCC informer ----
-
-/// Where the local cluster's scc-admission listens, with its CA; `None`
-/// against a cluster named by `BUILDPOLICY_TEST_KUBECONFIG` (OpenShift
-/// itself, whose in-process informer cannot be asked).
-fn webhook_endpoint() -> Option<(String, PathBuf)> {
-    let state = kubeconfig_path().parent()?.to_path_buf();
-    let port_file = state.join("run/scc-admission.port");
-    match std::fs::read_to_string(&port_file) {
-        Ok(port) => Some((
-            format!("https://127.0.0.1:{}/debug/sccs", port.trim()),
-            state.join("run/pki/ca.crt"),
-        )),
-        Err(_) if std::env::var_os("BUILDPOLICY_TEST_KUBECONFIG").is_some() => None,
-        Err(e) => panic!(
-            "{} is missing ({e}): the local cluster runs without OpenShift's SCC admission; \
-             start it with hack/local-cluster.sh up (not --no-scc-admission)",
-            port_file.display()
-        ),
-    }
-}
-
-/// The SCCs (name → resourceVersion) the webhook's informer holds.
-async fn webhook_sccs(url: &str, ca: &PathBuf) -> BTreeMap<String, String> {
-    let out = tokio::process::Command::new("curl")
-        .args(["-fsS", "--max-time", "10", "--cacert"])
-        .arg(ca)
-        .arg(url)
-        .output()
-        .await
-        .expect("running curl");
-    assert!(
-        out.status.success(),
-        "GET {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let body: Value = serde_json::from_slice(&out.stdout).expect("JSON from /debug/sccs");
-    body["sccs"]
-        .as_array()
-        .expect("an sccs list")
-        .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap_or_default().to_owned(),
-                e["resourceVersion"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
-/// Waits until the webhook holds SCC `name` at the version the API server has.
-async fn webhook_holds(admin: &Client, name: &str) {
-    let Some((url, ca)) = webhook_endpoint() else {
-        return;
-    };
-    let sccs = Api::<SecurityContextConstraints>::all(admin.clone());
-    eventually(
-        &format!("scc-admission's informer to hold SCC {name}"),
-        TIMEOUT,
-        || async {
-            let current = sccs.get(name).await.ok()?.resource_version()?;
-            (webhook_sccs(&url, &ca).await.get(name) == Some(&current)).then_some(())
-        },
-    )
-    .await;
-}
-
-/// Waits until SCC `name` is gone from the API server and from the webhook.
-async fn webhook_forgets(admin: &Client, name: &str) {
-    wait_for_deletion(
-        &Api::<SecurityContextConstraints>::all(admin.clone()),
-        name,
-        TIMEOUT,
-    )
-    .await;
-    let Some((url, ca)) = webhook_endpoint() else {
-        return;
-    };
-    eventually(
-        &format!("scc-admission's informer to drop SCC {name}"),
-        TIMEOUT,
-        || async { (!webhook_sccs(&url, &ca).await.contains_key(name)).then_some(()) },
-    )
-    .await;
 }
 
 // ---------------------------------------------------------------- tests ----

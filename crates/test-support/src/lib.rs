@@ -16,6 +16,10 @@
 //! and [`schemas`] makes the JSON schemas kubeconform validates manifests
 //! with, offline.
 //!
+//! Tests of OpenShift's SCC admission (the local control plane's pod
+//! webhook) create pods as a Tekton controller would and wait for the
+//! webhook to see their SCCs with [`scc_admission`].
+//!
 //! Fault and scale tests set up hundreds of policies at once with
 //! [`fleet::Fleet`], and restart an API server on a control plane of their
 //! own, [`private_cluster::PrivateCluster`], never on the shared one.
@@ -42,6 +46,7 @@ pub mod operator;
 pub mod private_cluster;
 pub mod process;
 pub mod prometheus;
+pub mod scc_admission;
 pub mod scene;
 pub mod schemas;
 mod wait;
