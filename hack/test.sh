@@ -3,17 +3,19 @@
 #
 #   toolchain → build the local control plane → cargo fmt → cargo clippy →
 #   generated files up to date → start the control plane → build the tests →
-#   run every test (cargo-nextest)
+#   run every test (cargo-nextest) → the benchmark's gate (hack/bench.sh --quick)
 #
 # Just before the tests are built, the tools the tests use are installed when
 # missing (hack/tools/install.sh: promtool, prometheus, kubeconform) and the
 # operator binary is built.
 #
-# The last line of output is the test runner's summary line; the timings of
-# the other steps are printed just before the tests run.
+# The last line of output is the test runner's summary line (repeated after
+# the benchmark's gate); the timings of the other steps are printed just
+# before the tests run.
 #
 #   hack/test.sh                   what .ci/run runs
 #   KEEP_CLUSTER=1 hack/test.sh    leave the control plane running afterwards
+#   SKIP_BENCH=1 hack/test.sh      leave out the benchmark's gate
 #
 # A control plane this script starts is stopped at exit (unless
 # KEEP_CLUSTER=1); one that was already running is reused and left running,
@@ -171,7 +173,7 @@ run_tests() {
     # nextest ends a failed run with "error: test run failed" after its
     # summary; the exit status says as much, and the summary stays last.
     cargo nextest run --workspace --no-fail-fast 2>&1 |
-      grep --line-buffered -v -x 'error: test run failed'
+      grep --line-buffered -v -x 'error: test run failed' | tee "$LOG_DIR/tests.log"
     status=${PIPESTATUS[0]}
   else
     section "tests (cargo test --workspace --no-fail-fast; cargo-nextest is not available)"
@@ -186,7 +188,7 @@ run_tests() {
            }
          }
          END { printf "Summary (cargo test): %d passed, %d failed, %d ignored\n", p, f, g }' \
-      "$LOG_DIR/cargo-test.log"
+      "$LOG_DIR/cargo-test.log" | tee "$LOG_DIR/tests.log"
   fi
   set -e
   return "$status"
@@ -217,4 +219,24 @@ section "timings"
 printf '%s\n' "${TIMINGS[@]}"
 printf '  %-34s %5ss\n' "total before the tests" "$((SECONDS - started))"
 
-run_tests
+tests_status=0
+run_tests || tests_status=$?
+
+# The benchmark's gate, after the tests: N=100 on a control plane of its own
+# (target/bench-cluster); fails if the operator sends any write request in
+# steady state (BENCHMARKS.md). About 3 minutes.
+bench_status=0
+if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
+  section "benchmark gate (hack/bench.sh --quick)"
+  bench_t0=$SECONDS
+  hack/bench.sh --quick || bench_status=$?
+  printf '    (%ss)\n' "$((SECONDS - bench_t0))"
+  (( bench_status == 0 )) || printf '\nERROR: the benchmark gate failed (hack/bench.sh --quick, above)\n' >&2
+fi
+
+# The tests' summary once more, so that it stays the last line.
+summary="$(sed -n '/^ *Summary \[/,$p' "$LOG_DIR/tests.log" 2>/dev/null)"
+[[ -n "$summary" ]] || summary="$(tail -n 1 "$LOG_DIR/tests.log" 2>/dev/null)"
+printf '\n%s\n' "$summary"
+(( tests_status == 0 )) || exit "$tests_status"
+exit "$bench_status"
