@@ -40,6 +40,12 @@ impl Drop for WatchTasks {
     }
 }
 
+/// The watch tasks being built, and where they report a re-list.
+struct Watches {
+    tasks: Vec<JoinHandle<()>>,
+    relisted: mpsc::UnboundedSender<()>,
+}
+
 /// A cache fed by its own task: the cache, a flag that turns true once the
 /// cache holds a full list, and the stream of objects that change in it.
 ///
@@ -51,7 +57,7 @@ fn cached<K, S>(
     stream: S,
     include_deleted: bool,
     prune: fn(&mut K),
-    tasks: &mut Vec<JoinHandle<()>>,
+    watches: &mut Watches,
 ) -> (
     Store<K>,
     tokio::sync::watch::Receiver<bool>,
@@ -81,14 +87,20 @@ where
             });
         })
         .reflect(writer);
-    tasks.push(tokio::spawn(async move {
+    let relisted = watches.relisted.clone();
+    watches.tasks.push(tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             let item = match event {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Ok(o),
                 Ok(watcher::Event::Delete(o)) if include_deleted => Ok(o),
                 Ok(watcher::Event::InitDone) => {
-                    synced_tx.send_replace(true);
+                    // A list after the first one follows a broken watch:
+                    // whatever was deleted meanwhile left no Delete event,
+                    // so every policy takes a look.
+                    if synced_tx.send_replace(true) {
+                        let _ = relisted.send(());
+                    }
                     continue;
                 }
                 Ok(_) => continue,
@@ -258,7 +270,11 @@ pub fn build(
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
-    let mut watch_tasks = Vec::new();
+    let (relisted_tx, relisted_rx) = mpsc::unbounded_channel();
+    let mut watch_tasks = Watches {
+        tasks: Vec::new(),
+        relisted: relisted_tx,
+    };
     let (policies_reader, policies_synced, policy_stream) = cached(
         watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch),
         false,
@@ -366,6 +382,9 @@ pub fn build(
     );
     let (ceiling_tx, ceiling_rx) = tokio::sync::watch::channel(config.ceiling.clone());
     let ceiling_changes = WatchStream::from_changes(ceiling_rx.clone()).map(|_| ());
+    // A new ceiling, or a cache re-listed after a broken watch: look at all.
+    let look_at_all =
+        futures::stream::select(ceiling_changes, UnboundedReceiverStream::new(relisted_rx));
     let ctx = Arc::new(Context {
         client,
         recorder,
@@ -438,10 +457,10 @@ pub fn build(
                 p.spec.namespace == ns && p.spec.service_account_name == name
             })
         })
-        .reconcile_all_on(ceiling_changes)
+        .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);
 
-    let watch_tasks = WatchTasks(watch_tasks);
+    let watch_tasks = WatchTasks(watch_tasks.tasks);
     let run = async move {
         let _watch_tasks = watch_tasks;
         info!("controller started");
