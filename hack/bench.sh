@@ -21,6 +21,9 @@
 #   hack/bench.sh --rev REV            build the operator from commit REV (git archive into
 #                                      target/bench/src, cargo target dir target/bench/cargo-target)
 #                                      rather than from the working tree
+#   Passed on to hack/bench/bench.py: --drift-edits N, --parallel P, --timeout S,
+#   --settle-seconds S, --long-steady-seconds S, --operator-env KEY=VALUE (an
+#   experiment, e.g. MALLOC_ARENA_MAX=2).
 #
 # It runs on a control plane of its own (target/bench-cluster, started with
 # hack/local-cluster.sh, fresh for each N and stopped at the end), never on

@@ -224,7 +224,7 @@ run_tests || tests_status=$?
 
 # The benchmark's gate, after the tests: N=100 on a control plane of its own
 # (target/bench-cluster); fails if the operator sends any write request in
-# steady state (BENCHMARKS.md). About 3 minutes.
+# steady state (BENCHMARKS.md). About 2 minutes.
 bench_status=0
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   section "benchmark gate (hack/bench.sh --quick)"
