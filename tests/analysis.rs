@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use buildpolicy_api::{BuildPolicy, Task};
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::create_service_account;
+use buildpolicy_test_support::scene::{create_service_account, may_use_scc};
 use buildpolicy_test_support::{repo_root, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::PostParams;
@@ -248,9 +248,6 @@ async fn a_grant_made_after_the_policy_is_ready_changes_preemption_safe_at_once(
 #[tokio::test(flavor = "multi_thread")]
 async fn reading_rbac_agrees_with_the_api_servers_authorizer() {
     use buildpolicy_policy::rbac::{RoleKey, ServiceAccountUser, scc_use_in_namespace};
-    use k8s_openapi::api::authorization::v1::{
-        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-    };
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role};
     use kube::api::ListParams;
 
@@ -294,24 +291,7 @@ async fn reading_rbac_agrees_with_the_api_servers_authorizer() {
         let names = ["restricted-v2", "restricted-v3", "anyuid", "made-up", "nonroot-v2", "nonroot", "privileged", "hostaccess", "hostmount-anyuid", "nested-container", "buildpolicy-none"];
         let mut allowed = Vec::new();
         for scc in names {
-            let review = SubjectAccessReview {
-                spec: SubjectAccessReviewSpec {
-                    user: Some(who.user_name()),
-                    groups: Some(who.groups().to_vec()),
-                    resource_attributes: Some(ResourceAttributes {
-                        group: Some("security.openshift.io".into()),
-                        resource: Some("securitycontextconstraints".into()),
-                        name: Some(scc.into()),
-                        namespace: Some(ns.clone()),
-                        verb: Some("use".into()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let answer = Api::<SubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.unwrap();
-            let server = answer.status.unwrap().allowed;
+let server = may_use_scc(&client, &who.user_name(), &who.groups(), &ns, scc).await;
             assert_eq!(grant.allows(scc), server, "SCC {scc}: cache reading says {}, the authorizer says {server}", grant.allows(scc));
             if server {
                 allowed.push(scc);

@@ -23,15 +23,12 @@ use buildpolicy_test_support::private_cluster::PrivateCluster;
 use buildpolicy_test_support::process::OperatorProcess;
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_policy,
-    create_service_account, create_task, delete_scope_policies, is_ready, modelcar_policy,
-    modelcar_scene,
+    create_service_account, create_task, delete_scope_policies, is_ready, may_use_scc,
+    modelcar_policy, modelcar_scene,
 };
 use buildpolicy_test_support::{
     HttpResponse, TEST_LABEL, client, eventually, unique_name, wait_for, wait_for_deletion,
     with_temp_ns,
-};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -89,33 +86,19 @@ fn secs(duration: Duration) -> String {
 }
 
 async fn can_use_scc(client: &Client, ns: &str, sa: &str, scc: &str) -> bool {
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(format!("system:serviceaccount:{ns}:{sa}")),
-            groups: Some(vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{ns}"),
-                "system:authenticated".into(),
-            ]),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some("security.openshift.io".into()),
-                resource: Some("securitycontextconstraints".into()),
-                name: Some(scc.into()),
-                namespace: Some(ns.into()),
-                verb: Some("use".into()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    Api::<SubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("SubjectAccessReview")
-        .status
-        .expect("SubjectAccessReview status")
-        .allowed
+    let groups = [
+        "system:serviceaccounts".to_owned(),
+        format!("system:serviceaccounts:{ns}"),
+        "system:authenticated".to_owned(),
+    ];
+    may_use_scc(
+        client,
+        &format!("system:serviceaccount:{ns}:{sa}"),
+        &groups,
+        ns,
+        scc,
+    )
+    .await
 }
 
 async fn create_namespace(client: &Client, name: &str) {

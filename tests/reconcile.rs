@@ -8,11 +8,8 @@ use std::time::{Duration, Instant};
 use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::{create_service_account, create_task};
+use buildpolicy_test_support::scene::{create_service_account, create_task, may_use_scc};
 use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -82,30 +79,11 @@ async fn wait_ready(client: &Client, name: &str) -> BuildPolicy {
 }
 
 async fn can_use_scc(client: &Client, user: &str, namespace: &str, scc: &str) -> bool {
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.into()),
-            groups: Some(vec![
-                "system:serviceaccounts".into(),
-                "system:authenticated".into(),
-            ]),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some("security.openshift.io".into()),
-                resource: Some("securitycontextconstraints".into()),
-                name: Some(scc.into()),
-                namespace: Some(namespace.into()),
-                verb: Some("use".into()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    let answer = Api::<SubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("SubjectAccessReview");
-    answer.status.expect("SAR status").allowed
+    let groups = [
+        "system:serviceaccounts".to_owned(),
+        "system:authenticated".to_owned(),
+    ];
+    may_use_scc(client, user, &groups, namespace, scc).await
 }
 
 async fn patch_policy(client: &Client, name: &str, spec: serde_json::Value) {
