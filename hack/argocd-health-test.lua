@@ -129,6 +129,7 @@ for _, reason in ipairs({
   "SCCConflict",
   "TaskConflict",
   "ApplyFailed",
+  "UnsupportedByCluster",
   "SomeFutureReason",
 }) do
   case(

@@ -9,6 +9,8 @@
 #   hack/local-cluster.sh build    build (or reuse) the binaries
 #   hack/local-cluster.sh up       start, or reuse a running cluster; prints the export line
 #       up --no-scc-admission      ... without OpenShift's SCC admission webhook
+#       up --scc-crd <release>     ... with the SCC CRD of that OpenShift release (default, 4.18, 4.16)
+#   hack/local-cluster.sh scc-crd <release>  switch the running cluster's SCC CRD to that release
 #   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data)
 #   hack/local-cluster.sh down     stop everything it started and remove its state
 #   hack/local-cluster.sh status   say what runs
@@ -32,6 +34,10 @@ SCC_ADMISSION_SRC="$ROOT/hack/scc-admission"
 SCC_WEBHOOK="scc-admission.local-cluster.buildpolicy.dev"
 # up: start OpenShift's SCC admission webhook (up --no-scc-admission: don't).
 SCC_ADMISSION=1
+# up --scc-crd <release>: the SCC CRD of which OpenShift release to serve
+# (see scc_crd_file); empty: "default" for a new cluster, unchanged for a
+# running one.
+SCC_CRD=""
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { printf '[local-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -172,22 +178,80 @@ start() { # name command...
 }
 
 # Published CRDs, read from the Go module cache at the versions pinned in
-# hack/local-cluster/crds/go.mod.
-module_dir() {
-  (cd "$HACK/crds" && go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error")))')
+# hack/local-cluster/crds/go.mod (or in the module dir given second).
+module_dir() { # module [module dir]
+  (cd "${2:-$HACK/crds}" && go mod download -json "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error")))')
+}
+
+# The SCC CRD of an OpenShift release. "default" is today's pin
+# (hack/local-cluster/crds); an older release pins github.com/openshift/api
+# in a module of its own (hack/local-cluster/crds-<release>), since one Go
+# module cannot require two versions of another.
+SCC_CRD_RELEASES="default 4.18 4.16"
+scc_crd_file() { # release
+  local openshift
+  case "$1" in
+    default)
+      openshift="$(module_dir github.com/openshift/api)" || return 1
+      echo "$openshift/security/v1/zz_generated.crd-manifests/0000_03_config-operator_01_securitycontextconstraints.crd.yaml" ;;
+    4.18) # October 2024; the CRD of the Default feature set
+      openshift="$(module_dir github.com/openshift/api "$HACK/crds-4.18")" || return 1
+      echo "$openshift/security/v1/zz_generated.crd-manifests/0000_03_config-operator_01_securitycontextconstraints-Default.crd.yaml" ;;
+    4.16) # May 2024; the layout before per-feature-set CRDs
+      openshift="$(module_dir github.com/openshift/api "$HACK/crds-4.16")" || return 1
+      echo "$openshift/security/v1/0000_03_security-openshift_01_scc.crd.yaml" ;;
+    *) die "unknown SCC CRD release '$1' (one of: $SCC_CRD_RELEASES)" ;;
+  esac
+}
+
+# An SCC that names userNamespaceLevel, for a server-side dry run: accepted
+# exactly when the served SCC schema has the field.
+user_namespace_level_probe() {
+  printf '%s' '{"apiVersion":"security.openshift.io/v1","kind":"SecurityContextConstraints","metadata":{"name":"local-cluster-schema-probe"},"allowHostDirVolumePlugin":false,"allowHostIPC":false,"allowHostNetwork":false,"allowHostPID":false,"allowHostPorts":false,"allowPrivilegedContainer":false,"allowedCapabilities":null,"defaultAddCapabilities":null,"priority":null,"readOnlyRootFilesystem":false,"requiredDropCapabilities":null,"volumes":null,"userNamespaceLevel":"AllowHostLevel"}'
+}
+
+serves_user_namespace_level() { # 1|0: whether it should
+  local out
+  if out="$(user_namespace_level_probe | kubectl_ apply --server-side --dry-run=server --field-manager=local-cluster -f - 2>&1)"; then
+    [[ $1 == 1 ]]
+  else
+    [[ $1 == 0 && $out == *userNamespaceLevel* ]]
+  fi
+}
+
+# Installs (or replaces) the SCC CRD of a release and OpenShift's default
+# SCCs, and returns once the API server applies SCCs with that schema. The
+# 4.20 default SCCs that need userNamespaceLevel (nested-container,
+# restricted-v3, which older releases do not ship) are left out, and
+# deleted when switching to a release without the field.
+install_scc_crd() { # release
+  local release="$1" crd has_level
+  crd="$(scc_crd_file "$release")" || die "cannot download github.com/openshift/api for SCC CRD release $release"
+  [[ -f "$crd" ]] || die "SCC CRD of release $release not found at $crd"
+  # The published CRD has no short name; OpenShift's `oc` expands "scc" by
+  # itself. Add it so that plain `kubectl get scc` works here too.
+  has_level="$(kubectl_ create --dry-run=client -o json -f "$crd" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); d["spec"]["names"]["shortNames"]=["scc"]; json.dump(d,open(sys.argv[1],"w")); print(int(any("userNamespaceLevel" in v["schema"]["openAPIV3Schema"].get("properties",{}) for v in d["spec"]["versions"] if v["name"]=="v1")))' "$RUN/scc-crd.json")"
+  kubectl_ apply --server-side --force-conflicts --field-manager=local-cluster -f "$RUN/scc-crd.json" >/dev/null
+  kubectl_ wait --for=condition=Established --timeout=60s crd/securitycontextconstraints.security.openshift.io >/dev/null
+  wait_for "the API server to serve the SCC schema of release $release" 30 serves_user_namespace_level "$has_level"
+  # OpenShift's default SCCs and the RBAC that grants restricted-v2 to everyone.
+  local f files=()
+  for f in "$HACK"/default-sccs/*.yaml; do
+    if (( ! has_level )) && grep -q '^userNamespaceLevel:' "$f"; then
+      kubectl_ delete --ignore-not-found -f "$f" >/dev/null
+    else
+      files+=(-f "$f")
+    fi
+  done
+  kubectl_ apply --server-side --field-manager=local-cluster "${files[@]}" >/dev/null
+  echo "$release" > "$RUN/scc-crd.release"
+  log "SCC CRD of release $release loaded ($(basename "$crd"); userNamespaceLevel: $( (( has_level )) && echo yes || echo no))"
 }
 
 install_crds() {
-  local openshift tekton
-  openshift="$(module_dir github.com/openshift/api)" || die "cannot download github.com/openshift/api"
+  local tekton
   tekton="$(module_dir github.com/tektoncd/pipeline)" || die "cannot download github.com/tektoncd/pipeline"
-  local scc_crd="$openshift/security/v1/zz_generated.crd-manifests/0000_03_config-operator_01_securitycontextconstraints.crd.yaml"
-  [[ -f "$scc_crd" ]] || die "SCC CRD not found at $scc_crd"
-  # The published CRD has no short name; OpenShift's `oc` expands "scc" by
-  # itself. Add it so that plain `kubectl get scc` works here too.
-  kubectl_ create --dry-run=client -o json -f "$scc_crd" |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); d["spec"]["names"]["shortNames"]=["scc"]; json.dump(d,sys.stdout)' |
-    kubectl_ apply --server-side --field-manager=local-cluster -f - >/dev/null
   # Tekton's CRDs convert through Tekton's webhook, which does not run here.
   local f
   for f in task taskrun pipeline pipelinerun; do
@@ -197,10 +261,17 @@ install_crds() {
   done
   kubectl_ apply --server-side --field-manager=local-cluster -f "$ROOT/manifests/crds/" >/dev/null
   kubectl_ wait --for=condition=Established --timeout=60s \
-    crd/securitycontextconstraints.security.openshift.io crd/tasks.tekton.dev crd/taskruns.tekton.dev \
+    crd/tasks.tekton.dev crd/taskruns.tekton.dev \
     crd/pipelines.tekton.dev crd/pipelineruns.tekton.dev crd/buildpolicies.buildpolicy.dev >/dev/null
-  # OpenShift's default SCCs and the RBAC that grants restricted-v2 to everyone.
-  kubectl_ apply --server-side --field-manager=local-cluster -f "$HACK/default-sccs/" >/dev/null
+  install_scc_crd "${SCC_CRD:-default}"
+}
+
+# Switches a running cluster's SCC CRD to another release, as an OpenShift
+# upgrade (or downgrade) would; clients see the CRD change on their watches.
+cmd_scc_crd() { # release
+  [[ -n "${1:-}" && " $SCC_CRD_RELEASES " == *" $1 "* ]] || die "usage: $0 scc-crd <release> (one of: $SCC_CRD_RELEASES)"
+  running || die "no local cluster is running (hack/local-cluster.sh up)"
+  install_scc_crd "$1"
 }
 
 # etcd and kube-apiserver on the ports recorded in $RUN, so that `restart`
@@ -302,6 +373,9 @@ cmd_up() {
   need curl "install it with your package manager (Debian: apt-get install curl)"
   if running; then
     log "already running"
+    if [[ -n "$SCC_CRD" && "$SCC_CRD" != "$(cat "$RUN/scc-crd.release" 2>/dev/null)" ]]; then
+      install_scc_crd "$SCC_CRD"
+    fi
     if (( SCC_ADMISSION )) && ! alive scc-admission; then
       # A cluster started without it, by --no-scc-admission or an older script.
       build_scc_admission
@@ -375,23 +449,34 @@ cmd_status() {
   else
     echo "scc-admission: not started (up --no-scc-admission, or a cluster from an older script; up starts it)"
   fi
+  echo "scc-crd: $(cat "$RUN/scc-crd.release" 2>/dev/null || echo "unknown (a cluster from an older script: the default release)")"
   if running; then echo "readyz: ok ($(cat "$RUN/api.port"))"; else echo "readyz: not ready"; return 1; fi
 }
 
 case "${1:-}" in
   build) cmd_build; build_scc_admission ;;
   up)
-    for arg in "${@:2}"; do
-      case "$arg" in
+    shift
+    while (( $# )); do
+      case "$1" in
         --scc-admission) SCC_ADMISSION=1 ;;
         --no-scc-admission) SCC_ADMISSION=0 ;;
-        *) die "unknown option for up: $arg (--no-scc-admission)" ;;
+        --scc-crd) [[ -n "${2:-}" ]] || die "--scc-crd needs a release (one of: $SCC_CRD_RELEASES)"; SCC_CRD="$2"; shift ;;
+        --scc-crd=*) SCC_CRD="${1#--scc-crd=}" ;;
+        # This script starts no Tekton controller; accepted so callers can ask for none.
+        --no-tekton) ;;
+        *) die "unknown option for up: $1 (--no-scc-admission, --scc-crd <release>)" ;;
       esac
+      shift
     done
+    if [[ -n "$SCC_CRD" && " $SCC_CRD_RELEASES " != *" $SCC_CRD "* ]]; then
+      die "unknown SCC CRD release '$SCC_CRD' (one of: $SCC_CRD_RELEASES)"
+    fi
     cmd_up ;;
+  scc-crd) cmd_scc_crd "${2:-}" ;;
   restart) cmd_restart ;;
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build|up [--no-scc-admission]|restart|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up [--no-scc-admission] [--scc-crd <release>]|scc-crd <release>|restart|down|status|env" >&2; exit 2 ;;
 esac

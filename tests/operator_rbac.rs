@@ -6,9 +6,13 @@
 
 use std::time::Duration;
 
-use buildpolicy_api::BuildPolicy;
+use buildpolicy_api::keys::owned_name;
+use buildpolicy_api::{BuildPolicy, Isolation, SecurityContextConstraints};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_test_support::operator::{OPERATOR_NAMESPACE, Operator, service_account_token};
+use buildpolicy_test_support::scene::{
+    BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, is_ready, modelcar_scene,
+};
 use buildpolicy_test_support::{client_with_token, repo_root, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
@@ -125,6 +129,63 @@ async fn without_the_use_rule_rbac_refuses_the_operators_role_and_status_says_so
             .await
             .unwrap();
         assert!(binding.is_none(), "nothing may be bound without the rule");
+
+        op.delete_policies_and_stop().await;
+        cleanup.await;
+    })
+    .await;
+}
+
+/// The SCC CRD rule is optional: without it the operator cannot learn the
+/// cluster's SCC schema, says so in its log, and assumes the newest one, as
+/// before it read the CRD. Its caches still count as synced (the in-process
+/// operator waits for them), and a policy that needs the newest schema's
+/// `userNamespaceLevel` is granted on a cluster that has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_crd_rule_the_operator_assumes_the_newest_scc_schema() {
+    with_temp_ns(|client, ns| async move {
+        let mut role = shipped_cluster_role();
+        role.metadata =
+            serde_json::from_value(json!({"name": unique_name("operator-without-crd")})).unwrap();
+        let rules = role.rules.as_mut().unwrap();
+        let before = rules.len();
+        rules.retain(|r| {
+            !r.api_groups
+                .iter()
+                .flatten()
+                .any(|g| g == "apiextensions.k8s.io")
+        });
+        assert_eq!(
+            rules.len(),
+            before - 1,
+            "the shipped role has exactly one CRD rule"
+        );
+        let (identity, cleanup) = identity_with(&client, role).await;
+
+        let op = Operator::start_as(&client, identity, &ns, Ceiling::default()).await;
+        modelcar_scene(&client, &ns).await;
+        let name = unique_name("newest-schema");
+        let mut policy = op.policy(
+            &name,
+            &ns,
+            MODELCAR_SERVICE_ACCOUNT,
+            &BUILDAH_CAPABILITIES,
+            &[MODELCAR_BUILD_TASK],
+        );
+        policy.spec.isolation = Isolation::PodUserNamespace;
+        op.create(&policy).await;
+        wait_for(
+            &Api::<BuildPolicy>::all(client.clone()),
+            &name,
+            Duration::from_secs(30),
+            is_ready,
+        )
+        .await;
+        let scc = Api::<SecurityContextConstraints>::all(client.clone())
+            .get(&owned_name(&name))
+            .await
+            .unwrap();
+        assert_eq!(scc.user_namespace_level.as_deref(), Some("RequirePodLevel"));
 
         op.delete_policies_and_stop().await;
         cleanup.await;

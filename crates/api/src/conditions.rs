@@ -34,6 +34,10 @@ pub mod reason {
     /// The ceiling requires a user-namespace `spec.isolation` for a
     /// capability the policy asks for.
     pub const USER_NAMESPACE_REQUIRED: &str = "UserNamespaceRequired";
+    /// The policy needs an SCC field the cluster's SCC schema does not have
+    /// (an older OpenShift): `spec.isolation: PodUserNamespace` without
+    /// `userNamespaceLevel`.
+    pub const UNSUPPORTED_BY_CLUSTER: &str = "UnsupportedByCluster";
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const WAITING: &str = "Waiting";
     /// PreemptionSafe=True: unpinned pods get the SCC they got before.

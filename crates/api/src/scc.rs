@@ -21,6 +21,9 @@ pub const VERSION: &str = "v1";
 pub const KIND: &str = "SecurityContextConstraints";
 /// Resource (plural) of SCCs, as RBAC rules name it.
 pub const PLURAL: &str = "securitycontextconstraints";
+/// Name of the CustomResourceDefinition that serves SCCs: its schema says
+/// which SCC fields the cluster's OpenShift knows.
+pub const CRD_NAME: &str = "securitycontextconstraints.security.openshift.io";
 
 /// A SecurityContextConstraints object.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

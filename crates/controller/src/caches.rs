@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, scc};
+use buildpolicy_policy::SccSchema;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -27,7 +29,11 @@ pub struct Caches {
     pub tasks: Store<PartialObjectMeta<Task>>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    /// One flag per cache, true once it holds a full list.
+    /// The SCC CRD (only it, reduced to its versions' top-level field
+    /// names): which SCC fields the cluster's OpenShift knows.
+    pub scc_crd: Store<CustomResourceDefinition>,
+    /// One flag per cache, true once it holds a full list (the SCC CRD's:
+    /// or once it turned out unreadable).
     pub synced: Vec<tokio::sync::watch::Receiver<bool>>,
 }
 
@@ -39,6 +45,15 @@ impl Caches {
             // reconcile then fails on its API calls, as it should.
             let _ = synced.clone().wait_for(|synced| *synced).await;
         }
+    }
+
+    /// The SCC schema the cluster serves; the newest one the operator knows
+    /// when the CRD is absent or cannot be read.
+    pub fn scc_schema(&self) -> SccSchema {
+        self.scc_crd
+            .get(&ObjectRef::new(scc::CRD_NAME))
+            .and_then(|crd| SccSchema::from_crd(&crd))
+            .unwrap_or_default()
     }
 
     pub fn scc(&self, name: &str) -> Option<Arc<SecurityContextConstraints>> {

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use buildpolicy_api::keys::{
     FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL,
 };
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, scc};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::rbac::grants_scc_use;
 use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -61,7 +64,8 @@ fn cached<K, S>(
 ) -> (
     Store<K>,
     tokio::sync::watch::Receiver<bool>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    // The stream borrows nothing: `watches` is free again for the next cache.
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static + use<K, S>,
 )
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
@@ -196,6 +200,110 @@ fn prune_binding<K: Resource>(binding: &mut K) {
     if !is_managed(binding) {
         binding.meta_mut().annotations = None;
     }
+}
+
+/// The SCC CRD: only the names of each version's top-level fields are read
+/// (the full schema, with its descriptions, is most of the object).
+fn prune_crd(crd: &mut CustomResourceDefinition) {
+    crd.metadata.annotations = None;
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        *schema = JSONSchemaProps {
+            properties: schema.properties.take().map(|properties| {
+                properties
+                    .into_keys()
+                    .map(|field| (field, JSONSchemaProps::default()))
+                    .collect()
+            }),
+            x_kubernetes_preserve_unknown_fields: schema.x_kubernetes_preserve_unknown_fields,
+            ..JSONSchemaProps::default()
+        };
+    }
+}
+
+/// Whether a watch failed because the operator may not read what it
+/// watches (no RBAC for it).
+fn is_forbidden(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code == 403,
+        watcher::Error::WatchError(status) => status.code == 403,
+        _ => false,
+    }
+}
+
+/// The SCC CRD's cache: its flag turns true once the CRD was listed, or
+/// once the operator turns out not to be allowed to read it, so that
+/// readiness never waits on an optional permission. Either way, until the
+/// CRD is read the operator renders for the newest SCC schema.
+fn cached_scc_crd(
+    client: &Client,
+    watches: &mut Watches,
+) -> (
+    Store<CustomResourceDefinition>,
+    tokio::sync::watch::Receiver<bool>,
+    impl Stream<Item = Result<CustomResourceDefinition, watcher::Error>> + Send + 'static + use<>,
+) {
+    let (forbidden_tx, mut forbidden) = tokio::sync::watch::channel(false);
+    let stream = watcher(
+        Api::<CustomResourceDefinition>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={}", scc::CRD_NAME)),
+    )
+    .inspect(move |event| {
+        if let Err(error) = event
+            && is_forbidden(error)
+            && !forbidden_tx.send_replace(true)
+        {
+            warn!(
+                crd = scc::CRD_NAME,
+                %error,
+                "cannot read the SCC CRD: assuming the newest SCC schema (grant get, list and watch on it, as config/rbac does)"
+            );
+        }
+    });
+    let (store, mut synced, stream) = cached(stream, true, prune_crd, watches);
+    let (settled_tx, settled) = tokio::sync::watch::channel(false);
+    let listed = store.clone();
+    watches.tasks.push(tokio::spawn(async move {
+        tokio::select! {
+            _ = synced.wait_for(|synced| *synced) => {
+                if listed.get(&ObjectRef::new(scc::CRD_NAME)).is_none() {
+                    warn!(crd = scc::CRD_NAME, "the SCC CRD does not exist: assuming the newest SCC schema");
+                }
+            }
+            _ = forbidden.wait_for(|forbidden| *forbidden) => {}
+        }
+        settled_tx.send_replace(true);
+    }));
+    (store, settled, stream)
+}
+
+/// Fires when the SCC schema the cluster serves changes (a CRD upgrade or
+/// downgrade): every policy renders its SCC anew for it.
+fn scc_schema_changes(
+    crd_stream: impl Stream<Item = Result<CustomResourceDefinition, watcher::Error>> + Send + 'static,
+    caches: Caches,
+) -> impl Stream<Item = ()> + Send + 'static {
+    let mut current = caches.scc_schema();
+    crd_stream.filter_map(move |_| {
+        let schema = caches.scc_schema();
+        let changed = schema != current;
+        if changed {
+            info!(
+                pod_user_namespaces = schema.has_pod_user_namespaces(),
+                "the SCC schema changed: rendering every policy's SCC for it"
+            );
+            current = schema;
+        }
+        futures::future::ready(changed.then_some(()))
+    })
 }
 
 fn policy_of_label<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
@@ -351,6 +459,8 @@ pub fn build(
         &mut watch_tasks,
     );
 
+    let (scc_crd, scc_crd_settled, scc_crd_stream) = cached_scc_crd(&client, &mut watch_tasks);
+
     let caches = Caches {
         policies: policies_reader.clone(),
         sccs,
@@ -361,6 +471,7 @@ pub fn build(
         tasks,
         namespaces,
         service_accounts,
+        scc_crd,
         synced: vec![
             policies_synced,
             sccs_synced,
@@ -371,6 +482,7 @@ pub fn build(
             tasks_synced,
             namespaces_synced,
             service_accounts_synced,
+            scc_crd_settled,
         ],
     };
     let recorder = Recorder::new(
@@ -382,9 +494,12 @@ pub fn build(
     );
     let (ceiling_tx, ceiling_rx) = tokio::sync::watch::channel(config.ceiling.clone());
     let ceiling_changes = WatchStream::from_changes(ceiling_rx.clone()).map(|_| ());
-    // A new ceiling, or a cache re-listed after a broken watch: look at all.
-    let look_at_all =
-        futures::stream::select(ceiling_changes, UnboundedReceiverStream::new(relisted_rx));
+    // A new ceiling, a new SCC schema, or a cache re-listed after a broken
+    // watch: look at all.
+    let look_at_all = futures::stream::select(
+        futures::stream::select(ceiling_changes, UnboundedReceiverStream::new(relisted_rx)),
+        scc_schema_changes(scc_crd_stream, caches.clone()),
+    );
     let ctx = Arc::new(Context {
         client,
         recorder,

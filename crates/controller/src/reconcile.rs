@@ -12,7 +12,7 @@ use buildpolicy_api::keys::{
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::drift::{role_binding_drift, role_drift, scc_drift};
 use buildpolicy_policy::status::{Observation, Part};
-use buildpolicy_policy::{Desired, Owner, TaskPin, render, validate};
+use buildpolicy_policy::{Desired, FittedScc, Owner, Rejection, TaskPin, render, validate};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -91,17 +91,17 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
 
     let ceiling = ctx.ceiling.borrow().clone();
     if let Err(rejection) = validate(&name, spec, &ceiling) {
-        info!(
-            reason = rejection.reason,
-            "policy refused: revoking anything it held"
-        );
-        obs.rejection = Some(rejection);
-        revoke(policy, ctx, &Keep::nothing()).await?;
-        status::write(policy, ctx, &obs).await?;
-        return Ok(Action::await_change());
+        return refuse(policy, ctx, obs, rejection).await;
     }
 
     let desired = render(&owner, spec);
+    // The SCC as the cluster's SCC schema can hold it; a policy that needs
+    // a field this OpenShift lacks is refused like one over the ceiling
+    // (the CRD watch looks at it again when the schema changes).
+    let scc = match ctx.caches.scc_schema().fit(&desired.scc, spec.isolation) {
+        Ok(fitted) => fitted,
+        Err(rejection) => return refuse(policy, ctx, obs, rejection).await,
+    };
 
     // 1. The SCC, unless someone else holds the name.
     match ctx.caches.scc(&obs.scc_name) {
@@ -117,7 +117,7 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
             status::write(policy, ctx, &obs).await?;
             return Ok(Action::await_change());
         }
-        live => match apply_scc(policy, ctx, &desired.scc, live.as_deref()).await {
+        live => match apply_scc(policy, ctx, &scc, live.as_deref()).await {
             Ok(()) => obs.scc = Part::Ready,
             Err(e) => {
                 // Nothing is granted without the SCC: say why, then retry.
@@ -163,12 +163,8 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
 
     // 4. Advice on what the grant means for other pods and for the Tasks.
     if obs.scc == Part::Ready {
-        obs.preemption = Some(analysis::preemption_advice(
-            policy,
-            &ctx.caches,
-            &desired.scc,
-        ));
-        match analysis::tasks_advice(policy, ctx, &desired.scc, &obs.pinned_tasks).await {
+        obs.preemption = Some(analysis::preemption_advice(policy, &ctx.caches, &scc.scc));
+        match analysis::tasks_advice(policy, ctx, &scc.scc, &obs.pinned_tasks).await {
             Ok(advice) => obs.tasks_admissible = advice,
             Err(error) => warn!(%error, "Task admissibility check failed"),
         }
@@ -204,12 +200,33 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     }
 }
 
+/// Refuses the policy: nothing is granted, anything granted earlier is
+/// revoked, and the status says why.
+async fn refuse(
+    policy: &BuildPolicy,
+    ctx: &Context,
+    mut obs: Observation,
+    rejection: Rejection,
+) -> Result<Action> {
+    info!(
+        reason = rejection.reason,
+        "policy refused: revoking anything it held"
+    );
+    obs.rejection = Some(rejection);
+    revoke(policy, ctx, &Keep::nothing()).await?;
+    status::write(policy, ctx, &obs).await?;
+    Ok(Action::await_change())
+}
+
 async fn apply_scc(
     policy: &BuildPolicy,
     ctx: &Context,
-    desired: &SecurityContextConstraints,
+    fitted: &FittedScc,
     live: Option<&SecurityContextConstraints>,
 ) -> Result<()> {
+    // Compared in the schema's view: a field the schema lacks is neither
+    // rendered nor stored, so it is no drift.
+    let desired = &fitted.scc;
     let drift = match live {
         Some(live) => scc_drift(desired, live),
         None => vec![],
@@ -218,7 +235,7 @@ async fn apply_scc(
         return Ok(());
     }
     let api: Api<SecurityContextConstraints> = Api::all(ctx.client.clone());
-    api.patch(desired.name(), &apply_params(), &Patch::Apply(desired))
+    api.patch(desired.name(), &apply_params(), &Patch::Apply(&fitted.body))
         .await
         .doing(|| format!("applying SecurityContextConstraints {}", desired.name()))?;
     if live.is_some() {

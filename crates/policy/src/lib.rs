@@ -7,10 +7,12 @@ pub mod ceiling;
 pub mod drift;
 pub mod rbac;
 pub mod render;
+pub mod scc_schema;
 pub mod status;
 pub mod task_check;
 pub mod validate;
 
 pub use ceiling::Ceiling;
 pub use render::{Desired, Owner, TaskPin, render};
+pub use scc_schema::{FittedScc, SccSchema};
 pub use validate::{Rejection, validate};

@@ -7,6 +7,8 @@
 //! default SCCs, from the binaries the shared cluster was built from.
 //! Starting one takes about 13 s; it is stopped (`down`) and its directory
 //! removed when the handle drops, also when the test panics.
+//! [`PrivateCluster::builder`] passes options to `up`, such as the SCC CRD
+//! of an older OpenShift release.
 //!
 //! ```no_run
 //! use buildpolicy_test_support::private_cluster::PrivateCluster;
@@ -47,6 +49,64 @@ pub struct PrivateCluster {
     log_path: PathBuf,
 }
 
+/// What to start: `hack/local-cluster.sh up` plus options.
+#[derive(Clone, Debug)]
+#[must_use = "nothing runs until start()"]
+pub struct PrivateClusterBuilder {
+    name: String,
+    up_args: Vec<String>,
+}
+
+impl PrivateClusterBuilder {
+    /// `--scc-crd <release>`: serve the SCC CRD of that OpenShift release
+    /// (`default`, `4.18`, `4.16`; see `hack/local-cluster.sh`).
+    pub fn scc_crd(self, release: &str) -> Self {
+        self.up_arg("--scc-crd").up_arg(release)
+    }
+
+    /// `--no-tekton`: no Tekton controller (a test that runs no pipeline).
+    pub fn no_tekton(self) -> Self {
+        self.up_arg("--no-tekton")
+    }
+
+    /// Any other option of `up`.
+    pub fn up_arg(mut self, arg: impl Into<String>) -> Self {
+        self.up_args.push(arg.into());
+        self
+    }
+
+    /// Starts it with `LOCAL_CLUSTER_DIR=<fresh dir> hack/local-cluster.sh
+    /// up [options]`, whose output goes to
+    /// `target/test-logs/private-cluster-<name>.log`.
+    ///
+    /// # Panics
+    ///
+    /// When `up` fails, with the end of its log.
+    pub async fn start(self) -> PrivateCluster {
+        let name = self.name;
+        let dir = scratch_dir("cluster");
+        let log_path = test_log_dir().join(format!("private-cluster-{name}.log"));
+        File::create(&log_path).unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
+        let cluster = PrivateCluster {
+            name: name.clone(),
+            dir,
+            log_path,
+        };
+        let started = Instant::now();
+        let mut args = vec!["up"];
+        args.extend(self.up_args.iter().map(String::as_str));
+        cluster.script(&args).await;
+        eprintln!(
+            "[test-support] private cluster {name} ({}) up in {:.1}s: {}, log {}",
+            args.join(" "),
+            started.elapsed().as_secs_f64(),
+            cluster.kubeconfig_path().display(),
+            cluster.log_path.display()
+        );
+        cluster
+    }
+}
+
 impl PrivateCluster {
     /// Starts one with `LOCAL_CLUSTER_DIR=<fresh dir> hack/local-cluster.sh
     /// up`, whose output goes to `target/test-logs/private-cluster-<name>.log`.
@@ -55,23 +115,15 @@ impl PrivateCluster {
     ///
     /// When `up` fails, with the end of its log.
     pub async fn start(name: &str) -> Self {
-        let dir = scratch_dir("cluster");
-        let log_path = test_log_dir().join(format!("private-cluster-{name}.log"));
-        File::create(&log_path).unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
-        let cluster = Self {
+        Self::builder(name).start().await
+    }
+
+    /// One with options for `up`; [`PrivateClusterBuilder::start`] starts it.
+    pub fn builder(name: &str) -> PrivateClusterBuilder {
+        PrivateClusterBuilder {
             name: name.to_owned(),
-            dir,
-            log_path,
-        };
-        let started = Instant::now();
-        cluster.script("up").await;
-        eprintln!(
-            "[test-support] private cluster {name} up in {:.1}s: {}, log {}",
-            started.elapsed().as_secs_f64(),
-            cluster.kubeconfig_path().display(),
-            cluster.log_path.display()
-        );
-        cluster
+            up_args: Vec::new(),
+        }
     }
 
     /// Its name in messages and in its log file's name.
@@ -109,7 +161,7 @@ impl PrivateCluster {
 
     /// `kubectl` (the one the script built) with `KUBECONFIG` pointing at it.
     pub fn kubectl(&self) -> Command {
-        let built = repo_root().join("target/local-cluster/bin/kubectl");
+        let built = binaries_dir().join("kubectl");
         let mut command = if built.is_file() {
             Command::new(built)
         } else {
@@ -192,15 +244,29 @@ impl PrivateCluster {
     /// When the script fails, with the end of its log.
     pub async fn restart(&self) -> Duration {
         let started = Instant::now();
-        self.script("restart").await;
+        self.script(&["restart"]).await;
         started.elapsed()
     }
 
-    /// Runs `hack/local-cluster.sh <command>` for this cluster, its output
+    /// `hack/local-cluster.sh scc-crd <release>`: replaces its SCC CRD with
+    /// that OpenShift release's, as an upgrade of the cluster would, and
+    /// returns once the API server applies SCCs with the new schema.
+    ///
+    /// # Panics
+    ///
+    /// When the script fails, with the end of its log.
+    pub async fn switch_scc_crd(&self, release: &str) -> Duration {
+        let started = Instant::now();
+        self.script(&["scc-crd", release]).await;
+        started.elapsed()
+    }
+
+    /// Runs `hack/local-cluster.sh <args>` for this cluster, its output
     /// appended to the log.
-    async fn script(&self, command: &str) {
+    async fn script(&self, args: &[&str]) {
+        let command = args.join(" ");
         let status = self
-            .script_command(command)
+            .script_command(args)
             .map(tokio::process::Command::from)
             .and_then(|mut script| script.kill_on_drop(true).spawn())
             .unwrap_or_else(|e| panic!("running hack/local-cluster.sh {command}: {e}"))
@@ -216,12 +282,12 @@ impl PrivateCluster {
         );
     }
 
-    fn script_command(&self, command: &str) -> std::io::Result<Command> {
+    fn script_command(&self, args: &[&str]) -> std::io::Result<Command> {
         let log = File::options().append(true).open(&self.log_path)?;
         let log_err = log.try_clone()?;
         let mut script = Command::new(repo_root().join("hack/local-cluster.sh"));
         script
-            .arg(command)
+            .args(args)
             .env("LOCAL_CLUSTER_DIR", &self.dir)
             .stdin(Stdio::null())
             .stdout(log)
@@ -235,7 +301,7 @@ impl Drop for PrivateCluster {
     /// then removes the directory; without panicking, since a panic here,
     /// while a failed test unwinds, would abort the test binary.
     fn drop(&mut self) {
-        match self.script_command("down").and_then(|mut c| c.status()) {
+        match self.script_command(&["down"]).and_then(|mut c| c.status()) {
             Ok(status) if status.success() => {
                 let _ = std::fs::remove_dir_all(&self.dir);
             }
@@ -247,4 +313,12 @@ impl Drop for PrivateCluster {
             ),
         }
     }
+}
+
+/// Where the script's binaries are: `LOCAL_CLUSTER_BIN`, as the script reads
+/// it (a worktree sharing another checkout's build), or this checkout's.
+fn binaries_dir() -> PathBuf {
+    std::env::var_os("LOCAL_CLUSTER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/local-cluster/bin"))
 }

@@ -430,6 +430,8 @@ fn check_template() {
         reason::SCC_CONFLICT,
         reason::CAPABILITY_NOT_ALLOWED,
         reason::NAMESPACE_NOT_ALLOWED,
+        reason::USER_NAMESPACE_REQUIRED,
+        reason::UNSUPPORTED_BY_CLUSTER,
         reason::APPLY_FAILED,
         reason::WAITING,
     ];
@@ -462,7 +464,7 @@ the operator has not acted on the latest one yet.
 | `TasksAdmissible` | Advisory, set once Tasks are pinned: every step of the pinned Tasks would pass SCC admission under the generated SCC (reason `Admissible`; `False` with reason `NotAdmissible` names the steps that would be refused). | no |
 
 When the policy is refused (`InvalidSpec`, `NamespaceNotAllowed`,
-`CapabilityNotAllowed`), `Ready`, `SCCReady`, `RBACReady` and `TasksPinned`
+`CapabilityNotAllowed`, `UserNamespaceRequired`, `UnsupportedByCluster`), `Ready`, `SCCReady`, `RBACReady` and `TasksPinned`
 are all `False` with the same reason and message, `status.sccName` is unset,
 nothing is granted, and anything granted earlier is revoked.
 
@@ -479,6 +481,8 @@ object; "transient" ones clear by themselves when the missing object appears
 | `InvalidSpec` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The spec breaks one of the schema rules above, which the controller re-checks because the CRD in a cluster may be older or edited. Fix the spec as the message says. |
 | `NamespaceNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | terminal | `spec.namespace` matches the ceiling's `protectedNamespaces` (by default `default`, `kube-*`, `openshift-*`, and always the operator's own namespace). Run builds in an application namespace. |
 | `CapabilityNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | terminal | `spec.capabilities` asks for more than the ceiling's `allowedCapabilities`. Remove the capability, or have a cluster admin raise the ceiling. Lowering the ceiling revokes the grants of policies that are now over it. |
+| `UserNamespaceRequired` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The ceiling's `userNamespaceRequiredFor` names a capability the policy asks for, and `spec.isolation` is `HostUserNamespace`. Set `spec.isolation` to `PodUserNamespace` or `CRIOUserNamespace`, or remove the capability (see [user-namespaces.md](user-namespaces.md)). |
+| `UnsupportedByCluster` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The policy needs an SCC field that the cluster's OpenShift does not have: the operator reads the SCC schema from the CRD `securitycontextconstraints.security.openshift.io`. Today this is `spec.isolation: PodUserNamespace` where the schema has no `userNamespaceLevel` (OpenShift before pod user-namespace support, e.g. the Default feature set of 4.18). Upgrade the cluster, or use `HostUserNamespace` or `CRIOUserNamespace`. The operator watches the CRD: after an upgrade the policy is granted without a restart. |
 | `SCCConflict` | Ready, SCCReady | terminal | An SCC named `buildpolicy-<name>` exists and is not owned by this policy. It is left unchanged and nothing is granted. Rename the policy or remove that SCC. |
 | `TaskConflict` | Ready, TasksPinned | terminal | A listed Task is already pinned to another SCC (by another policy, or by hand) and is left unchanged. Remove the other pin or drop the Task from this policy. |
 | `ApplyFailed` | Ready, SCCReady, RBACReady, TasksPinned | terminal while it lasts | A write to the API server failed; the message carries the error. The operator retries every 5 s, so a reason that stays means something refuses the write: the operator's RBAC, an admission webhook, a quota. |
