@@ -4,9 +4,12 @@
 //! field is refused there as a whole, so the operator reads the served
 //! schema from the CRD and renders for it.
 //!
-//! The test runs on a private cluster (`hack/local-cluster.sh up --scc-crd
-//! 4.18`) because it replaces the SCC CRD halfway, as an upgrade of the
-//! cluster would; the operator runs as the real binary with the shipped RBAC.
+//! Each test runs on a private cluster (`hack/local-cluster.sh up --scc-crd
+//! <release>`): the 4.18 one replaces the SCC CRD halfway, as an upgrade of
+//! the cluster would. The operator runs as the real binary with the shipped
+//! RBAC. OpenShift 4.16's CRD (openshift/api
+//! `v0.0.0-20240522145529-93d6bda14341`, the layout before per-feature-set
+//! CRDs) has the same top-level fields and gets the shorter test.
 
 use std::time::{Duration, Instant};
 
@@ -96,64 +99,168 @@ async fn assert_not_rewritten(
     );
 }
 
+/// A private cluster serving `release`'s SCC CRD, the ModelCar scene in two
+/// namespaces (one for a host-level policy, one for a user-namespace one),
+/// and the operator binary on it.
+struct Compat {
+    scope: String,
+    release: &'static str,
+    cluster: PrivateCluster,
+    client: Client,
+    policies: Api<BuildPolicy>,
+    sccs: Api<SecurityContextConstraints>,
+    host_ns: TempNamespace,
+    userns_ns: TempNamespace,
+    operator: OperatorProcess,
+}
+
+impl Compat {
+    async fn start(release: &'static str) -> Self {
+        let scope = unique_name("compat");
+        let cluster = PrivateCluster::builder(&scope)
+            .scc_crd(release)
+            .no_tekton()
+            .start()
+            .await;
+        let client = cluster.client().await;
+        let host_ns = TempNamespace::create(&client).await;
+        let userns_ns = TempNamespace::create(&client).await;
+        for ns in [&host_ns, &userns_ns] {
+            modelcar_scene(&client, ns.name()).await;
+        }
+        let operator = OperatorProcess::builder(&scope)
+            .kubeconfig(cluster.operator_kubeconfig().await)
+            .start()
+            .await;
+        Self {
+            policies: Api::all(client.clone()),
+            sccs: Api::all(client.clone()),
+            scope,
+            release,
+            cluster,
+            client,
+            host_ns,
+            userns_ns,
+            operator,
+        }
+    }
+
+    /// The ModelCar policy becomes Ready: its SCC grants the four
+    /// capabilities, without `userNamespaceLevel`, the service account may
+    /// use it and the build Task is pinned. Returns the policy's name.
+    async fn modelcar_is_granted(&self) -> String {
+        let host = unique_name("modelcar");
+        let ns = self.host_ns.name();
+        create_policy(&self.client, &modelcar_policy(&self.scope, &host, ns)).await;
+        let started = Instant::now();
+        wait_for(&self.policies, &host, TIMEOUT, is_ready).await;
+        eprintln!(
+            "compat: ModelCar policy Ready on the {} schema in {:.2}s",
+            self.release,
+            started.elapsed().as_secs_f64()
+        );
+        let host_scc = owned_name(&host);
+        let scc = self.sccs.get(&host_scc).await.expect("the ModelCar SCC");
+        let mut capabilities = scc.allowed_capabilities.clone().unwrap_or_default();
+        capabilities.sort();
+        let mut wanted = BUILDAH_CAPABILITIES.map(str::to_owned).to_vec();
+        wanted.sort();
+        assert_eq!(capabilities, wanted);
+        assert!(!scc.allow_privileged_container);
+        assert_eq!(
+            scc.user_namespace_level, None,
+            "the {} schema has no such field",
+            self.release
+        );
+        assert!(may_use(&self.client, ns, &host_scc).await);
+        let task = Api::<Task>::namespaced(self.client.clone(), ns)
+            .get(MODELCAR_BUILD_TASK)
+            .await
+            .expect("the build Task");
+        assert_eq!(
+            task.annotations().get(REQUIRED_SCC_ANNOTATION),
+            Some(&host_scc)
+        );
+        host
+    }
+
+    /// A PodUserNamespace policy is refused, naming the missing support and
+    /// the way out, and gets nothing. Returns the policy's name.
+    async fn pod_user_namespace_is_refused(&self) -> String {
+        let userns = unique_name("userns");
+        let ns = self.userns_ns.name();
+        let mut policy = modelcar_policy(&self.scope, &userns, ns);
+        policy.spec.isolation = Isolation::PodUserNamespace;
+        create_policy(&self.client, &policy).await;
+        let refused = wait_for(
+            &self.policies,
+            &userns,
+            TIMEOUT,
+            refused_as("UnsupportedByCluster"),
+        )
+        .await;
+        let message = &refused.condition("Ready").expect("Ready").message;
+        for part in [
+            "spec.isolation is PodUserNamespace",
+            "no pod user namespaces in SCCs",
+            "no userNamespaceLevel",
+            "upgrade the cluster",
+            "HostUserNamespace or CRIOUserNamespace",
+        ] {
+            assert!(message.contains(part), "{part:?} is not in: {message}");
+        }
+        let userns_scc = owned_name(&userns);
+        assert_eq!(
+            refused.status.as_ref().and_then(|s| s.scc_name.clone()),
+            None
+        );
+        assert!(self.sccs.get_opt(&userns_scc).await.expect("get").is_none());
+        assert!(
+            Api::<Role>::namespaced(self.client.clone(), ns)
+                .get_opt(&userns_scc)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            Api::<RoleBinding>::namespaced(self.client.clone(), ns)
+                .get_opt(&userns_scc)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(!may_use(&self.client, ns, &userns_scc).await);
+        let task = Api::<Task>::namespaced(self.client.clone(), ns)
+            .get(MODELCAR_BUILD_TASK)
+            .await
+            .expect("the build Task");
+        assert_eq!(task.annotations().get(REQUIRED_SCC_ANNOTATION), None);
+        userns
+    }
+
+    /// Revokes every policy of the test while the operator still runs.
+    async fn finish(self) {
+        delete_scope_policies(&self.client, &self.scope, TIMEOUT).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn on_the_openshift_4_18_scc_schema_builds_are_granted_and_pod_user_namespaces_wait_for_the_upgrade()
  {
-    let scope = unique_name("compat");
-    let cluster = PrivateCluster::builder(&scope)
-        .scc_crd("4.18")
-        .no_tekton()
-        .start()
-        .await;
-    let client = cluster.client().await;
-    let policies: Api<BuildPolicy> = Api::all(client.clone());
-    let sccs: Api<SecurityContextConstraints> = Api::all(client.clone());
-    let host_ns = TempNamespace::create(&client).await;
-    let userns_ns = TempNamespace::create(&client).await;
-    for ns in [&host_ns, &userns_ns] {
-        modelcar_scene(&client, ns.name()).await;
-    }
-    let mut operator = OperatorProcess::builder(&scope)
-        .kubeconfig(cluster.operator_kubeconfig().await)
-        .start()
-        .await;
+    let mut compat = Compat::start("4.18").await;
 
     // 1. The ModelCar grant and pin work on the 4.18 schema.
-    let host = unique_name("modelcar");
-    create_policy(&client, &modelcar_policy(&scope, &host, host_ns.name())).await;
-    let started = Instant::now();
-    wait_for(&policies, &host, TIMEOUT, is_ready).await;
-    eprintln!(
-        "compat: ModelCar policy Ready on the 4.18 schema in {:.2}s",
-        started.elapsed().as_secs_f64()
-    );
-    let host_scc = owned_name(&host);
-    let scc = sccs.get(&host_scc).await.expect("the ModelCar SCC");
-    let mut capabilities = scc.allowed_capabilities.clone().unwrap_or_default();
-    capabilities.sort();
-    let mut wanted = BUILDAH_CAPABILITIES.map(str::to_owned).to_vec();
-    wanted.sort();
-    assert_eq!(capabilities, wanted);
-    assert!(!scc.allow_privileged_container);
-    assert_eq!(
-        scc.user_namespace_level, None,
-        "the 4.18 schema has no such field"
-    );
-    assert!(may_use(&client, host_ns.name(), &host_scc).await);
-    let task = Api::<Task>::namespaced(client.clone(), host_ns.name())
-        .get(MODELCAR_BUILD_TASK)
-        .await
-        .expect("the build Task");
-    assert_eq!(
-        task.annotations().get(REQUIRED_SCC_ANNOTATION),
-        Some(&host_scc)
-    );
+    let host = compat.modelcar_is_granted().await;
 
     // 2. At steady state its SCC is not rewritten, even when the policy is
     // reconciled: what is compared is what the 4.18 schema holds.
+    let host_scc = owned_name(&host);
+    let scc = compat.sccs.get(&host_scc).await.expect("the ModelCar SCC");
     let resource_version = scc.resource_version().expect("a resourceVersion");
-    let reconciles = counter(&operator, "buildpolicy_reconciliations_total").await;
-    policies
+    let operator = &compat.operator;
+    let reconciles = counter(operator, "buildpolicy_reconciliations_total").await;
+    compat
+        .policies
         .patch(
             &host,
             &PatchParams::default(),
@@ -161,13 +268,13 @@ async fn on_the_openshift_4_18_scc_schema_builds_are_granted_and_pod_user_namesp
         )
         .await
         .expect("annotating the policy");
-    let observed = assert_not_rewritten(&sccs, &host_scc, &resource_version, STEADY_STATE);
+    let observed = assert_not_rewritten(&compat.sccs, &host_scc, &resource_version, STEADY_STATE);
     let reconciled = async {
         eventually(
             "the annotated policy to be reconciled",
             STEADY_STATE,
             || async {
-                (counter(&operator, "buildpolicy_reconciliations_total").await > reconciles)
+                (counter(operator, "buildpolicy_reconciliations_total").await > reconciles)
                     .then_some(())
             },
         )
@@ -175,82 +282,48 @@ async fn on_the_openshift_4_18_scc_schema_builds_are_granted_and_pod_user_namesp
     };
     tokio::join!(observed, reconciled);
     assert_eq!(
-        counter(&operator, "buildpolicy_drift_corrections_total").await,
+        counter(operator, "buildpolicy_drift_corrections_total").await,
         0,
         "nothing drifted, so nothing is repaired"
     );
 
-    // 3. A PodUserNamespace policy is refused, naming the missing support
-    // and the way out, and gets nothing.
-    let userns = unique_name("userns");
-    let mut policy = modelcar_policy(&scope, &userns, userns_ns.name());
-    policy.spec.isolation = Isolation::PodUserNamespace;
-    create_policy(&client, &policy).await;
-    let refused = wait_for(
-        &policies,
-        &userns,
-        TIMEOUT,
-        refused_as("UnsupportedByCluster"),
-    )
-    .await;
-    let message = &refused.condition("Ready").expect("Ready").message;
-    for part in [
-        "spec.isolation is PodUserNamespace",
-        "no pod user namespaces in SCCs",
-        "no userNamespaceLevel",
-        "upgrade the cluster",
-        "HostUserNamespace or CRIOUserNamespace",
-    ] {
-        assert!(message.contains(part), "{part:?} is not in: {message}");
-    }
-    let userns_scc = owned_name(&userns);
-    assert_eq!(
-        refused.status.as_ref().and_then(|s| s.scc_name.clone()),
-        None
-    );
-    assert!(sccs.get_opt(&userns_scc).await.expect("get").is_none());
-    assert!(
-        Api::<Role>::namespaced(client.clone(), userns_ns.name())
-            .get_opt(&userns_scc)
-            .await
-            .expect("get")
-            .is_none()
-    );
-    assert!(
-        Api::<RoleBinding>::namespaced(client.clone(), userns_ns.name())
-            .get_opt(&userns_scc)
-            .await
-            .expect("get")
-            .is_none()
-    );
-    assert!(!may_use(&client, userns_ns.name(), &userns_scc).await);
-    let task = Api::<Task>::namespaced(client.clone(), userns_ns.name())
-        .get(MODELCAR_BUILD_TASK)
-        .await
-        .expect("the build Task");
-    assert_eq!(task.annotations().get(REQUIRED_SCC_ANNOTATION), None);
+    // 3. A PodUserNamespace policy is refused and gets nothing.
+    let userns = compat.pod_user_namespace_is_refused().await;
 
     // 4. The cluster is upgraded to today's SCC schema: without a restart,
     // the operator sees the CRD change and grants the same policy.
-    let took = cluster.switch_scc_crd("default").await;
+    let took = compat.cluster.switch_scc_crd("default").await;
     let switched = Instant::now();
     eprintln!(
         "compat: SCC CRD switched to today's release in {:.2}s",
         took.as_secs_f64()
     );
-    wait_for(&policies, &userns, TIMEOUT, is_ready).await;
+    wait_for(&compat.policies, &userns, TIMEOUT, is_ready).await;
     eprintln!(
         "compat: PodUserNamespace policy Ready {:.2}s after the switch",
         switched.elapsed().as_secs_f64()
     );
     assert!(
-        operator.is_running(),
+        compat.operator.is_running(),
         "the same operator process, not restarted"
     );
-    let scc = sccs.get(&userns_scc).await.expect("the user-namespace SCC");
+    let userns_scc = owned_name(&userns);
+    let scc = compat
+        .sccs
+        .get(&userns_scc)
+        .await
+        .expect("the user-namespace SCC");
     assert_eq!(scc.user_namespace_level.as_deref(), Some("RequirePodLevel"));
-    assert!(may_use(&client, userns_ns.name(), &userns_scc).await);
-    wait_for(&policies, &host, TIMEOUT, is_ready).await;
+    assert!(may_use(&compat.client, compat.userns_ns.name(), &userns_scc).await);
+    wait_for(&compat.policies, &host, TIMEOUT, is_ready).await;
 
-    delete_scope_policies(&client, &scope, TIMEOUT).await;
+    compat.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_openshift_4_16_scc_schema_builds_are_granted_and_pod_user_namespaces_refused() {
+    let compat = Compat::start("4.16").await;
+    compat.modelcar_is_granted().await;
+    compat.pod_user_namespace_is_refused().await;
+    compat.finish().await;
 }

@@ -464,9 +464,10 @@ the operator has not acted on the latest one yet.
 | `TasksAdmissible` | Advisory, set once Tasks are pinned: every step of the pinned Tasks would pass SCC admission under the generated SCC (reason `Admissible`; `False` with reason `NotAdmissible` names the steps that would be refused). | no |
 
 When the policy is refused (`InvalidSpec`, `NamespaceNotAllowed`,
-`CapabilityNotAllowed`, `UserNamespaceRequired`, `UnsupportedByCluster`), `Ready`, `SCCReady`, `RBACReady` and `TasksPinned`
-are all `False` with the same reason and message, `status.sccName` is unset,
-nothing is granted, and anything granted earlier is revoked.
+`CapabilityNotAllowed`, `UserNamespaceRequired`, `UnsupportedByCluster`),
+`Ready`, `SCCReady`, `RBACReady` and `TasksPinned` are all `False` with the
+same reason and message, `status.sccName` is unset, nothing is granted, and
+anything granted earlier is revoked.
 
 ### Reasons
 
