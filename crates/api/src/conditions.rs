@@ -20,6 +20,11 @@ pub const PREEMPTION_SAFE: &str = "PreemptionSafe";
 /// the generated SCC. Does not change `Ready`.
 pub const TASKS_ADMISSIBLE: &str = "TasksAdmissible";
 
+/// Advisory: the pods Tekton created for the latest TaskRun of each pinned
+/// Task were admitted (reported from the TaskRuns; absent until one ran).
+/// Does not change `Ready`.
+pub const BUILDS_ADMITTED: &str = "BuildsAdmitted";
+
 /// Reasons. One per thing that can be wrong, so a reader knows what to fix.
 pub mod reason {
     pub const RECONCILED: &str = "Reconciled";
@@ -44,4 +49,8 @@ pub mod reason {
     pub const ADMISSIBLE: &str = "Admissible";
     /// TasksAdmissible=False: a step would be refused by SCC admission.
     pub const NOT_ADMISSIBLE: &str = "NotAdmissible";
+    /// BuildsAdmitted=True: the latest TaskRuns' pods were admitted.
+    pub const PODS_ADMITTED: &str = "PodsAdmitted";
+    /// BuildsAdmitted=False: admission refused the pod of a TaskRun.
+    pub const POD_REFUSED: &str = "PodRefused";
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::core::PartialObjectMeta;
@@ -27,6 +27,9 @@ pub struct Caches {
     pub tasks: Store<PartialObjectMeta<Task>>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    /// TaskRuns of pinned Tasks (Tekton copies the Task's policy label onto
+    /// them), reduced to their Task, pod and `Succeeded` condition.
+    pub task_runs: Store<TaskRun>,
     /// One flag per cache, true once it holds a full list.
     pub synced: Vec<tokio::sync::watch::Receiver<bool>>,
 }
@@ -57,6 +60,14 @@ impl Caches {
 
     pub fn task(&self, namespace: &str, name: &str) -> Option<Arc<PartialObjectMeta<Task>>> {
         self.tasks.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// TaskRuns in `namespace` of Tasks that `policy` pinned.
+    pub fn task_runs_of(&self, policy: &str, namespace: &str) -> Vec<Arc<TaskRun>> {
+        self.task_runs.state_filter(|r| {
+            r.metadata.namespace.as_deref() == Some(namespace)
+                && r.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
+        })
     }
 
     pub fn policy(&self, name: &str) -> Option<Arc<BuildPolicy>> {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use buildpolicy_api::keys::{
     FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL,
 };
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_api::tekton::TASK_LABEL;
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::rbac::grants_scc_use;
 use futures::{Future, Stream, StreamExt};
@@ -160,6 +161,51 @@ fn keep_own_annotations<K: Resource>(object: &mut K) {
 }
 
 fn keep_all<K>(_: &mut K) {}
+
+/// TaskRuns: the type already dropped all but the Task, pod and condition;
+/// of the metadata only the labels that map a run to its policy stay.
+fn prune_task_run(run: &mut TaskRun) {
+    let meta = &mut run.metadata;
+    meta.annotations = None;
+    meta.owner_references = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| k == POLICY_LABEL || k == TASK_LABEL);
+    }
+}
+
+/// Counts TaskRuns whose pod admission refused, once each, and only those
+/// refused since this controller started (a restart does not count old ones
+/// again).
+struct RefusalCounter {
+    metrics: Arc<Metrics>,
+    since: k8s_openapi::jiff::Timestamp,
+    counted: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl RefusalCounter {
+    fn observe(&self, run: &TaskRun) {
+        if run.pod_refused().is_none() {
+            return;
+        }
+        let when = run
+            .succeeded()
+            .and_then(|c| c.last_transition_time.as_deref())
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+        // Conditions carry whole seconds.
+        if when.is_none_or(|t| t.as_second() < self.since.as_second()) {
+            return;
+        }
+        let uid = run.metadata.uid.clone().unwrap_or_default();
+        if self
+            .counted
+            .lock()
+            .expect("refusal counter lock")
+            .insert(uid)
+        {
+            self.metrics.build_refused();
+        }
+    }
+}
 
 fn is_managed<K: Resource>(object: &K) -> bool {
     object
@@ -351,6 +397,18 @@ pub fn build(
         &mut watch_tasks,
     );
 
+    // Only TaskRuns of Tasks some policy pinned: Tekton copies the Task's
+    // policy label onto them.
+    let (task_runs, task_runs_synced, task_run_stream) = cached(
+        watcher(
+            Api::<TaskRun>::all(client.clone()),
+            watcher::Config::default().labels(POLICY_LABEL),
+        ),
+        false,
+        prune_task_run,
+        &mut watch_tasks,
+    );
+
     let caches = Caches {
         policies: policies_reader.clone(),
         sccs,
@@ -361,6 +419,7 @@ pub fn build(
         tasks,
         namespaces,
         service_accounts,
+        task_runs,
         synced: vec![
             policies_synced,
             sccs_synced,
@@ -371,6 +430,7 @@ pub fn build(
             tasks_synced,
             namespaces_synced,
             service_accounts_synced,
+            task_runs_synced,
         ],
     };
     let recorder = Recorder::new(
@@ -406,6 +466,11 @@ pub fn build(
     let grants_for_cluster_bindings = grants.clone();
     let by_namespace = policies_reader.clone();
     let by_sa = policies_reader.clone();
+    let refusals = RefusalCounter {
+        metrics: metrics.clone(),
+        since: k8s_openapi::jiff::Timestamp::now(),
+        counted: Default::default(),
+    };
     let controller = Controller::for_stream(policy_stream, policies_reader)
         .with_config(ControllerConfig::default().concurrency(16))
         .watches_stream(scc_stream, |scc: SecurityContextConstraints| {
@@ -456,6 +521,10 @@ pub fn build(
             policies_where(&by_sa, |p| {
                 p.spec.namespace == ns && p.spec.service_account_name == name
             })
+        })
+        .watches_stream(task_run_stream, move |run: TaskRun| {
+            refusals.observe(&run);
+            policy_of_label(&run)
         })
         .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);

@@ -9,7 +9,8 @@ use buildpolicy_api::conditions::reason;
 use buildpolicy_api::keys::{
     FIELD_MANAGER, FINALIZER, POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name,
 };
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun};
+use buildpolicy_policy::builds::builds_advice;
 use buildpolicy_policy::drift::{role_binding_drift, role_drift, scc_drift};
 use buildpolicy_policy::status::{Observation, Part};
 use buildpolicy_policy::{Desired, Owner, TaskPin, render, validate};
@@ -173,6 +174,9 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
             Err(error) => warn!(%error, "Task admissibility check failed"),
         }
     }
+    let runs = ctx.caches.task_runs_of(&name, &spec.namespace);
+    let runs: Vec<&TaskRun> = runs.iter().map(AsRef::as_ref).collect();
+    obs.builds = builds_advice(&spec.tasks, spec.isolation, &runs);
 
     // 5. Whatever the policy held before and no longer wants. A Task that
     // could not be re-pinned keeps whatever pin it has.

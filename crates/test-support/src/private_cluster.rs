@@ -64,7 +64,9 @@ impl PrivateCluster {
             log_path,
         };
         let started = Instant::now();
-        cluster.script("up").await;
+        // Without Tekton's controller: its probes port (*:8080) is fixed,
+        // and the shared cluster's controller holds it.
+        cluster.script("up --no-tekton").await;
         eprintln!(
             "[test-support] private cluster {name} up in {:.1}s: {}, log {}",
             started.elapsed().as_secs_f64(),
@@ -196,8 +198,8 @@ impl PrivateCluster {
         started.elapsed()
     }
 
-    /// Runs `hack/local-cluster.sh <command>` for this cluster, its output
-    /// appended to the log.
+    /// Runs `hack/local-cluster.sh <command>` (words split at spaces) for
+    /// this cluster, its output appended to the log.
     async fn script(&self, command: &str) {
         let status = self
             .script_command(command)
@@ -221,7 +223,7 @@ impl PrivateCluster {
         let log_err = log.try_clone()?;
         let mut script = Command::new(repo_root().join("hack/local-cluster.sh"));
         script
-            .arg(command)
+            .args(command.split_whitespace())
             .env("LOCAL_CLUSTER_DIR", &self.dir)
             .stdin(Stdio::null())
             .stdout(log)
