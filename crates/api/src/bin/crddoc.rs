@@ -460,6 +460,7 @@ the operator has not acted on the latest one yet.
 | `TasksPinned` | Every Task in `spec.tasks` carries `openshift.io/required-scc: <status.sccName>`; `status.pinnedTasks` lists them. | yes |
 | `PreemptionSafe` | Advisory, set once the SCC exists: pods of the service account that are *not* pinned would not be admitted under the generated SCC ahead of the SCC they get without it (reason `SortsAfterDefault`; `False` with reason `Preempts` names the pods it would capture). | no |
 | `TasksAdmissible` | Advisory, set once Tasks are pinned: every step of the pinned Tasks would pass SCC admission under the generated SCC (reason `Admissible`; `False` with reason `NotAdmissible` names the steps that would be refused). | no |
+| `BuildsAdmitted` | Advisory, set once a TaskRun of a listed Task had an outcome: the pod of the newest such TaskRun of each listed Task was admitted (reason `PodsAdmitted`, naming the TaskRuns). `False` with reason `PodRefused`: Tekton failed a TaskRun because the API server refused its pod (`PodAdmissionFailed`); the message names the TaskRun and quotes OpenShift's refusal on one line, with the fix when it is a missing `hostUsers: false`. A later admitted run of that Task clears it. Read from the TaskRuns that carry the policy's label, which Tekton copies from the pinned Task. | no |
 
 When the policy is refused (`InvalidSpec`, `NamespaceNotAllowed`,
 `CapabilityNotAllowed`), `Ready`, `SCCReady`, `RBACReady` and `TasksPinned`
@@ -487,7 +488,8 @@ object; "transient" ones clear by themselves when the missing object appears
 | `TaskNotFound` | Ready, TasksPinned | transient | A listed Task does not exist in `spec.namespace`. It is pinned as soon as it is created. |
 | `Waiting` | Ready, SCCReady, RBACReady, TasksPinned | transient | One part waits for another: the Role, RoleBinding and pins wait for the SCC. Normally seen only for a moment. |
 
-Events repeat the `Ready` transitions (reason = the condition's reason) and
+Events repeat the `Ready` transitions (reason = the condition's reason),
+each newly refused build (`PodRefused`, with the condition's message), and
 record each repair (`DriftCorrected`) and revocation (`Revoked`):
 `kubectl describe buildpolicy <name>`.
 "#;
