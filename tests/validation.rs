@@ -119,6 +119,7 @@ fn schema_only_ceiling() -> Ceiling {
         allowed_capabilities: strings(KNOWN_CAPABILITIES).into_iter().collect(),
         protected_namespaces: Vec::new(),
         user_namespace_required_for: Default::default(),
+        confinement: Default::default(),
     }
 }
 

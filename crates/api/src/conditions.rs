@@ -25,6 +25,12 @@ pub const TASKS_ADMISSIBLE: &str = "TasksAdmissible";
 /// Does not change `Ready`.
 pub const BUILDS_ADMITTED: &str = "BuildsAdmitted";
 
+/// Advisory: the generated SCC is admitted only for the pods the pipeline
+/// controller creates for the listed Tasks (a ValidatingAdmissionPolicy
+/// binding). `False` says why not: Warn mode, Off, or unsupported. Does not
+/// change `Ready`.
+pub const CONFINED: &str = "Confined";
+
 /// Reasons. One per thing that can be wrong, so a reader knows what to fix.
 pub mod reason {
     pub const RECONCILED: &str = "Reconciled";
@@ -53,4 +59,12 @@ pub mod reason {
     pub const PODS_ADMITTED: &str = "PodsAdmitted";
     /// BuildsAdmitted=False: admission refused the pod of a TaskRun.
     pub const POD_REFUSED: &str = "PodRefused";
+    /// Confined=True: the binding denies everything else.
+    pub const ENFORCED: &str = "Enforced";
+    /// Confined=False: the ceiling's confinement mode is `Warn`.
+    pub const WARN_ONLY: &str = "WarnOnly";
+    /// Confined=False: the ceiling's confinement mode is `Off`.
+    pub const CONFINEMENT_OFF: &str = "ConfinementOff";
+    /// Confined=False: the API server serves no ValidatingAdmissionPolicy.
+    pub const CONFINEMENT_UNSUPPORTED: &str = "ConfinementUnsupported";
 }

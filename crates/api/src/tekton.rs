@@ -158,13 +158,17 @@ impl TaskRun {
     }
 
     /// Tekton's message when the run failed because the API server refused
-    /// its pod at admission (SCC admission or Pod Security).
+    /// its pod at admission (SCC admission, Pod Security, or a
+    /// ValidatingAdmissionPolicy such as the policy's confinement).
     pub fn pod_refused(&self) -> Option<&str> {
         let c = self.succeeded().filter(|c| c.status == "False")?;
         let message = c.message.as_deref().unwrap_or_default();
         match c.reason.as_deref() {
             Some(REASON_POD_ADMISSION_FAILED) => Some(message),
-            Some(REASON_POD_CREATION_FAILED) if message.contains("security context constraint") => {
+            Some(REASON_POD_CREATION_FAILED)
+                if message.contains("security context constraint")
+                    || message.contains("ValidatingAdmissionPolicy") =>
+            {
                 Some(message)
             }
             _ => None,

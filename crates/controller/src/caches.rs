@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::core::PartialObjectMeta;
@@ -30,6 +33,10 @@ pub struct Caches {
     /// TaskRuns of pinned Tasks (Tekton copies the Task's policy label onto
     /// them), reduced to their Task, pod and `Succeeded` condition.
     pub task_runs: Store<TaskRun>,
+    /// The confinement ValidatingAdmissionPolicy (by name) and the bindings
+    /// the operator manages; empty where the server has no such API.
+    pub admission_policies: Store<ValidatingAdmissionPolicy>,
+    pub admission_bindings: Store<ValidatingAdmissionPolicyBinding>,
     /// One flag per cache, true once it holds a full list.
     pub synced: Vec<tokio::sync::watch::Receiver<bool>>,
 }

@@ -9,8 +9,13 @@ use buildpolicy_api::keys::{
 use buildpolicy_api::tekton::TASK_LABEL;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun};
 use buildpolicy_policy::Ceiling;
+use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_policy::rbac::grants_scc_use;
+use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
@@ -120,6 +125,32 @@ where
         }
     }));
     (reader, synced_rx, UnboundedReceiverStream::new(rx))
+}
+
+/// [`cached`] when `served`; otherwise an empty cache that counts as
+/// synced and a stream that never yields.
+#[allow(clippy::type_complexity)]
+fn optionally_cached<K, S>(
+    served: bool,
+    stream: impl FnOnce() -> S,
+    watches: &mut Watches,
+) -> (
+    Store<K>,
+    tokio::sync::watch::Receiver<bool>,
+    BoxStream<'static, Result<K, watcher::Error>>,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    if served {
+        let (store, synced, stream) = cached(stream(), true, keep_all, watches);
+        (store, synced, stream.boxed())
+    } else {
+        let (store, _writer) = reflector::store();
+        let (_, synced) = tokio::sync::watch::channel(true);
+        (store, synced, futures::stream::pending().boxed())
+    }
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -409,6 +440,34 @@ pub fn build(
         &mut watch_tasks,
     );
 
+    // Confinement: the one ValidatingAdmissionPolicy and the bindings the
+    // operator manages; nothing to watch where the server lacks the API.
+    let served = config.admission_policies_served;
+    let (admission_policies, admission_policies_synced, admission_policy_stream) =
+        optionally_cached(
+            served,
+            || {
+                watcher(
+                    Api::<ValidatingAdmissionPolicy>::all(client.clone()),
+                    watcher::Config::default()
+                        .fields(&format!("metadata.name={ADMISSION_POLICY_NAME}")),
+                )
+            },
+            &mut watch_tasks,
+        );
+    let (admission_bindings, admission_bindings_synced, admission_binding_stream) =
+        optionally_cached(
+            served,
+            || {
+                watcher(
+                    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()),
+                    watcher::Config::default()
+                        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+                )
+            },
+            &mut watch_tasks,
+        );
+
     let caches = Caches {
         policies: policies_reader.clone(),
         sccs,
@@ -420,6 +479,8 @@ pub fn build(
         namespaces,
         service_accounts,
         task_runs,
+        admission_policies,
+        admission_bindings,
         synced: vec![
             policies_synced,
             sccs_synced,
@@ -431,6 +492,8 @@ pub fn build(
             namespaces_synced,
             service_accounts_synced,
             task_runs_synced,
+            admission_policies_synced,
+            admission_bindings_synced,
         ],
     };
     let recorder = Recorder::new(
@@ -466,6 +529,7 @@ pub fn build(
     let grants_for_cluster_bindings = grants.clone();
     let by_namespace = policies_reader.clone();
     let by_sa = policies_reader.clone();
+    let by_admission_policy = policies_reader.clone();
     let refusals = RefusalCounter {
         metrics: metrics.clone(),
         since: k8s_openapi::jiff::Timestamp::now(),
@@ -525,6 +589,14 @@ pub fn build(
         .watches_stream(task_run_stream, move |run: TaskRun| {
             refusals.observe(&run);
             policy_of_label(&run)
+        })
+        .watches_stream(admission_binding_stream, |binding| {
+            policy_of_label(&binding)
+        })
+        // The one admission policy serves every BuildPolicy: any of them
+        // repairs it, all of them report on it.
+        .watches_stream(admission_policy_stream, move |_| {
+            policies_where(&by_admission_policy, |_| true)
         })
         .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);
