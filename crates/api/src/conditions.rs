@@ -42,6 +42,8 @@ pub mod reason {
     pub const SCC_CONFLICT: &str = "SCCConflict";
     pub const CAPABILITY_NOT_ALLOWED: &str = "CapabilityNotAllowed";
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    /// `spec.serviceAccountName` is `default` and the ceiling does not allow it.
+    pub const SERVICE_ACCOUNT_NOT_ALLOWED: &str = "ServiceAccountNotAllowed";
     /// The ceiling requires a user-namespace `spec.isolation` for a
     /// capability the policy asks for.
     pub const USER_NAMESPACE_REQUIRED: &str = "UserNamespaceRequired";

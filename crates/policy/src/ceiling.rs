@@ -27,6 +27,10 @@ pub struct Ceiling {
     /// namespace, not on the node. Empty by default.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub user_namespace_required_for: BTreeSet<String>,
+    /// Whether a policy may name the namespace's `default` service account,
+    /// which every pod that names no other runs as. Off by default.
+    #[serde(default)]
+    pub allow_default_service_account: bool,
     /// Whether, and as whom, the generated SCC is confined to the pods the
     /// pipeline controller creates for the listed Tasks.
     #[serde(default)]
@@ -95,6 +99,7 @@ impl Default for Ceiling {
             allowed_capabilities: default_allowed_capabilities(),
             protected_namespaces: default_protected_namespaces(),
             user_namespace_required_for: BTreeSet::new(),
+            allow_default_service_account: false,
             confinement: Confinement::default(),
         }
     }
