@@ -275,6 +275,20 @@ fn prune_binding<K: Resource>(binding: &mut K) {
     }
 }
 
+/// The policy an object of ours belongs to: by its label, or else by its
+/// name (`buildpolicy-<policy>`), so that an object whose label was removed
+/// by hand is still repaired at once, not at the next resync.
+fn policy_of<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
+    policy_of_label(object).or_else(|| {
+        object
+            .meta()
+            .name
+            .as_deref()?
+            .strip_prefix(NAME_PREFIX)
+            .map(ObjectRef::new)
+    })
+}
+
 fn policy_of_label<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
     object
         .meta()
@@ -540,7 +554,7 @@ pub fn build(
         .watches_stream(scc_stream, |scc: SecurityContextConstraints| {
             scc.name_any().strip_prefix(NAME_PREFIX).map(ObjectRef::new)
         })
-        .watches_stream(role_stream, |role: Role| policy_of_label(&role))
+        .watches_stream(role_stream, |role: Role| policy_of(&role))
         // A binding that changes who may use which SCC changes the
         // preemption analysis of the policies it can concern.
         .watches_stream(binding_stream, move |binding: RoleBinding| {
@@ -548,10 +562,11 @@ pub fn build(
                 return policy_of_label(&binding).into_iter().collect();
             }
             let ns = binding.namespace().unwrap_or_default();
-            if !grants.grant_scc_use(&binding.role_ref, Some(&ns)) {
-                return Vec::new();
+            let mut refs: Vec<_> = policy_of(&binding).into_iter().collect();
+            if grants.grant_scc_use(&binding.role_ref, Some(&ns)) {
+                refs.extend(policies_where(&by_binding, |p| p.spec.namespace == ns));
             }
-            policies_where(&by_binding, |p| p.spec.namespace == ns)
+            refs
         })
         .watches_stream(
             cluster_binding_stream,
@@ -590,9 +605,7 @@ pub fn build(
             refusals.observe(&run);
             policy_of_label(&run)
         })
-        .watches_stream(admission_binding_stream, |binding| {
-            policy_of_label(&binding)
-        })
+        .watches_stream(admission_binding_stream, |binding| policy_of(&binding))
         // The one admission policy serves every BuildPolicy: any of them
         // repairs it, all of them report on it.
         .watches_stream(admission_policy_stream, move |_| {

@@ -372,11 +372,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.message.contains("unknown capability sys_admin: write SYS_ADMIN"),
+            err.message
+                .contains("unknown capability sys_admin: write SYS_ADMIN"),
             "{err}"
         );
         assert!(
-            err.message.contains("unknown capability FLY: write a Linux capability name"),
+            err.message
+                .contains("unknown capability FLY: write a Linux capability name"),
             "{err}"
         );
     }
