@@ -17,6 +17,7 @@ use buildpolicy_api::keys::{ADMITTED_SCC_ANNOTATION, REQUIRED_SCC_ANNOTATION};
 use buildpolicy_api::{BuildPolicy, Task};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::ceiling::{Confinement, ConfinementMode};
+use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scc_admission::webhook_holds;
 use buildpolicy_test_support::scene::{
@@ -29,7 +30,9 @@ use buildpolicy_test_support::tekton::{
 use buildpolicy_test_support::{
     eventually, kubectl, unique_name, wait_for, wait_for_deletion, with_temp_ns,
 };
-use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -454,6 +457,22 @@ async fn dropping_a_task_refuses_its_pods_and_deleting_the_policy_removes_its_bi
             "the dropped Task's pod: {message}"
         );
 
+        // A binding deleted by hand comes back.
+        let before = bindings.get(&binding).await.expect("the binding").uid();
+        bindings
+            .delete(&binding, &DeleteParams::default())
+            .await
+            .expect("deleting the binding by hand");
+        eventually("the deleted binding to be recreated", TIMEOUT, || async {
+            bindings
+                .get_opt(&binding)
+                .await
+                .ok()
+                .flatten()
+                .filter(|b| b.uid() != before)
+        })
+        .await;
+
         op.set_ceiling(ceiling(ConfinementMode::Off));
         wait_for_deletion(&bindings, &binding, TIMEOUT).await;
         op.set_ceiling(Ceiling::default());
@@ -465,6 +484,79 @@ async fn dropping_a_task_refuses_its_pods_and_deleting_the_policy_removes_its_bi
             .expect("deleting the policy");
         wait_for_deletion(&bindings, &binding, TIMEOUT).await;
         op.stop().await;
+    })
+    .await;
+}
+
+/// The admission policy itself is repaired: a hand edit that would let
+/// requests through when its expressions fail (`failurePolicy: Ignore`) is
+/// reverted. (Only `failurePolicy` is touched: the policy is shared by every
+/// test running beside this one.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hand_edit_of_the_admission_policy_is_reverted() {
+    with_temp_ns(|client, ns| async move {
+        scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        ready_policy(&op, &client, &ns, &[], |c| c.status == "True").await;
+        let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+        policies
+            .patch(
+                ADMISSION_POLICY_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"failurePolicy": "Ignore"}})),
+            )
+            .await
+            .expect("editing the admission policy by hand");
+        wait_for(
+            &policies,
+            ADMISSION_POLICY_NAME,
+            TIMEOUT,
+            |p: &ValidatingAdmissionPolicy| {
+                p.spec.as_ref().and_then(|s| s.failure_policy.as_deref()) == Some("Fail")
+            },
+        )
+        .await;
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+/// An API server without ValidatingAdmissionPolicy (before Kubernetes 1.30
+/// / OpenShift 4.17): the policy is granted as before, no binding is made,
+/// and `Confined` says the grant is the service account's.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_admission_policies_the_policy_says_it_is_not_confined() {
+    with_temp_ns(|client, ns| async move {
+        scene(&client, &ns).await;
+        let op = Operator::start_with_config(&client, &ns, |config| {
+            config.admission_policies_served = false;
+        })
+        .await;
+        let (name, _) = ready_policy(&op, &client, &ns, &[], |c| {
+            c.status == "False" && c.reason == reason::CONFINEMENT_UNSUPPORTED
+        })
+        .await;
+        let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+        assert!(
+            bindings
+                .get_opt(&format!("buildpolicy-{name}"))
+                .await
+                .expect("reading bindings")
+                .is_none()
+        );
+        let policy = Api::<BuildPolicy>::all(client.clone())
+            .get(&name)
+            .await
+            .expect("the policy");
+        let message = &policy
+            .condition(conditions::CONFINED)
+            .expect("Confined")
+            .message;
+        assert!(
+            message.contains("not confined to the listed Tasks"),
+            "{message}"
+        );
+        op.delete_policies_and_stop().await;
     })
     .await;
 }

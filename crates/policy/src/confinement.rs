@@ -105,7 +105,11 @@ pub fn binding(
             },
             "spec": {
                 "policyName": ADMISSION_POLICY_NAME,
-                "paramRef": {"name": owner.name, "parameterNotFoundAction": "Deny"},
+                // The BuildPolicy outlives its SCC (its finalizer revokes
+                // the SCC first), so a missing policy means a binding left
+                // over for a moment after deletion, with nothing to
+                // protect: Deny would refuse every pod in the namespace.
+                "paramRef": {"name": owner.name, "parameterNotFoundAction": "Allow"},
                 "matchResources": {
                     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
                 },
@@ -175,7 +179,7 @@ mod tests {
         let v = serde_json::to_value(&b).unwrap();
         assert_eq!(v["metadata"]["name"], "buildpolicy-modelcar");
         assert_eq!(v["spec"]["paramRef"]["name"], "modelcar");
-        assert_eq!(v["spec"]["paramRef"]["parameterNotFoundAction"], "Deny");
+        assert_eq!(v["spec"]["paramRef"]["parameterNotFoundAction"], "Allow");
         assert_eq!(
             v["spec"]["matchResources"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
             "builds"
