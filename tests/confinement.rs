@@ -560,3 +560,53 @@ async fn without_admission_policies_the_policy_says_it_is_not_confined() {
     })
     .await;
 }
+
+/// A namespace admin cannot grant their own pods capabilities: BuildPolicy
+/// is cluster-scoped, so even a Role granting every verb on buildpolicies in
+/// the namespace lets its holder create none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_role_on_buildpolicies_cannot_create_one() {
+    with_temp_ns(|client, ns| async move {
+        create_service_account(&client, &ns, "ns-admin").await;
+        let role: Role = serde_json::from_value(json!({
+            "metadata": {"name": "ns-admin"},
+            "rules": [{"apiGroups": ["buildpolicy.dev"], "resources": ["buildpolicies"], "verbs": ["*"]}]
+        }))
+        .expect("a Role");
+        Api::<Role>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &role)
+            .await
+            .expect("creating the Role");
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "ns-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ns-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "ns-admin", "namespace": ns}]
+        }))
+        .expect("a RoleBinding");
+        Api::<RoleBinding>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("creating the RoleBinding");
+        let policy = json!({
+            "apiVersion": "buildpolicy.dev/v1alpha1",
+            "kind": "BuildPolicy",
+            "metadata": {"name": unique_name("self-grant")},
+            "spec": {"namespace": ns, "serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "capabilities": ["SYS_ADMIN"], "tasks": [MODELCAR_BUILD_TASK]}
+        });
+        let mut command = kubectl();
+        command.args(["--as", &format!("system:serviceaccount:{ns}:ns-admin"), "create", "--dry-run=server", "-f", "-"]);
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(policy.to_string().as_bytes()).expect("writing");
+        let out = child.wait_with_output().expect("kubectl finished");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a namespace Role created a BuildPolicy");
+        assert!(stderr.contains("forbidden") && stderr.contains("at the cluster scope"), "{stderr}");
+    })
+    .await;
+}
