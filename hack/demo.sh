@@ -176,6 +176,27 @@ await_run "$NS" "$run_name"
 show_run "$NS" "$run_name"
 echo "(Pods stay Pending: the local control plane runs no kubelet. What it shows is admission: the build pod under $SCC, the others under restricted-v2.)"
 
+say "Confinement: a namespace editor who may create pods tries to use the grant outside the pipeline, as the build service account with the pin copied; the API server refuses"
+kubectl -n "$NS" create serviceaccount editor >/dev/null
+kubectl -n "$NS" create role editor --verb=create --resource=pods,taskruns.tekton.dev,pipelineruns.tekton.dev >/dev/null
+kubectl -n "$NS" create rolebinding editor --role=editor --serviceaccount="$NS:editor" >/dev/null
+cat > "$DEMO_DIR/attack-pod.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: not-a-build
+  annotations: {openshift.io/required-scc: $SCC}
+spec:
+  serviceAccountName: $SA
+  containers:
+    - name: shell
+      image: quay.io/buildah/stable:latest
+      command: [sleep, infinity]
+      securityContext: {capabilities: {add: [SYS_ADMIN]}}
+EOF
+run kubectl -n "$NS" --as "system:serviceaccount:$NS:editor" create --dry-run=server -f "$DEMO_DIR/attack-pod.yaml" || true
+run kubectl get buildpolicy modelcar-build -o jsonpath='{.status.conditions[?(@.type=="Confined")].message}{"\n"}'
+
 say "The policy reports what admission decided for the pinned Task's latest run"
 run kubectl get buildpolicy modelcar-build -o jsonpath='{.status.conditions[?(@.type=="BuildsAdmitted")].message}{"\n"}'
 

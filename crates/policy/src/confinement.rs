@@ -41,9 +41,7 @@ pub fn admission_policy(confinement: &Confinement) -> ValidatingAdmissionPolicy 
     let pod_rule = format!(
         "!variables.isPod || object.metadata.?annotations[?'{scc_annotation}'].orValue('') != variables.scc || (request.userInfo.username in variables.controllers && variables.task in params.spec.tasks)"
     );
-    let pod_message = format!(
-        "'BuildPolicy ' + params.metadata.name + ' confines SCC ' + variables.scc + ' to the pods that the pipeline controller creates for its Tasks (' + params.spec.tasks.join(', ') + '); this pod ' + (variables.task == '' ? 'runs no Tekton Task' : 'runs Task ' + variables.task) + ' and was created by ' + request.userInfo.username + ': run the build through a listed Task by taskRef, or list the Task in the BuildPolicy'"
-    );
+    let pod_message = "'BuildPolicy ' + params.metadata.name + ' confines SCC ' + variables.scc + ' to the pods that the pipeline controller creates for its Tasks (' + params.spec.tasks.join(', ') + '); this pod ' + (variables.task == '' ? 'runs no Tekton Task' : 'runs Task ' + variables.task) + ' and was created by ' + request.userInfo.username + ': run the build through a listed Task by taskRef, or list the Task in the BuildPolicy'".to_owned();
     let task_run_rule = "variables.isPod || !(variables.task in params.spec.tasks) || (object.spec.?taskRef.?name.orValue('') == variables.task && !has(object.spec.taskSpec) && !object.spec.?taskRef.?resolver.hasValue())".to_owned();
     let task_run_message = format!(
         "'BuildPolicy ' + params.metadata.name + ': a TaskRun labelled {task_label}=' + variables.task + ' must run that Task by spec.taskRef.name, with no taskSpec and no resolver; remove the label, or reference the Task'"
