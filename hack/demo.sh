@@ -53,40 +53,12 @@ if kubectl get buildpolicy "${POLICIES[@]}" 2>/dev/null | grep -q . || kubectl g
 fi
 kubectl delete events.events.k8s.io -n default --field-selector regarding.name=modelcar-build >/dev/null 2>&1 || true
 
-say "The seed's ModelCar scene: a namespace, the build service account, four Tekton Tasks"
+say "The ModelCar scene: a namespace, the build service account, four Tekton Tasks and the Pipeline that runs them"
 run kubectl create namespace "$NS"
 run kubectl -n "$NS" create serviceaccount "$SA"
-# build_task NAMESPACE: the Buildah Task of the ModelCar pipeline.
-build_task() {
-  kubectl apply -f - >/dev/null <<EOF
-apiVersion: tekton.dev/v1
-kind: Task
-metadata: {name: build-and-push-v2, namespace: $1}
-spec:
-  params: [{name: IMAGE}]
-  steps:
-    - name: build
-      image: quay.io/buildah/stable
-      securityContext:
-        capabilities: {add: [SETUID, SETGID, SYS_ADMIN, SYS_CHROOT]}
-      script: |
-        buildah bud --storage-driver=vfs -t \$(params.IMAGE) .
-        buildah push --storage-driver=vfs \$(params.IMAGE)
-EOF
-}
-for task in download-model mirror-to-internal register-model; do
-  kubectl apply -f - >/dev/null <<EOF
-apiVersion: tekton.dev/v1
-kind: Task
-metadata: {name: $task, namespace: $NS}
-spec:
-  steps:
-    - name: main
-      image: registry.access.redhat.com/ubi9/ubi-minimal
-      script: echo $task
-EOF
-done
-build_task "$NS"
+PIPELINE=config/samples/tekton/modelcar-pipeline.yaml
+PIPELINE_RUN=config/samples/tekton/modelcar-pipelinerun.yaml
+run kubectl -n "$NS" apply -f "$PIPELINE"
 run kubectl -n "$NS" get tasks
 
 say "What the platform team commits to Git"
@@ -142,7 +114,7 @@ say "User-namespace builds: the same build in the two other spec.isolation modes
 for ns in "$NS-pod-userns" "$NS-crio-userns"; do
   kubectl create namespace "$ns" >/dev/null
   kubectl -n "$ns" create serviceaccount "$SA" >/dev/null
-  build_task "$ns"
+  kubectl -n "$ns" apply -f "$PIPELINE" >/dev/null
 done
 run diff config/samples/modelcar-build.yaml config/samples/modelcar-build-pod-userns.yaml || true
 run kubectl apply -f config/samples/modelcar-build-pod-userns.yaml -f config/samples/modelcar-build-crio-userns.yaml
@@ -164,5 +136,83 @@ run kubectl get buildpolicy modelcar-build-pod-userns -o jsonpath='{.status.cond
 say "An admin can require a user namespace for SYS_ADMIN (ceiling userNamespaceRequiredFor); the host-level policy would be refused"
 run "$OPERATOR" check --user-namespace-required-for SYS_ADMIN -f config/samples/modelcar-build.yaml || true
 run "$OPERATOR" check --user-namespace-required-for SYS_ADMIN -f config/samples/modelcar-build-crio-userns.yaml
+
+say "The last mile: Tekton's own controller runs the ModelCar pipeline, as openshift-pipelines/tekton-pipelines-controller (Tekton's RBAC, no SCC of its own), and OpenShift's SCC admission decides each pod"
+hack/local-cluster.sh status | grep tekton-controller
+run cat "$PIPELINE_RUN"
+
+# start_run NAMESPACE [HOST_USERS]: create a PipelineRun of the sample; prints its name.
+start_run() {
+  local ns="$1" host_users="${2:-}"
+  if [[ -n "$host_users" ]]; then
+    sed "s/^    serviceAccountName: $SA$/    serviceAccountName: $SA\n    podTemplate: {hostUsers: $host_users}/" "$PIPELINE_RUN"
+  else
+    cat "$PIPELINE_RUN"
+  fi | kubectl -n "$ns" create -f - -o jsonpath='{.metadata.name}'
+}
+# settled NAMESPACE RUN: true once each of the four TaskRuns has a pod or has failed.
+settled() {
+  [[ "$(kubectl -n "$1" get taskruns -l "tekton.dev/pipelineRun=$2" \
+    -o jsonpath='{range .items[*]}{.status.podName}{.status.conditions[?(@.status=="False")].reason}{"\n"}{end}' | grep -c .)" == 4 ]]
+}
+await_run() {
+  local deadline=$((SECONDS + 60))
+  until settled "$1" "$2"; do
+    (( SECONDS < deadline )) || { echo "PipelineRun $1/$2 did not settle in 60s; see target/local-cluster/run/tekton-controller.log" >&2; exit 1; }
+    sleep 0.5
+  done
+}
+# show_run NAMESPACE RUN: each TaskRun, its pod and the SCC OpenShift admitted it under.
+show_run() {
+  run kubectl -n "$1" get taskruns -l "tekton.dev/pipelineRun=$2" --sort-by=.spec.taskRef.name \
+    -o 'custom-columns=TASKRUN:.metadata.name,TASK:.spec.taskRef.name,SERVICEACCOUNT:.spec.serviceAccountName,POD:.status.podName,REFUSED:.status.conditions[?(@.reason=="PodAdmissionFailed")].reason'
+  run kubectl -n "$1" get pods -l "tekton.dev/pipelineRun=$2" --sort-by=.metadata.labels.tekton\\.dev/task \
+    -o 'custom-columns=POD:.metadata.name,TASK:.metadata.labels.tekton\.dev/task,HOSTUSERS:.spec.hostUsers,SCC:.metadata.annotations.openshift\.io/scc,PHASE:.status.phase'
+}
+
+run_name="$(start_run "$NS")"
+printf '$ kubectl -n %s create -f %s\npipelinerun.tekton.dev/%s created\n' "$NS" "$PIPELINE_RUN" "$run_name"
+await_run "$NS" "$run_name"
+show_run "$NS" "$run_name"
+echo "(Pods stay Pending: the local control plane runs no kubelet. What it shows is admission: the build pod under $SCC, the others under restricted-v2.)"
+
+say "Confinement: a namespace editor who may create pods tries to use the grant outside the pipeline, as the build service account with the pin copied; the API server refuses"
+kubectl -n "$NS" create serviceaccount editor >/dev/null
+kubectl -n "$NS" create role editor --verb=create --resource=pods,taskruns.tekton.dev,pipelineruns.tekton.dev >/dev/null
+kubectl -n "$NS" create rolebinding editor --role=editor --serviceaccount="$NS:editor" >/dev/null
+cat > "$DEMO_DIR/attack-pod.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: not-a-build
+  annotations: {openshift.io/required-scc: $SCC}
+spec:
+  serviceAccountName: $SA
+  containers:
+    - name: shell
+      image: quay.io/buildah/stable:latest
+      command: [sleep, infinity]
+      securityContext: {capabilities: {add: [SYS_ADMIN]}}
+EOF
+run kubectl -n "$NS" --as "system:serviceaccount:$NS:editor" create --dry-run=server -f "$DEMO_DIR/attack-pod.yaml" || true
+run kubectl get buildpolicy modelcar-build -o jsonpath='{.status.conditions[?(@.type=="Confined")].message}{"\n"}'
+
+say "The policy reports what admission decided for the pinned Task's latest run"
+run kubectl get buildpolicy modelcar-build -o jsonpath='{.status.conditions[?(@.type=="BuildsAdmitted")].message}{"\n"}'
+
+say "A PodUserNamespace build whose PipelineRun forgot hostUsers: false: OpenShift refuses the build pod, Tekton fails the TaskRun, the policy says why"
+run_name="$(start_run "$NS-pod-userns")"
+printf '$ kubectl -n %s create -f %s\npipelinerun.tekton.dev/%s created\n' "$NS-pod-userns" "$PIPELINE_RUN" "$run_name"
+await_run "$NS-pod-userns" "$run_name"
+show_run "$NS-pod-userns" "$run_name"
+run kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="BuildsAdmitted")].status}'=False --timeout=30s buildpolicy/modelcar-build-pod-userns
+run kubectl get buildpolicy modelcar-build-pod-userns -o jsonpath='{.status.conditions[?(@.type=="BuildsAdmitted")].reason}: {.status.conditions[?(@.type=="BuildsAdmitted")].message}{"\n"}'
+
+say "The same PipelineRun with taskRunTemplate.podTemplate.hostUsers: false: the build pod gets the pod-level SCC"
+run_name="$(start_run "$NS-pod-userns" false)"
+printf '$ kubectl -n %s create -f - (the same, with podTemplate: {hostUsers: false})\npipelinerun.tekton.dev/%s created\n' "$NS-pod-userns" "$run_name"
+await_run "$NS-pod-userns" "$run_name"
+show_run "$NS-pod-userns" "$run_name"
+run kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="BuildsAdmitted")].status}'=True --timeout=30s buildpolicy/modelcar-build-pod-userns
 
 say "Done. The operator stops with this script; the control plane keeps running (hack/local-cluster.sh down stops it)"

@@ -3,14 +3,16 @@
 # from Go modules: etcd, kube-apiserver (RBAC on) and kube-controller-manager
 # (garbage collection, namespace deletion, service accounts), on loopback
 # only, with OpenShift's SCC CRD and default SCCs and Tekton's CRDs installed,
-# and OpenShift's own SCC admission plugin serving pods as an admission
-# webhook (hack/scc-admission).
+# OpenShift's own SCC admission plugin serving pods as an admission webhook
+# (hack/scc-admission), and Tekton Pipelines' own controller
+# (hack/tekton-controller) turning PipelineRuns into TaskRuns and pods.
 #
 #   hack/local-cluster.sh build    build (or reuse) the binaries
 #   hack/local-cluster.sh up       start, or reuse a running cluster; prints the export line
 #       up --no-scc-admission      ... without OpenShift's SCC admission webhook
 #       up --scc-crd <release>     ... with the SCC CRD of that OpenShift release (default, 4.18, 4.16)
 #   hack/local-cluster.sh scc-crd <release>  switch the running cluster's SCC CRD to that release
+#       up --no-tekton             ... without Tekton's controller
 #   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data)
 #   hack/local-cluster.sh down     stop everything it started and remove its state
 #   hack/local-cluster.sh status   say what runs
@@ -38,6 +40,16 @@ SCC_ADMISSION=1
 # (see scc_crd_file); empty: "default" for a new cluster, unchanged for a
 # running one.
 SCC_CRD=""
+# Tekton Pipelines' controller: its module, and where and as whom it runs
+# (named as OpenShift Pipelines names them).
+TEKTON_SRC="$ROOT/hack/tekton-controller"
+TEKTON_NS="openshift-pipelines"
+TEKTON_SA="tekton-pipelines-controller"
+# up: start Tekton's controller (up --no-tekton: don't).
+TEKTON=1
+# knative's sharedmain always serves health probes on *:8080
+# (injection.HealthCheckDefaultPort); no flag or variable moves it.
+TEKTON_FIXED_PORT=8080
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { printf '[local-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -97,6 +109,26 @@ build_scc_admission() {
     die "building hack/scc-admission failed (up --no-scc-admission starts the cluster without it)"
   echo "$stamp" > "$BIN/.stamp-scc-admission"
   log "built scc-admission in $((SECONDS - start))s"
+}
+
+# Tekton Pipelines' controller, unchanged, from its module (exact pin in
+# hack/tekton-controller/go.mod), rebuilt when the pin changes.
+tekton_stamp() {
+  cat "$TEKTON_SRC"/go.mod "$TEKTON_SRC"/go.sum | sha256sum | cut -d' ' -f1
+}
+
+build_tekton() {
+  local stamp; stamp="$(tekton_stamp)"
+  if [[ -f "$BIN/.stamp-tekton-controller" && "$(cat "$BIN/.stamp-tekton-controller")" == "$stamp" && -x "$BIN/tekton-controller" ]]; then
+    log "tekton-controller is up to date in $BIN"
+    return 0
+  fi
+  local start=$SECONDS
+  log "building tekton-controller (Tekton Pipelines' cmd/controller, hack/tekton-controller; first build takes several minutes)"
+  (cd "$TEKTON_SRC" && go build -trimpath -ldflags "-s -w" -o "$BIN/tekton-controller" github.com/tektoncd/pipeline/cmd/controller) ||
+    die "building hack/tekton-controller failed (up --no-tekton starts the cluster without it)"
+  echo "$stamp" > "$BIN/.stamp-tekton-controller"
+  log "built tekton-controller in $((SECONDS - start))s"
 }
 
 # ------------------------------------------------------------------- up ----
@@ -254,7 +286,7 @@ install_crds() {
   tekton="$(module_dir github.com/tektoncd/pipeline)" || die "cannot download github.com/tektoncd/pipeline"
   # Tekton's CRDs convert through Tekton's webhook, which does not run here.
   local f
-  for f in task taskrun pipeline pipelinerun; do
+  for f in task taskrun pipeline pipelinerun customrun stepaction verificationpolicy resolutionrequest; do
     kubectl_ create --dry-run=client -o json -f "$tekton/config/300-crds/300-$f.yaml" |
       python3 -c 'import json,sys; d=json.load(sys.stdin); d["spec"]["conversion"]={"strategy":"None"}; json.dump(d,sys.stdout)' |
       kubectl_ apply --server-side --field-manager=local-cluster -f - >/dev/null
@@ -262,7 +294,9 @@ install_crds() {
   kubectl_ apply --server-side --field-manager=local-cluster -f "$ROOT/manifests/crds/" >/dev/null
   kubectl_ wait --for=condition=Established --timeout=60s \
     crd/tasks.tekton.dev crd/taskruns.tekton.dev \
-    crd/pipelines.tekton.dev crd/pipelineruns.tekton.dev crd/buildpolicies.buildpolicy.dev >/dev/null
+    crd/pipelines.tekton.dev crd/pipelineruns.tekton.dev crd/customruns.tekton.dev crd/stepactions.tekton.dev \
+    crd/verificationpolicies.tekton.dev crd/resolutionrequests.resolution.tekton.dev \
+    crd/buildpolicies.buildpolicy.dev >/dev/null
   install_scc_crd "${SCC_CRD:-default}"
 }
 
@@ -352,6 +386,103 @@ start_scc_admission() {
   log "scc-admission serving on 127.0.0.1:$port and registered in $((SECONDS - t0))s"
 }
 
+# Tekton Pipelines' controller, as OpenShift Pipelines runs it: its own
+# service account openshift-pipelines/tekton-pipelines-controller bound to
+# Tekton's published ClusterRoles and Roles, with Tekton's published
+# ConfigMaps, never as an admin (OpenShift's SCC admission checks `use` for
+# the requesting user too: an admin creator would get anyuid). No Tekton
+# webhook (the controller defaults and validates by itself) and no
+# resolvers run: taskRef by name and embedded taskSpecs work, remote
+# resolution (bundles, git, hub, cluster resolvers) does not.
+tekton_objects() { # the published SA, RBAC and ConfigMaps of the controller, in $TEKTON_NS
+  local dir="$1/config" f files=()
+  for f in 200-serviceaccount 200-clusterrole 200-role 201-clusterrolebinding 201-rolebinding \
+           config-defaults config-events config-feature-flags config-leader-election-controller \
+           config-logging config-observability config-registry-cert config-spire config-tracing \
+           config-wait-exponential-backoff; do
+    [[ -f "$dir/$f.yaml" ]] || die "Tekton's $f.yaml not found in $dir"
+    files+=(-f "$dir/$f.yaml")
+  done
+  kubectl_ create --dry-run=client -o json "${files[@]}" | python3 -c '
+import json, sys
+ns, sa = sys.argv[1], sys.argv[2]
+# kubectl prints one JSON document per object, one after another.
+text, items, at, decoder = sys.stdin.read(), [], 0, json.JSONDecoder()
+while text[at:].strip():
+    at += len(text[at:]) - len(text[at:].lstrip())
+    doc, at = decoder.raw_decode(text, at)
+    items += doc["items"] if doc.get("kind") == "List" else [doc]
+def for_controller(o):
+    return any(s.get("kind") == "ServiceAccount" and s.get("name") == sa for s in o.get("subjects") or [])
+kept = [o for o in items if o["kind"] == "ConfigMap"
+        or (o["kind"] == "ServiceAccount" and o["metadata"]["name"] == sa)
+        or (o["kind"] in ("RoleBinding", "ClusterRoleBinding") and for_controller(o))]
+roles = {(o["roleRef"]["kind"], o["roleRef"]["name"]) for o in kept if "roleRef" in o}
+kept += [o for o in items if (o["kind"], o["metadata"]["name"]) in roles]
+for o in kept:
+    if o["metadata"].get("namespace") == "tekton-pipelines":
+        o["metadata"]["namespace"] = ns
+    for s in o.get("subjects") or []:
+        if s.get("namespace") == "tekton-pipelines":
+            s["namespace"] = ns
+json.dump({"apiVersion": "v1", "kind": "List", "items": kept}, sys.stdout)
+' "$TEKTON_NS" "$TEKTON_SA"
+}
+
+port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("", int(sys.argv[1]))); s.close()' "$1" 2>/dev/null; }
+
+start_tekton() {
+  local t0=$SECONDS tekton
+  [[ -x "$BIN/tekton-controller" ]] || die "$BIN/tekton-controller is missing: run hack/local-cluster.sh build"
+  port_free "$TEKTON_FIXED_PORT" ||
+    die "port $TEKTON_FIXED_PORT is in use: Tekton's controller (knative's sharedmain) always serves health probes on *:$TEKTON_FIXED_PORT. Free it, or start without Tekton: up --no-tekton"
+  tekton="$(module_dir github.com/tektoncd/pipeline)" || die "cannot download github.com/tektoncd/pipeline"
+  kubectl_ create namespace "$TEKTON_NS" --dry-run=client -o json |
+    kubectl_ apply --server-side --field-manager=local-cluster -f - >/dev/null
+  tekton_objects "$tekton" | kubectl_ apply --server-side --force-conflicts --field-manager=local-cluster -f - >/dev/null
+  # A service-account token, as the controller's pod would mount (signed
+  # with the cluster's key, so it outlives `restart`).
+  local token
+  token="$(kubectl_ -n "$TEKTON_NS" create token "$TEKTON_SA" --duration 87600h)" ||
+    die "cannot get a token for $TEKTON_NS/$TEKTON_SA"
+  cat > "$RUN/tekton-controller.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$(cat "$RUN/api.port")
+    certificate-authority: $RUN/pki/ca.crt
+users:
+- name: $TEKTON_SA
+  user:
+    token: $token
+contexts:
+- name: local
+  context: {cluster: local, user: $TEKTON_SA, namespace: $TEKTON_NS}
+current-context: local
+EOF
+  local probes metrics profiling
+  probes="$(free_port)"; metrics="$(free_port)"; profiling="$(free_port)"
+  printf '%s %s %s\n' "$probes" "$metrics" "$profiling" > "$RUN/tekton-controller.ports"
+  # Image flags are placeholders: no kubelet runs here, nothing is pulled.
+  start tekton-controller env SYSTEM_NAMESPACE="$TEKTON_NS" METRICS_DOMAIN=tekton.dev/pipeline \
+    CONFIG_DEFAULTS_NAME=config-defaults CONFIG_LOGGING_NAME=config-logging \
+    CONFIG_OBSERVABILITY_NAME=config-observability CONFIG_FEATURE_FLAGS_NAME=feature-flags \
+    CONFIG_LEADERELECTION_NAME=config-leader-election-controller CONFIG_SPIRE=config-spire \
+    PROBES_PORT="$probes" METRICS_PROMETHEUS_HOST=127.0.0.1 METRICS_PROMETHEUS_PORT="$metrics" \
+    PROFILING_PORT="$profiling" \
+    "$BIN/tekton-controller" --kubeconfig "$RUN/tekton-controller.kubeconfig" --disable-ha \
+    -entrypoint-image local.invalid/tekton/entrypoint -nop-image local.invalid/tekton/nop \
+    -sidecarlogresults-image local.invalid/tekton/sidecarlogresults \
+    -workingdirinit-image local.invalid/tekton/workingdirinit \
+    -shell-image local.invalid/tekton/busybox -shell-image-win local.invalid/tekton/powershell
+  # knative's readiness answers once the controllers started.
+  wait_for tekton-controller 120 curl -fsS "http://127.0.0.1:$TEKTON_FIXED_PORT/readiness"
+  alive tekton-controller || die "tekton-controller exited; see $RUN/tekton-controller.log"
+  log "tekton-controller running as $TEKTON_NS/$TEKTON_SA in $((SECONDS - t0))s"
+}
+
 # Kill kube-apiserver and etcd (SIGKILL: a crash, not a shutdown) and start
 # them again on the same ports with the same data. Clients see connections
 # drop and must come back by themselves.
@@ -364,7 +495,8 @@ cmd_restart() {
   start_apiserver
   wait_for kube-apiserver 120 kubectl_ get --raw /readyz
   log "kube-apiserver and etcd restarted in $((SECONDS - t0))s"
-  # scc-admission keeps running: its informers reconnect by themselves.
+  # scc-admission and tekton-controller keep running: their informers
+  # reconnect by themselves.
 }
 
 cmd_up() {
@@ -381,6 +513,10 @@ cmd_up() {
       build_scc_admission
       start_scc_admission
     fi
+    if (( TEKTON )) && ! alive tekton-controller; then
+      build_tekton
+      start_tekton
+    fi
     cmd_env
     return 0
   fi
@@ -388,6 +524,7 @@ cmd_up() {
   stop_all
   cmd_build
   if (( SCC_ADMISSION )); then build_scc_admission; fi
+  if (( TEKTON )); then build_tekton; fi
   local t0=$SECONDS
   mkdir -p "$RUN"
   gen_certs
@@ -413,6 +550,7 @@ cmd_up() {
 
   install_crds
   if (( SCC_ADMISSION )); then start_scc_admission; fi
+  if (( TEKTON )); then start_tekton; fi
   log "ready in $((SECONDS - t0))s: $("$BIN/kubectl" version --kubeconfig "$KUBECONFIG_FILE" 2>/dev/null | grep Server || true)"
   cmd_env
 }
@@ -421,7 +559,7 @@ cmd_up() {
 
 stop_all() {
   local name
-  for name in scc-admission kube-controller-manager kube-apiserver etcd; do
+  for name in tekton-controller scc-admission kube-controller-manager kube-apiserver etcd; do
     stop_one "$name"
   done
   rm -rf "$RUN" "$KUBECONFIG_FILE"
@@ -450,11 +588,16 @@ cmd_status() {
     echo "scc-admission: not started (up --no-scc-admission, or a cluster from an older script; up starts it)"
   fi
   echo "scc-crd: $(cat "$RUN/scc-crd.release" 2>/dev/null || echo "unknown (a cluster from an older script: the default release)")"
+  if alive tekton-controller; then
+    echo "tekton-controller: running (pid $(cat "$RUN/tekton-controller.pid"), as $TEKTON_NS/$TEKTON_SA)"
+  else
+    echo "tekton-controller: not running (up --no-tekton, or it exited: $RUN/tekton-controller.log; up starts it)"
+  fi
   if running; then echo "readyz: ok ($(cat "$RUN/api.port"))"; else echo "readyz: not ready"; return 1; fi
 }
 
 case "${1:-}" in
-  build) cmd_build; build_scc_admission ;;
+  build) cmd_build; build_scc_admission; build_tekton ;;
   up)
     shift
     while (( $# )); do
@@ -463,9 +606,9 @@ case "${1:-}" in
         --no-scc-admission) SCC_ADMISSION=0 ;;
         --scc-crd) [[ -n "${2:-}" ]] || die "--scc-crd needs a release (one of: $SCC_CRD_RELEASES)"; SCC_CRD="$2"; shift ;;
         --scc-crd=*) SCC_CRD="${1#--scc-crd=}" ;;
-        # This script starts no Tekton controller; accepted so callers can ask for none.
-        --no-tekton) ;;
-        *) die "unknown option for up: $1 (--no-scc-admission, --scc-crd <release>)" ;;
+        --tekton) TEKTON=1 ;;
+        --no-tekton) TEKTON=0 ;;
+        *) die "unknown option for up: $1 (--no-scc-admission, --no-tekton, --scc-crd <release>)" ;;
       esac
       shift
     done
@@ -478,5 +621,5 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build|up [--no-scc-admission] [--scc-crd <release>]|scc-crd <release>|restart|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up [--no-scc-admission] [--no-tekton] [--scc-crd <release>]|scc-crd <release>|restart|down|status|env" >&2; exit 2 ;;
 esac

@@ -222,6 +222,26 @@ printf '  %-34s %5ss\n' "total before the tests" "$((SECONDS - started))"
 tests_status=0
 run_tests || tests_status=$?
 
+# Tekton's controller across an API server crash: restarts the shared
+# control plane, so it runs alone, after the other tests (it is #[ignore]d
+# in the parallel run). Only on a control plane of this checkout.
+if [[ -z "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
+  section "Tekton after an API server restart (tests/tekton.rs, ignored in the parallel run)"
+  set +e
+  if (( USE_NEXTEST )); then
+    cargo nextest run -p buildpolicy-integration-tests --test tekton --run-ignored only 2>&1 |
+      grep --line-buffered -v -x 'error: test run failed' | tee "$LOG_DIR/tekton-restart.log"
+  else
+    cargo test -p buildpolicy-integration-tests --test tekton -- --ignored 2>&1 | tee "$LOG_DIR/tekton-restart.log"
+  fi
+  restart_status=${PIPESTATUS[0]}
+  set -e
+  if (( restart_status != 0 )); then
+    printf '\nERROR: Tekton after an API server restart failed (above)\n' >&2
+    (( tests_status != 0 )) || tests_status=$restart_status
+  fi
+fi
+
 # The benchmark's gate, after the tests: N=100 on a control plane of its own
 # (target/bench-cluster); fails if the operator sends any write request in
 # steady state (BENCHMARKS.md). About 2 minutes.

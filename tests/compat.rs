@@ -119,7 +119,6 @@ impl Compat {
         let scope = unique_name("compat");
         let cluster = PrivateCluster::builder(&scope)
             .scc_crd(release)
-            .no_tekton()
             .start()
             .await;
         let client = cluster.client().await;

@@ -532,6 +532,45 @@ async fn deleted_rolebinding_and_edited_role_are_restored() {
     .await;
 }
 
+/// Drift that hides: a Role whose policy label is removed no longer says
+/// which policy it belongs to, but its name does; widened to `use` on
+/// `privileged`, it is repaired as fast as any other drift (not at the next
+/// resync, five minutes away), label and rules.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_stripped_of_its_policy_label_and_widened_is_repaired() {
+    with_temp_ns(|client, ns| async move {
+        modelcar_scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("drift-hidden");
+        op.create(&op.policy(&name, &ns, "model-build-sa", &BUILDAH, &["build-and-push-v2"])).await;
+        wait_ready(&client, &name).await;
+        let role_name = format!("buildpolicy-{name}");
+        let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+        let start = Instant::now();
+        roles
+            .patch(
+                &role_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({
+                    "metadata": {"labels": {POLICY_LABEL: null}},
+                    "rules": [{"apiGroups": ["security.openshift.io"], "resources": ["securitycontextconstraints"], "resourceNames": ["privileged"], "verbs": ["use"]}]
+                })),
+            )
+            .await
+            .unwrap();
+        wait_for(&roles, &role_name, TIMEOUT, |role: &Role| {
+            role.labels().get(POLICY_LABEL) == Some(&name)
+                && role.rules.as_ref().is_some_and(|r| r.len() == 1 && r[0].resource_names.as_deref() == Some(&[role_name.clone()][..]))
+        })
+        .await;
+        // Within the drift bound of the other tests (30 s), far below the
+        // operator's resync (5 min): the watch event did it.
+        println!("drift repair: label-stripped Role widened to privileged reverted in {:?}", start.elapsed());
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn removed_or_changed_task_pin_is_restored() {
     with_temp_ns(|client, ns| async move {

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, Task};
+use buildpolicy_policy::Ceiling;
+use buildpolicy_policy::ceiling::{Confinement, ConfinementMode};
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scc_admission::{
     NO_SCC, admitted_scc, create_pod, taskrun_pod, tekton_controller, webhook_forgets,
@@ -93,7 +95,9 @@ impl Scene {
     /// A converged ModelCar policy pinning the build Task, with the webhook
     /// holding its SCC. Returns the operator and the SCC's name.
     async fn converged_policy(&self, prefix: &str) -> (Operator, String, String) {
-        let op = Operator::start(&self.admin, &self.ns).await;
+        // The SCC layer alone: confinement (tests/confinement.rs) would
+        // refuse pods that this file's stand-in Tekton controller creates.
+        let op = Operator::start_with(&self.admin, &self.ns, confinement_off()).await;
         let name = unique_name(prefix);
         op.create(&op.policy(&name, &self.ns, BUILD_SA, &BUILDAH, &[BUILD_TASK]))
             .await;
@@ -122,6 +126,17 @@ impl Scene {
         .await;
         webhook_holds(&self.admin, &scc).await;
         (op, name, scc)
+    }
+}
+
+/// The default ceiling with confinement off.
+fn confinement_off() -> Ceiling {
+    Ceiling {
+        confinement: Confinement {
+            mode: ConfinementMode::Off,
+            ..Confinement::default()
+        },
+        ..Ceiling::default()
     }
 }
 

@@ -119,6 +119,8 @@ fn schema_only_ceiling() -> Ceiling {
         allowed_capabilities: strings(KNOWN_CAPABILITIES).into_iter().collect(),
         protected_namespaces: Vec::new(),
         user_namespace_required_for: Default::default(),
+        allow_default_service_account: false,
+        confinement: Default::default(),
     }
 }
 
@@ -244,8 +246,15 @@ fn invalid_cases() -> Vec<Case> {
             "lower-case capability",
             Kubectl,
             policy(with_spec("capabilities", json!(["sys_admin"]))),
-            "unknown capability sys_admin: write a Linux capability name in upper case",
-            "unknown capability sys_admin: write Linux capability names in upper case",
+            "unknown capability sys_admin: write SYS_ADMIN (capability names are upper case, without CAP_)",
+            "unknown capability sys_admin: write SYS_ADMIN (capability names are upper case, without CAP_)",
+        ),
+        case(
+            "lower-case capability with the CAP_ prefix",
+            Kubectl,
+            policy(with_spec("capabilities", json!(["cap_sys_module"]))),
+            "unknown capability cap_sys_module: write SYS_MODULE (capability names are upper case, without CAP_)",
+            "unknown capability cap_sys_module: write SYS_MODULE (capability names are upper case, without CAP_)",
         ),
         case(
             "unknown capability",

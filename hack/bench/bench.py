@@ -155,6 +155,9 @@ class Cluster:
         # the script has it, would only add a writer (namespace annotations).
         if "--no-scc-admission" in open(os.path.join(ROOT, "hack/local-cluster.sh")).read():
             args.append("--no-scc-admission")
+        # Nor Tekton's controller: no PipelineRun runs in the benchmark.
+        if "--no-tekton" in open(os.path.join(ROOT, "hack/local-cluster.sh")).read():
+            args.append("--no-tekton")
         self._script(*args)
         return time.monotonic() - t0
 

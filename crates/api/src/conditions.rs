@@ -20,6 +20,17 @@ pub const PREEMPTION_SAFE: &str = "PreemptionSafe";
 /// the generated SCC. Does not change `Ready`.
 pub const TASKS_ADMISSIBLE: &str = "TasksAdmissible";
 
+/// Advisory: the pods Tekton created for the latest TaskRun of each pinned
+/// Task were admitted (reported from the TaskRuns; absent until one ran).
+/// Does not change `Ready`.
+pub const BUILDS_ADMITTED: &str = "BuildsAdmitted";
+
+/// Advisory: the generated SCC is admitted only for the pods the pipeline
+/// controller creates for the listed Tasks (a ValidatingAdmissionPolicy
+/// binding). `False` says why not: Warn mode, Off, or unsupported. Does not
+/// change `Ready`.
+pub const CONFINED: &str = "Confined";
+
 /// Reasons. One per thing that can be wrong, so a reader knows what to fix.
 pub mod reason {
     pub const RECONCILED: &str = "Reconciled";
@@ -31,6 +42,8 @@ pub mod reason {
     pub const SCC_CONFLICT: &str = "SCCConflict";
     pub const CAPABILITY_NOT_ALLOWED: &str = "CapabilityNotAllowed";
     pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    /// `spec.serviceAccountName` is `default` and the ceiling does not allow it.
+    pub const SERVICE_ACCOUNT_NOT_ALLOWED: &str = "ServiceAccountNotAllowed";
     /// The ceiling requires a user-namespace `spec.isolation` for a
     /// capability the policy asks for.
     pub const USER_NAMESPACE_REQUIRED: &str = "UserNamespaceRequired";
@@ -48,4 +61,16 @@ pub mod reason {
     pub const ADMISSIBLE: &str = "Admissible";
     /// TasksAdmissible=False: a step would be refused by SCC admission.
     pub const NOT_ADMISSIBLE: &str = "NotAdmissible";
+    /// BuildsAdmitted=True: the latest TaskRuns' pods were admitted.
+    pub const PODS_ADMITTED: &str = "PodsAdmitted";
+    /// BuildsAdmitted=False: admission refused the pod of a TaskRun.
+    pub const POD_REFUSED: &str = "PodRefused";
+    /// Confined=True: the binding denies everything else.
+    pub const ENFORCED: &str = "Enforced";
+    /// Confined=False: the ceiling's confinement mode is `Warn`.
+    pub const WARN_ONLY: &str = "WarnOnly";
+    /// Confined=False: the ceiling's confinement mode is `Off`.
+    pub const CONFINEMENT_OFF: &str = "ConfinementOff";
+    /// Confined=False: the API server serves no ValidatingAdmissionPolicy.
+    pub const CONFINEMENT_UNSUPPORTED: &str = "ConfinementUnsupported";
 }

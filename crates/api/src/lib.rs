@@ -10,7 +10,7 @@ pub mod tekton;
 
 pub use policy::{BuildPolicy, BuildPolicySpec, BuildPolicyStatus, Isolation};
 pub use scc::SecurityContextConstraints;
-pub use tekton::Task;
+pub use tekton::{Task, TaskRun};
 
 use kube::CustomResourceExt;
 

@@ -219,7 +219,7 @@ fn capabilities_schema(_: &mut SchemaGenerator) -> Schema {
                 },
                 {
                     "rule": format!("self.startsWith('CAP_') || self == 'ALL' || self == '*' || self in {KNOWN_CAPABILITIES_CEL_LIST}"),
-                    "messageExpression": "'unknown capability ' + self + ': write a Linux capability name in upper case, e.g. SYS_ADMIN'"
+                    "messageExpression": format!("'unknown capability ' + self + ': ' + (self.upperAscii() in {KNOWN_CAPABILITIES_CEL_LIST} ? 'write ' + self.upperAscii() + ' (capability names are upper case, without CAP_)' : (self.upperAscii().startsWith('CAP_') && self.upperAscii().substring(4) in {KNOWN_CAPABILITIES_CEL_LIST} ? 'write ' + self.upperAscii().substring(4) + ' (capability names are upper case, without CAP_)' : 'write a Linux capability name in upper case, e.g. SYS_ADMIN'))")
                 }
             ]
         },

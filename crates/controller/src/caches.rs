@@ -5,8 +5,11 @@
 use std::sync::Arc;
 
 use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, scc};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun, scc};
 use buildpolicy_policy::SccSchema;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -32,6 +35,13 @@ pub struct Caches {
     /// The SCC CRD (only it, reduced to its versions' top-level field
     /// names): which SCC fields the cluster's OpenShift knows.
     pub scc_crd: Store<CustomResourceDefinition>,
+    /// TaskRuns of pinned Tasks (Tekton copies the Task's policy label onto
+    /// them), reduced to their Task, pod and `Succeeded` condition.
+    pub task_runs: Store<TaskRun>,
+    /// The confinement ValidatingAdmissionPolicy (by name) and the bindings
+    /// the operator manages; empty where the server has no such API.
+    pub admission_policies: Store<ValidatingAdmissionPolicy>,
+    pub admission_bindings: Store<ValidatingAdmissionPolicyBinding>,
     /// One flag per cache, true once it holds a full list (the SCC CRD's:
     /// or once it turned out unreadable).
     pub synced: Vec<tokio::sync::watch::Receiver<bool>>,
@@ -72,6 +82,14 @@ impl Caches {
 
     pub fn task(&self, namespace: &str, name: &str) -> Option<Arc<PartialObjectMeta<Task>>> {
         self.tasks.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// TaskRuns in `namespace` of Tasks that `policy` pinned.
+    pub fn task_runs_of(&self, policy: &str, namespace: &str) -> Vec<Arc<TaskRun>> {
+        self.task_runs.state_filter(|r| {
+            r.metadata.namespace.as_deref() == Some(namespace)
+                && r.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
+        })
     }
 
     pub fn policy(&self, name: &str) -> Option<Arc<BuildPolicy>> {

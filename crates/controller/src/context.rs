@@ -25,6 +25,10 @@ pub struct Config {
     pub resync: Duration,
     /// The name events are reported under.
     pub reporter: String,
+    /// Whether the API server serves ValidatingAdmissionPolicies
+    /// (Kubernetes 1.30, OpenShift 4.17): without them the SCC cannot be
+    /// confined, and `Confined` says so. `main` asks discovery.
+    pub admission_policies_served: bool,
 }
 
 impl Default for Config {
@@ -34,6 +38,7 @@ impl Default for Config {
             policy_selector: None,
             resync: Duration::from_secs(300),
             reporter: "buildpolicy-operator".into(),
+            admission_policies_served: true,
         }
     }
 }

@@ -6,10 +6,16 @@ use std::sync::Arc;
 use buildpolicy_api::keys::{
     FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL,
 };
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, scc};
+use buildpolicy_api::tekton::TASK_LABEL;
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun, scc};
 use buildpolicy_policy::Ceiling;
+use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_policy::rbac::grants_scc_use;
+use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -125,6 +131,32 @@ where
     (reader, synced_rx, UnboundedReceiverStream::new(rx))
 }
 
+/// [`cached`] when `served`; otherwise an empty cache that counts as
+/// synced and a stream that never yields.
+#[allow(clippy::type_complexity)]
+fn optionally_cached<K, S>(
+    served: bool,
+    stream: impl FnOnce() -> S,
+    watches: &mut Watches,
+) -> (
+    Store<K>,
+    tokio::sync::watch::Receiver<bool>,
+    BoxStream<'static, Result<K, watcher::Error>>,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    if served {
+        let (store, synced, stream) = cached(stream(), true, keep_all, watches);
+        (store, synced, stream.boxed())
+    } else {
+        let (store, _writer) = reflector::store();
+        let (_, synced) = tokio::sync::watch::channel(true);
+        (store, synced, futures::stream::pending().boxed())
+    }
+}
+
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Marks the one managedFields entry a cache keeps (see [`keep_own_annotations`]).
@@ -164,6 +196,51 @@ fn keep_own_annotations<K: Resource>(object: &mut K) {
 }
 
 fn keep_all<K>(_: &mut K) {}
+
+/// TaskRuns: the type already dropped all but the Task, pod and condition;
+/// of the metadata only the labels that map a run to its policy stay.
+fn prune_task_run(run: &mut TaskRun) {
+    let meta = &mut run.metadata;
+    meta.annotations = None;
+    meta.owner_references = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| k == POLICY_LABEL || k == TASK_LABEL);
+    }
+}
+
+/// Counts TaskRuns whose pod admission refused, once each, and only those
+/// refused since this controller started (a restart does not count old ones
+/// again).
+struct RefusalCounter {
+    metrics: Arc<Metrics>,
+    since: k8s_openapi::jiff::Timestamp,
+    counted: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl RefusalCounter {
+    fn observe(&self, run: &TaskRun) {
+        if run.pod_refused().is_none() {
+            return;
+        }
+        let when = run
+            .succeeded()
+            .and_then(|c| c.last_transition_time.as_deref())
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+        // Conditions carry whole seconds.
+        if when.is_none_or(|t| t.as_second() < self.since.as_second()) {
+            return;
+        }
+        let uid = run.metadata.uid.clone().unwrap_or_default();
+        if self
+            .counted
+            .lock()
+            .expect("refusal counter lock")
+            .insert(uid)
+        {
+            self.metrics.build_refused();
+        }
+    }
+}
 
 fn is_managed<K: Resource>(object: &K) -> bool {
     object
@@ -303,6 +380,20 @@ fn scc_schema_changes(
             current = schema;
         }
         futures::future::ready(changed.then_some(()))
+    })
+}
+
+/// The policy an object of ours belongs to: by its label, or else by its
+/// name (`buildpolicy-<policy>`), so that an object whose label was removed
+/// by hand is still repaired at once, not at the next resync.
+fn policy_of<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
+    policy_of_label(object).or_else(|| {
+        object
+            .meta()
+            .name
+            .as_deref()?
+            .strip_prefix(NAME_PREFIX)
+            .map(ObjectRef::new)
     })
 }
 
@@ -460,6 +551,45 @@ pub fn build(
     );
 
     let (scc_crd, scc_crd_settled, scc_crd_stream) = cached_scc_crd(&client, &mut watch_tasks);
+    // Only TaskRuns of Tasks some policy pinned: Tekton copies the Task's
+    // policy label onto them.
+    let (task_runs, task_runs_synced, task_run_stream) = cached(
+        watcher(
+            Api::<TaskRun>::all(client.clone()),
+            watcher::Config::default().labels(POLICY_LABEL),
+        ),
+        false,
+        prune_task_run,
+        &mut watch_tasks,
+    );
+
+    // Confinement: the one ValidatingAdmissionPolicy and the bindings the
+    // operator manages; nothing to watch where the server lacks the API.
+    let served = config.admission_policies_served;
+    let (admission_policies, admission_policies_synced, admission_policy_stream) =
+        optionally_cached(
+            served,
+            || {
+                watcher(
+                    Api::<ValidatingAdmissionPolicy>::all(client.clone()),
+                    watcher::Config::default()
+                        .fields(&format!("metadata.name={ADMISSION_POLICY_NAME}")),
+                )
+            },
+            &mut watch_tasks,
+        );
+    let (admission_bindings, admission_bindings_synced, admission_binding_stream) =
+        optionally_cached(
+            served,
+            || {
+                watcher(
+                    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()),
+                    watcher::Config::default()
+                        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+                )
+            },
+            &mut watch_tasks,
+        );
 
     let caches = Caches {
         policies: policies_reader.clone(),
@@ -472,6 +602,9 @@ pub fn build(
         namespaces,
         service_accounts,
         scc_crd,
+        task_runs,
+        admission_policies,
+        admission_bindings,
         synced: vec![
             policies_synced,
             sccs_synced,
@@ -483,6 +616,9 @@ pub fn build(
             namespaces_synced,
             service_accounts_synced,
             scc_crd_settled,
+            task_runs_synced,
+            admission_policies_synced,
+            admission_bindings_synced,
         ],
     };
     let recorder = Recorder::new(
@@ -521,12 +657,18 @@ pub fn build(
     let grants_for_cluster_bindings = grants.clone();
     let by_namespace = policies_reader.clone();
     let by_sa = policies_reader.clone();
+    let by_admission_policy = policies_reader.clone();
+    let refusals = RefusalCounter {
+        metrics: metrics.clone(),
+        since: k8s_openapi::jiff::Timestamp::now(),
+        counted: Default::default(),
+    };
     let controller = Controller::for_stream(policy_stream, policies_reader)
         .with_config(ControllerConfig::default().concurrency(16))
         .watches_stream(scc_stream, |scc: SecurityContextConstraints| {
             scc.name_any().strip_prefix(NAME_PREFIX).map(ObjectRef::new)
         })
-        .watches_stream(role_stream, |role: Role| policy_of_label(&role))
+        .watches_stream(role_stream, |role: Role| policy_of(&role))
         // A binding that changes who may use which SCC changes the
         // preemption analysis of the policies it can concern.
         .watches_stream(binding_stream, move |binding: RoleBinding| {
@@ -534,10 +676,11 @@ pub fn build(
                 return policy_of_label(&binding).into_iter().collect();
             }
             let ns = binding.namespace().unwrap_or_default();
-            if !grants.grant_scc_use(&binding.role_ref, Some(&ns)) {
-                return Vec::new();
+            let mut refs: Vec<_> = policy_of(&binding).into_iter().collect();
+            if grants.grant_scc_use(&binding.role_ref, Some(&ns)) {
+                refs.extend(policies_where(&by_binding, |p| p.spec.namespace == ns));
             }
-            policies_where(&by_binding, |p| p.spec.namespace == ns)
+            refs
         })
         .watches_stream(
             cluster_binding_stream,
@@ -571,6 +714,16 @@ pub fn build(
             policies_where(&by_sa, |p| {
                 p.spec.namespace == ns && p.spec.service_account_name == name
             })
+        })
+        .watches_stream(task_run_stream, move |run: TaskRun| {
+            refusals.observe(&run);
+            policy_of_label(&run)
+        })
+        .watches_stream(admission_binding_stream, |binding| policy_of(&binding))
+        // The one admission policy serves every BuildPolicy: any of them
+        // repairs it, all of them report on it.
+        .watches_stream(admission_policy_stream, move |_| {
+            policies_where(&by_admission_policy, |_| true)
         })
         .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);

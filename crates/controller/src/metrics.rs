@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// The controller's metrics, registered in one registry.
 pub struct Metrics {
@@ -16,6 +18,7 @@ pub struct Metrics {
     revocations: IntCounterVec,
     policies: IntGaugeVec,
     managed_objects: IntGaugeVec,
+    builds_refused: IntCounter,
     pub leader: IntGauge,
     ready_by_policy: Mutex<BTreeMap<String, bool>>,
 }
@@ -87,6 +90,11 @@ impl Metrics {
             &["kind"],
         )
         .unwrap();
+        let builds_refused = IntCounter::new(
+            "buildpolicy_builds_refused_total",
+            "TaskRuns of pinned Tasks that Tekton failed because admission refused their pod, seen while this replica led.",
+        )
+        .unwrap();
         let leader = IntGauge::new(
             "buildpolicy_leader",
             "1 while this replica holds the leader lease and reconciles, 0 on standby.",
@@ -100,6 +108,7 @@ impl Metrics {
             Box::new(revocations.clone()),
             Box::new(policies.clone()),
             Box::new(managed_objects.clone()),
+            Box::new(builds_refused.clone()),
             Box::new(leader.clone()),
         ] {
             registry.register(c).unwrap();
@@ -129,6 +138,7 @@ impl Metrics {
             revocations,
             policies,
             managed_objects,
+            builds_refused,
             leader,
             ready_by_policy: Mutex::default(),
         }
@@ -172,6 +182,10 @@ impl Metrics {
         self.policies
             .with_label_values(&["false"])
             .set(by_policy.len() as i64 - ready);
+    }
+
+    pub fn build_refused(&self) {
+        self.builds_refused.inc();
     }
 
     pub fn set_managed_objects(&self, kind: &str, count: usize) {

@@ -9,10 +9,17 @@ use buildpolicy_api::conditions::reason;
 use buildpolicy_api::keys::{
     FIELD_MANAGER, FINALIZER, POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name,
 };
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun};
+use buildpolicy_policy::builds::builds_advice;
+use buildpolicy_policy::ceiling::ConfinementMode;
+use buildpolicy_policy::confinement;
 use buildpolicy_policy::drift::{role_binding_drift, role_drift, scc_drift};
+use buildpolicy_policy::status::Advice;
 use buildpolicy_policy::status::{Observation, Part};
 use buildpolicy_policy::{Desired, FittedScc, Owner, Rejection, TaskPin, render, validate};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -20,6 +27,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
@@ -169,21 +177,36 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
             Err(error) => warn!(%error, "Task admissibility check failed"),
         }
     }
+    let runs = ctx.caches.task_runs_of(&name, &spec.namespace);
+    let runs: Vec<&TaskRun> = runs.iter().map(AsRef::as_ref).collect();
+    obs.builds = builds_advice(&spec.tasks, spec.isolation, &runs);
 
-    // 5. Whatever the policy held before and no longer wants. A Task that
+    // 5. Confinement of the SCC to the listed Tasks' pods.
+    let mut confine_error = None;
+    if obs.scc == Part::Ready {
+        match confine(policy, ctx, &owner, &ceiling).await {
+            Ok(advice) => obs.confinement = Some(advice),
+            Err(e) => {
+                obs.confinement = Some(Advice::bad(reason::APPLY_FAILED, e.one_line()));
+                confine_error = Some(e);
+            }
+        }
+    }
+
+    // 6. Whatever the policy held before and no longer wants. A Task that
     // could not be re-pinned keeps whatever pin it has.
     let mut kept = obs.pinned_tasks.clone();
     kept.extend(obs.failed_tasks.iter().map(|(task, _)| task.clone()));
-    revoke(
-        policy,
-        ctx,
-        &Keep::from_desired(&desired, namespace_exists, &kept),
-    )
-    .await?;
+    let mut keep = Keep::from_desired(&desired, namespace_exists, &kept);
+    keep.binding = obs
+        .confinement
+        .as_ref()
+        .is_some_and(|c| c.ok || c.reason == reason::WARN_ONLY || confine_error.is_some());
+    revoke(policy, ctx, &keep).await?;
 
     status::write(policy, ctx, &obs).await?;
     update_managed_object_metrics(ctx);
-    if let Some(error) = rbac_error {
+    if let Some(error) = rbac_error.or(confine_error) {
         return Err(error);
     }
     if let Some((task, error)) = obs.failed_tasks.first() {
@@ -493,6 +516,83 @@ async fn pin_tasks(
     Ok(())
 }
 
+/// Applies the confinement ValidatingAdmissionPolicy and this policy's
+/// binding where they differ from what the ceiling wants; says what is in
+/// force. The binding goes away with the policy (revoke, and its owner
+/// reference); the admission policy is shared and stays.
+async fn confine(
+    policy: &BuildPolicy,
+    ctx: &Context,
+    owner: &Owner,
+    ceiling: &buildpolicy_policy::Ceiling,
+) -> Result<Advice> {
+    let scc = owned_name(&policy.name_any());
+    let confinement = &ceiling.confinement;
+    if !ctx.config.admission_policies_served {
+        return Ok(Advice::bad(
+            reason::CONFINEMENT_UNSUPPORTED,
+            format!(
+                "the API server serves no ValidatingAdmissionPolicy (Kubernetes 1.30, OpenShift 4.17 and newer), so SCC {scc} is not confined to the listed Tasks: anyone who may create pods or TaskRuns in {} as {} can get it; upgrade the cluster, and keep that service account for the pinned Tasks only",
+                policy.spec.namespace, policy.spec.service_account_name
+            ),
+        ));
+    }
+    let Some(binding) = confinement::binding(owner, &policy.spec.namespace, confinement.mode)
+    else {
+        return Ok(Advice::bad(
+            reason::CONFINEMENT_OFF,
+            format!(
+                "confinement is off in the operator's ceiling: SCC {scc} goes to any pod of {}/{} that no other SCC admits, not only to the listed Tasks' pods; set confinement.mode: Enforce in the ceiling",
+                policy.spec.namespace, policy.spec.service_account_name
+            ),
+        ));
+    };
+    let admission_policy = confinement::admission_policy(confinement);
+    let live = ctx
+        .caches
+        .admission_policies
+        .get(&ObjectRef::new(confinement::ADMISSION_POLICY_NAME));
+    if !live.is_some_and(|l| confinement::spec_holds(&admission_policy, &l)) {
+        Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone())
+            .patch(
+                confinement::ADMISSION_POLICY_NAME,
+                &apply_params(),
+                &Patch::Apply(with_type(&admission_policy)),
+            )
+            .await
+            .doing(|| {
+                format!(
+                    "applying ValidatingAdmissionPolicy {}",
+                    confinement::ADMISSION_POLICY_NAME
+                )
+            })?;
+    }
+    let name = binding.metadata.name.clone().unwrap_or_default();
+    let live = ctx.caches.admission_bindings.get(&ObjectRef::new(&name));
+    if !live.is_some_and(|l| confinement::spec_holds(&binding, &l)) {
+        Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone())
+            .patch(&name, &apply_params(), &Patch::Apply(with_type(&binding)))
+            .await
+            .doing(|| format!("applying ValidatingAdmissionPolicyBinding {name}"))?;
+    }
+    let who = confinement.pipeline_controllers.join(", ");
+    let tasks = policy.spec.tasks.join(", ");
+    Ok(match confinement.mode {
+        ConfinementMode::Warn => Advice::bad(
+            reason::WARN_ONLY,
+            format!(
+                "confinement is in Warn mode in the operator's ceiling: pods under SCC {scc} that {who} did not create for Tasks {tasks} are admitted with a warning and an audit annotation, not refused; set confinement.mode: Enforce"
+            ),
+        ),
+        _ => Advice::good(
+            reason::ENFORCED,
+            format!(
+                "SCC {scc} is admitted only for pods that {who} creates for Tasks {tasks}, and a TaskRun labelled with one of them must run it by taskRef (ValidatingAdmissionPolicyBinding {name})"
+            ),
+        ),
+    })
+}
+
 /// What a revoke must leave in place.
 struct Keep {
     /// Keep the SCC (it is wanted).
@@ -501,6 +601,8 @@ struct Keep {
     rbac: Option<(String, String)>,
     /// Tasks whose pin to keep: (namespace, name).
     tasks: BTreeSet<(String, String)>,
+    /// Keep the confinement binding.
+    binding: bool,
 }
 
 impl Keep {
@@ -509,6 +611,7 @@ impl Keep {
             scc: false,
             rbac: None,
             tasks: BTreeSet::new(),
+            binding: false,
         }
     }
 
@@ -536,6 +639,7 @@ impl Keep {
                 .filter(|p| pinned.contains(&p.name))
                 .map(|p| (p.namespace.clone(), p.name.clone()))
                 .collect(),
+            binding: false,
         }
     }
 }
@@ -578,6 +682,18 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
                 ctx,
                 Api::<Role>::namespaced(ctx.client.clone(), &role.namespace().unwrap_or_default()),
                 &role.metadata,
+            )
+            .await?;
+        }
+    }
+
+    if !keep.binding {
+        for binding in Caches::managed(&ctx.caches.admission_bindings, &name) {
+            delete_owned(
+                policy,
+                ctx,
+                Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone()),
+                &binding.metadata,
             )
             .await?;
         }

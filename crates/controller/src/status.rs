@@ -81,6 +81,28 @@ pub async fn write(policy: &BuildPolicy, ctx: &Context, obs: &Observation) -> Re
     .await
     .doing(|| format!("writing the status of BuildPolicy {}", policy.name_any()))?;
 
+    // A newly refused build is news for the pipeline owner even while
+    // Ready stays True.
+    let builds = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::BUILDS_ADMITTED && c.status == "False");
+    let builds_before = policy.condition(conditions::BUILDS_ADMITTED);
+    if let Some(refused) = builds
+        && builds_before.map(|b| (&b.status, &b.message))
+            != Some((&refused.status, &refused.message))
+    {
+        publish(
+            ctx,
+            policy,
+            EventType::Warning,
+            &refused.reason,
+            "ObserveBuild",
+            refused.message.clone(),
+        )
+        .await;
+    }
+
     let before = policy.condition(conditions::READY);
     if let Some(ready) = ready
         && before.map(|b| (&b.status, &b.reason)) != Some((&ready.status, &ready.reason))

@@ -55,10 +55,17 @@ async fn run_controller(args: RunArgs) -> Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
+    let admission_policies_served = serves_admission_policies(&client).await?;
+    if !admission_policies_served {
+        tracing::warn!(
+            "the API server serves no ValidatingAdmissionPolicy (Kubernetes 1.30 / OpenShift 4.17 and newer): SCCs are not confined to the listed Tasks; every policy's Confined condition says so"
+        );
+    }
     let config = Config {
         ceiling,
         policy_selector: args.policy_selector.clone(),
         resync: Duration::from_secs(args.resync_seconds),
+        admission_policies_served,
         ..Config::default()
     };
     let metrics = Arc::new(Metrics::new());
@@ -200,4 +207,22 @@ fn random_identity() -> String {
             .map(|d| d.as_nanos())
             .unwrap_or_default()
     )
+}
+
+/// Whether `admissionregistration.k8s.io/v1` serves
+/// `validatingadmissionpolicies` (GA in Kubernetes 1.30).
+async fn serves_admission_policies(client: &kube::Client) -> Result<bool> {
+    match client
+        .list_api_group_resources("admissionregistration.k8s.io/v1")
+        .await
+    {
+        Ok(list) => Ok(list
+            .resources
+            .iter()
+            .any(|r| r.name == "validatingadmissionpolicies")),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => {
+            Err(error).context("asking the API server for admissionregistration.k8s.io/v1")
+        }
+    }
 }

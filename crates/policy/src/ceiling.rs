@@ -27,6 +27,56 @@ pub struct Ceiling {
     /// namespace, not on the node. Empty by default.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub user_namespace_required_for: BTreeSet<String>,
+    /// Whether a policy may name the namespace's `default` service account,
+    /// which every pod that names no other runs as. Off by default.
+    #[serde(default)]
+    pub allow_default_service_account: bool,
+    /// Whether, and as whom, the generated SCC is confined to the pods the
+    /// pipeline controller creates for the listed Tasks.
+    #[serde(default)]
+    pub confinement: Confinement,
+}
+
+/// Admission-time confinement of each policy's SCC (a
+/// ValidatingAdmissionPolicy and one binding per policy).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Confinement {
+    /// `Enforce` (default): other pods under the SCC, and TaskRuns forging a
+    /// listed Task's label, are refused. `Warn`: admitted with a warning and
+    /// an audit annotation. `Off`: no binding.
+    #[serde(default)]
+    pub mode: ConfinementMode,
+    /// Users that create the pods of TaskRuns: Tekton's controller. Default
+    /// OpenShift Pipelines' `system:serviceaccount:openshift-pipelines:tekton-pipelines-controller`.
+    #[serde(default = "default_pipeline_controllers")]
+    pub pipeline_controllers: Vec<String>,
+}
+
+/// See [`Confinement::mode`].
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConfinementMode {
+    #[default]
+    Enforce,
+    Warn,
+    Off,
+}
+
+/// OpenShift Pipelines' controller, which creates the pods of TaskRuns.
+pub const DEFAULT_PIPELINE_CONTROLLER: &str =
+    "system:serviceaccount:openshift-pipelines:tekton-pipelines-controller";
+
+fn default_pipeline_controllers() -> Vec<String> {
+    vec![DEFAULT_PIPELINE_CONTROLLER.to_owned()]
+}
+
+impl Default for Confinement {
+    fn default() -> Self {
+        Self {
+            mode: ConfinementMode::default(),
+            pipeline_controllers: default_pipeline_controllers(),
+        }
+    }
 }
 
 fn default_allowed_capabilities() -> BTreeSet<String> {
@@ -49,6 +99,8 @@ impl Default for Ceiling {
             allowed_capabilities: default_allowed_capabilities(),
             protected_namespaces: default_protected_namespaces(),
             user_namespace_required_for: BTreeSet::new(),
+            allow_default_service_account: false,
+            confinement: Confinement::default(),
         }
     }
 }

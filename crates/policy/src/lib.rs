@@ -3,7 +3,9 @@
 //! rule is unit-tested without one; the controller and the CLI both call it.
 
 pub mod admission;
+pub mod builds;
 pub mod ceiling;
+pub mod confinement;
 pub mod drift;
 pub mod rbac;
 pub mod render;

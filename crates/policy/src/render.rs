@@ -63,14 +63,14 @@ impl Owner {
         }
     }
 
-    fn labels(&self) -> BTreeMap<String, String> {
+    pub(crate) fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
             (POLICY_LABEL.to_owned(), self.name.clone()),
         ])
     }
 
-    fn owner_references(&self) -> Option<Vec<OwnerReference>> {
+    pub(crate) fn owner_references(&self) -> Option<Vec<OwnerReference>> {
         let uid = self.uid.clone()?;
         Some(vec![OwnerReference {
             api_version: buildpolicy_api::policy::API_VERSION.to_owned(),

@@ -79,6 +79,10 @@ pub struct Observation {
     pub preemption: Option<Advice>,
     /// `TasksAdmissible`, once Tasks are pinned.
     pub tasks_admissible: Option<Advice>,
+    /// `BuildsAdmitted`, once a TaskRun of a listed Task had an outcome.
+    pub builds: Option<Advice>,
+    /// `Confined`, once the SCC is in place.
+    pub confinement: Option<Advice>,
 }
 
 /// One condition, without timestamps (the controller keeps
@@ -212,6 +216,8 @@ pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
     for (type_, advice) in [
         (conditions::PREEMPTION_SAFE, &obs.preemption),
         (conditions::TASKS_ADMISSIBLE, &obs.tasks_admissible),
+        (conditions::BUILDS_ADMITTED, &obs.builds),
+        (conditions::CONFINED, &obs.confinement),
     ] {
         if let Some(advice) = advice {
             all.push(ConditionSpec::new(

@@ -72,6 +72,17 @@ pub fn validate(name: &str, spec: &BuildPolicySpec, ceiling: &Ceiling) -> Result
             ),
         });
     }
+    if spec.service_account_name == DEFAULT_SERVICE_ACCOUNT
+        && !ceiling.allow_default_service_account
+    {
+        return Err(Rejection {
+            reason: reason::SERVICE_ACCOUNT_NOT_ALLOWED,
+            message: format!(
+                "spec.serviceAccountName is {DEFAULT_SERVICE_ACCOUNT}: every pod in {} that names no service account runs as it, so they could all reach the SCC; create a dedicated service account (kubectl -n {} create serviceaccount model-build-sa), run the builds as it and name it here, or have a cluster admin set allowDefaultServiceAccount: true in the operator's ceiling",
+                spec.namespace, spec.namespace
+            ),
+        });
+    }
     let confined = ceiling.needing_user_namespace(&spec.capabilities);
     if !confined.is_empty() && !spec.isolation.is_user_namespace() {
         let modes: Vec<&str> = Isolation::ALL
@@ -91,6 +102,18 @@ pub fn validate(name: &str, spec: &BuildPolicySpec, ceiling: &Ceiling) -> Result
         });
     }
     Ok(())
+}
+
+/// The service account every pod of a namespace runs as unless it names
+/// another.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
+/// The known capability `written` means, when it is one written in lower
+/// case or with the `CAP_` prefix (`cap_sys_module` means `SYS_MODULE`).
+pub fn meant_capability(written: &str) -> Option<String> {
+    let upper = written.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper).to_owned();
+    (bare != written && capability::is_known(&bare)).then_some(bare)
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -205,11 +228,15 @@ fn capability_problems(capabilities: &[String]) -> Vec<String> {
         .filter(|c| !c.starts_with("CAP_") && *c != "ALL" && *c != "*" && !capability::is_known(c))
         .map(String::as_str)
         .collect();
-    if !unknown.is_empty() {
-        problems.push(format!(
-            "spec.capabilities: unknown capability {}: write Linux capability names in upper case, e.g. SYS_ADMIN",
-            unknown.join(", ")
-        ));
+    for written in unknown {
+        problems.push(match meant_capability(written) {
+            Some(meant) => format!(
+                "spec.capabilities: unknown capability {written}: write {meant} (capability names are upper case, without CAP_)"
+            ),
+            None => format!(
+                "spec.capabilities: unknown capability {written}: write a Linux capability name in upper case, e.g. SYS_ADMIN"
+            ),
+        });
     }
     if let Some(dup) = first_duplicate(capabilities) {
         problems.push(format!(
@@ -222,6 +249,39 @@ fn capability_problems(capabilities: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_miswritten_capability_is_answered_with_the_name_meant() {
+        let err =
+            validate("p", &spec(&["cap_sys_module"], &["t"]), &Ceiling::default()).unwrap_err();
+        assert!(
+            err.message
+                .contains("unknown capability cap_sys_module: write SYS_MODULE"),
+            "{err}"
+        );
+        let err = validate("p", &spec(&["sys_admin"], &["t"]), &Ceiling::default()).unwrap_err();
+        assert!(err.message.contains("write SYS_ADMIN"), "{err}");
+        let err = validate("p", &spec(&["FLY"], &["t"]), &Ceiling::default()).unwrap_err();
+        assert!(err.message.contains("e.g. SYS_ADMIN"), "{err}");
+        assert_eq!(meant_capability("SYS_ADMIN"), None);
+    }
+
+    #[test]
+    fn the_default_service_account_is_refused_unless_the_ceiling_allows_it() {
+        let mut s = spec(&["SETUID"], &["t"]);
+        s.service_account_name = "default".into();
+        let err = validate("p", &s, &Ceiling::default()).unwrap_err();
+        assert_eq!(err.reason, reason::SERVICE_ACCOUNT_NOT_ALLOWED);
+        assert!(
+            err.message.contains("create a dedicated service account"),
+            "{err}"
+        );
+        let ceiling = Ceiling {
+            allow_default_service_account: true,
+            ..Ceiling::default()
+        };
+        assert_eq!(validate("p", &s, &ceiling), Ok(()));
+    }
 
     fn spec(caps: &[&str], tasks: &[&str]) -> BuildPolicySpec {
         BuildPolicySpec {
@@ -312,7 +372,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.message.contains("unknown capability sys_admin, FLY"),
+            err.message
+                .contains("unknown capability sys_admin: write SYS_ADMIN"),
+            "{err}"
+        );
+        assert!(
+            err.message
+                .contains("unknown capability FLY: write a Linux capability name"),
             "{err}"
         );
     }

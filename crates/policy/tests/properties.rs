@@ -192,6 +192,8 @@ fn ceiling() -> impl Strategy<Value = Ceiling> {
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
+                allow_default_service_account: false,
+                confinement: Default::default(),
             }
         })
 }
@@ -264,6 +266,8 @@ fn arbitrary_input() -> impl Strategy<Value = Input> {
                     allowed_capabilities: allowed.into_iter().collect(),
                     protected_namespaces: protected,
                     user_namespace_required_for: Default::default(),
+                    allow_default_service_account: false,
+                    confinement: Default::default(),
                 },
             },
         )

@@ -20,6 +20,9 @@
 //! webhook) create pods as a Tekton controller would and wait for the
 //! webhook to see their SCCs with [`scc_admission`].
 //!
+//! Tests of the last mile run the ModelCar pipeline through Tekton's own
+//! controller with [`tekton`].
+//!
 //! Fault and scale tests set up hundreds of policies at once with
 //! [`fleet::Fleet`], and restart an API server on a control plane of their
 //! own, [`private_cluster::PrivateCluster`], never on the shared one.
@@ -49,6 +52,7 @@ pub mod prometheus;
 pub mod scc_admission;
 pub mod scene;
 pub mod schemas;
+pub mod tekton;
 mod wait;
 
 pub use cluster::{client, client_with_token, kubeconfig_path, kubectl, repo_root};

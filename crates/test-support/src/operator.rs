@@ -116,12 +116,41 @@ impl Operator {
         scope: &str,
         ceiling: Ceiling,
     ) -> Self {
-        let config = Config {
+        Self::start_configured(client, identity, scope, ceiling, |_| {}).await
+    }
+
+    /// Starts an operator with the shipped identity and the default ceiling,
+    /// with `configure` applied to its configuration (e.g. an API server
+    /// that serves no ValidatingAdmissionPolicy).
+    pub async fn start_with_config(
+        client: &Client,
+        scope: &str,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::start_configured(
+            client,
+            operator_client().await,
+            scope,
+            Ceiling::default(),
+            configure,
+        )
+        .await
+    }
+
+    async fn start_configured(
+        client: &Client,
+        identity: Client,
+        scope: &str,
+        ceiling: Ceiling,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = Config {
             ceiling,
             policy_selector: Some(format!("{SCOPE_LABEL}={scope}")),
             reporter: format!("buildpolicy-operator-test-{scope}"),
             ..Config::default()
         };
+        configure(&mut config);
         let metrics = Arc::new(Metrics::new());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (handle, run) =

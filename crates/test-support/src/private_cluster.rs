@@ -64,11 +64,6 @@ impl PrivateClusterBuilder {
         self.up_arg("--scc-crd").up_arg(release)
     }
 
-    /// `--no-tekton`: no Tekton controller (a test that runs no pipeline).
-    pub fn no_tekton(self) -> Self {
-        self.up_arg("--no-tekton")
-    }
-
     /// Any other option of `up`.
     pub fn up_arg(mut self, arg: impl Into<String>) -> Self {
         self.up_args.push(arg.into());
@@ -122,7 +117,9 @@ impl PrivateCluster {
     pub fn builder(name: &str) -> PrivateClusterBuilder {
         PrivateClusterBuilder {
             name: name.to_owned(),
-            up_args: Vec::new(),
+            // Without Tekton's controller: its probes port (*:8080) is
+            // fixed, and the shared cluster's controller holds it.
+            up_args: vec!["--no-tekton".to_owned()],
         }
     }
 

@@ -462,12 +462,14 @@ the operator has not acted on the latest one yet.
 | `TasksPinned` | Every Task in `spec.tasks` carries `openshift.io/required-scc: <status.sccName>`; `status.pinnedTasks` lists them. | yes |
 | `PreemptionSafe` | Advisory, set once the SCC exists: pods of the service account that are *not* pinned would not be admitted under the generated SCC ahead of the SCC they get without it (reason `SortsAfterDefault`; `False` with reason `Preempts` names the pods it would capture). | no |
 | `TasksAdmissible` | Advisory, set once Tasks are pinned: every step of the pinned Tasks would pass SCC admission under the generated SCC (reason `Admissible`; `False` with reason `NotAdmissible` names the steps that would be refused). | no |
+| `Confined` | Advisory, set once the SCC exists: the SCC is admitted only for pods that the pipeline controller (ceiling `confinement.pipelineControllers`) creates for the listed Tasks, and a TaskRun labelled `tekton.dev/task: <listed Task>` must run it by `spec.taskRef.name` (the ValidatingAdmissionPolicy `buildpolicy.dev-confinement` with the binding `buildpolicy-<name>`; reason `Enforced`). `False`: `WarnOnly` (ceiling `confinement.mode: Warn`: admitted with a warning and an audit annotation), `ConfinementOff` (`mode: Off`: no binding), `ConfinementUnsupported` (the API server has no ValidatingAdmissionPolicy, before Kubernetes 1.30 / OpenShift 4.17), `ApplyFailed`. | no |
+| `BuildsAdmitted` | Advisory, set once a TaskRun of a listed Task had an outcome: the pod of the newest such TaskRun of each listed Task was admitted (reason `PodsAdmitted`, naming the TaskRuns). `False` with reason `PodRefused`: Tekton failed a TaskRun because the API server refused its pod (`PodAdmissionFailed`); the message names the TaskRun and quotes OpenShift's refusal on one line, with the fix when it is a missing `hostUsers: false`. A later admitted run of that Task clears it. Read from the TaskRuns that carry the policy's label, which Tekton copies from the pinned Task. | no |
 
 When the policy is refused (`InvalidSpec`, `NamespaceNotAllowed`,
-`CapabilityNotAllowed`, `UserNamespaceRequired`, `UnsupportedByCluster`),
-`Ready`, `SCCReady`, `RBACReady` and `TasksPinned` are all `False` with the
-same reason and message, `status.sccName` is unset, nothing is granted, and
-anything granted earlier is revoked.
+`ServiceAccountNotAllowed`, `CapabilityNotAllowed`, `UserNamespaceRequired`,
+`UnsupportedByCluster`), `Ready`, `SCCReady`, `RBACReady` and `TasksPinned` are
+all `False` with the same reason and message, `status.sccName` is unset,
+nothing is granted, and anything granted earlier is revoked.
 
 ### Reasons
 
@@ -481,6 +483,7 @@ object; "transient" ones clear by themselves when the missing object appears
 | `Reconciled` | all (status `True`) | — | The part is in place. |
 | `InvalidSpec` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The spec breaks one of the schema rules above, which the controller re-checks because the CRD in a cluster may be older or edited. Fix the spec as the message says. |
 | `NamespaceNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | terminal | `spec.namespace` matches the ceiling's `protectedNamespaces` (by default `default`, `kube-*`, `openshift-*`, and always the operator's own namespace). Run builds in an application namespace. |
+| `ServiceAccountNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | terminal | `spec.serviceAccountName` is `default`, which every pod in the namespace that names no service account runs as. Create a dedicated service account and name it, or have a cluster admin set `allowDefaultServiceAccount: true` in the ceiling. |
 | `CapabilityNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | terminal | `spec.capabilities` asks for more than the ceiling's `allowedCapabilities`. Remove the capability, or have a cluster admin raise the ceiling. Lowering the ceiling revokes the grants of policies that are now over it. |
 | `UserNamespaceRequired` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The ceiling's `userNamespaceRequiredFor` names a capability the policy asks for, and `spec.isolation` is `HostUserNamespace`. Set `spec.isolation` to `PodUserNamespace` or `CRIOUserNamespace`, or remove the capability (see [user-namespaces.md](user-namespaces.md)). |
 | `UnsupportedByCluster` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The policy needs an SCC field that the cluster's OpenShift does not have: the operator reads the SCC schema from the CRD `securitycontextconstraints.security.openshift.io`. Today this is `spec.isolation: PodUserNamespace` where the schema has no `userNamespaceLevel` (OpenShift before pod user-namespace support, e.g. the Default feature set of 4.18). Upgrade the cluster, or use `HostUserNamespace` or `CRIOUserNamespace`. The operator watches the CRD: after an upgrade the policy is granted without a restart. |
@@ -492,7 +495,8 @@ object; "transient" ones clear by themselves when the missing object appears
 | `TaskNotFound` | Ready, TasksPinned | transient | A listed Task does not exist in `spec.namespace`. It is pinned as soon as it is created. |
 | `Waiting` | Ready, SCCReady, RBACReady, TasksPinned | transient | One part waits for another: the Role, RoleBinding and pins wait for the SCC. Normally seen only for a moment. |
 
-Events repeat the `Ready` transitions (reason = the condition's reason) and
+Events repeat the `Ready` transitions (reason = the condition's reason),
+each newly refused build (`PodRefused`, with the condition's message), and
 record each repair (`DriftCorrected`) and revocation (`Revoked`):
 `kubectl describe buildpolicy <name>`.
 "#;

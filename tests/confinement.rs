@@ -1,0 +1,612 @@
+//! Confinement: the generated SCC is admitted only for the pods that the
+//! pipeline controller creates for the policy's listed Tasks.
+//!
+//! Attacks come from a namespace editor (a service account that may create
+//! pods, TaskRuns and PipelineRuns in the namespace, and `use` no SCC of its
+//! own): without confinement, every one of them gets the SCC, because SCC
+//! admission checks `use` for the pod's service account. Pods are decided by
+//! OpenShift's own SCC admission plugin (the pod webhook) and then by the
+//! API server's ValidatingAdmissionPolicy the operator binds; pods of
+//! TaskRuns are created by Tekton's own controller.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use buildpolicy_api::conditions::{self, reason};
+use buildpolicy_api::keys::{ADMITTED_SCC_ANNOTATION, REQUIRED_SCC_ANNOTATION};
+use buildpolicy_api::{BuildPolicy, Task};
+use buildpolicy_policy::Ceiling;
+use buildpolicy_policy::ceiling::{Confinement, ConfinementMode};
+use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
+use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::scc_admission::webhook_holds;
+use buildpolicy_test_support::scene::{
+    BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_service_account,
+};
+use buildpolicy_test_support::tekton::{
+    BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, create_modelcar_pipeline,
+    modelcar_pipeline_run, pods_of, start, task_run, task_run_of,
+};
+use buildpolicy_test_support::{
+    eventually, kubectl, unique_name, wait_for, wait_for_deletion, with_temp_ns,
+};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const EDITOR: &str = "editor";
+
+fn ceiling(mode: ConfinementMode) -> Ceiling {
+    Ceiling {
+        confinement: Confinement {
+            mode,
+            ..Confinement::default()
+        },
+        ..Ceiling::default()
+    }
+}
+
+/// The build service account, the ModelCar Tasks and Pipeline, and an
+/// editor who may create pods, TaskRuns and PipelineRuns in `ns`.
+async fn scene(client: &Client, ns: &str) {
+    create_service_account(client, ns, MODELCAR_SERVICE_ACCOUNT).await;
+    create_modelcar_pipeline(client, ns).await;
+    create_service_account(client, ns, EDITOR).await;
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": EDITOR},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list"]},
+            {"apiGroups": ["tekton.dev"], "resources": ["taskruns", "pipelineruns"], "verbs": ["create", "get", "list"]},
+        ]
+    }))
+    .expect("a Role");
+    Api::<Role>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("creating the editor's Role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": EDITOR},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EDITOR},
+        "subjects": [{"kind": "ServiceAccount", "name": EDITOR, "namespace": ns}]
+    }))
+    .expect("a RoleBinding");
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("creating the editor's RoleBinding");
+}
+
+/// A policy for the ModelCar build Task (and `more` Tasks), Ready, its
+/// Confined condition as `confined` wants, its SCC known to the webhook.
+async fn ready_policy(
+    op: &Operator,
+    client: &Client,
+    ns: &str,
+    more: &[&str],
+    confined: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition) -> bool,
+) -> (String, String) {
+    let name = unique_name("confined");
+    let mut tasks = vec![MODELCAR_BUILD_TASK];
+    tasks.extend_from_slice(more);
+    op.create(&op.policy(
+        &name,
+        ns,
+        MODELCAR_SERVICE_ACCOUNT,
+        &BUILDAH_CAPABILITIES,
+        &tasks,
+    ))
+    .await;
+    let policy = wait_for(
+        &Api::<BuildPolicy>::all(client.clone()),
+        &name,
+        TIMEOUT,
+        |p: &BuildPolicy| {
+            p.condition(conditions::READY)
+                .is_some_and(|c| c.status == "True")
+                && p.condition(conditions::CONFINED).is_some_and(&confined)
+        },
+    )
+    .await;
+    let scc = policy
+        .status
+        .and_then(|s| s.scc_name)
+        .expect("a Ready policy names its SCC");
+    webhook_holds(client, &scc).await;
+    (name, scc)
+}
+
+/// What the server said to one `kubectl create`.
+struct Said {
+    admitted: bool,
+    /// The created object, as JSON.
+    stdout: String,
+    /// Refusals and warnings.
+    stderr: String,
+}
+
+impl Said {
+    fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    fn created(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("the created object as JSON ({e}): {}", self.all()))
+    }
+
+    fn name(&self) -> String {
+        self.created()["metadata"]["name"]
+            .as_str()
+            .expect("a created object has a name")
+            .to_owned()
+    }
+}
+
+/// `kubectl --as <ns>/editor create [--dry-run=server] -f -` of `object`.
+fn as_editor(ns: &str, object: &Value, dry_run: bool) -> Said {
+    let mut command = kubectl();
+    command.args([
+        "--as",
+        &format!("system:serviceaccount:{ns}:{EDITOR}"),
+        "-n",
+        ns,
+        "create",
+        "-o",
+        "json",
+        "-f",
+        "-",
+    ]);
+    if dry_run {
+        command.arg("--dry-run=server");
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(object.to_string().as_bytes())
+        .expect("writing to kubectl");
+    let out = child.wait_with_output().expect("kubectl finished");
+    Said {
+        admitted: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A pod as the build service account adding Buildah's capabilities, with
+/// or without the pin: what an editor would write to get the SCC.
+fn attack_pod(pin: Option<&str>) -> Value {
+    let annotations = match pin {
+        Some(scc) => json!({REQUIRED_SCC_ANNOTATION: scc}),
+        None => json!({}),
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "attack-", "annotations": annotations},
+        "spec": {
+            "serviceAccountName": MODELCAR_SERVICE_ACCOUNT,
+            "containers": [{
+                "name": "build",
+                "image": "quay.io/buildah/stable:latest",
+                "command": ["sh", "-c", "unshare -m id"],
+                "securityContext": {"capabilities": {"add": BUILDAH_CAPABILITIES}}
+            }]
+        }
+    })
+}
+
+/// An embedded Buildah step: what a TaskRun or pipeline task without the
+/// listed Task would run.
+fn embedded_task_spec(pin: Option<&str>) -> Value {
+    let metadata = match pin {
+        Some(scc) => json!({"annotations": {REQUIRED_SCC_ANNOTATION: scc}}),
+        None => json!({}),
+    };
+    json!({
+        "metadata": metadata,
+        "steps": [{
+            "name": "build",
+            "image": "quay.io/buildah/stable:latest",
+            "script": "unshare -m id",
+            "securityContext": {"capabilities": {"add": BUILDAH_CAPABILITIES}}
+        }]
+    })
+}
+
+fn names_policy(message: &str, policy: &str) -> bool {
+    message.contains(&format!("BuildPolicy {policy}"))
+}
+
+/// Tekton's message for a TaskRun that failed because its pod was refused.
+fn failure(run: &buildpolicy_api::TaskRun) -> Option<String> {
+    run.succeeded()
+        .filter(|c| c.status == "False")
+        .and_then(|c| c.message.clone())
+}
+
+/// Enforce (the default): every attack is refused with a message naming the
+/// policy; the pipeline's own pods are admitted as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn enforce_refuses_each_way_around_the_listed_tasks_and_admits_the_pipeline() {
+    with_temp_ns(|client, ns| async move {
+        scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let (name, scc) = ready_policy(&op, &client, &ns, &[], |c| c.status == "True" && c.reason == reason::ENFORCED).await;
+
+        // 1. A pod as the build service account, without and with the pin.
+        // The API server's admission-policy informer learns the binding
+        // moments after it is created: wait for the refusal, then expect it.
+        let refused = eventually("the binding to be enforced", TIMEOUT, || async {
+            let said = as_editor(&ns, &attack_pod(None), true);
+            (!said.admitted).then(|| said.all())
+        })
+        .await;
+        assert!(names_policy(&refused, &name), "unpinned: {refused}");
+        assert!(refused.contains("runs no Tekton Task"), "{refused}");
+        let said = as_editor(&ns, &attack_pod(Some(&scc)), true).all();
+        assert!(names_policy(&said, &name), "pinned: {said}");
+
+        // 2. A TaskRun with an embedded taskSpec, the pin and a forged
+        // tekton.dev/task label of the listed Task: refused at creation.
+        let forged = json!({
+            "apiVersion": "tekton.dev/v1",
+            "kind": "TaskRun",
+            "metadata": {"generateName": "forged-", "labels": {"tekton.dev/task": MODELCAR_BUILD_TASK}},
+            "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskSpec": embedded_task_spec(Some(&scc))}
+        });
+        let said = as_editor(&ns, &forged, false);
+        assert!(!said.admitted, "forged label: admitted: {}", said.all());
+        let said = said.all();
+        assert!(names_policy(&said, &name) && said.contains("spec.taskRef.name"), "{said}");
+        // Without the forged label the TaskRun is created, and Tekton's pod
+        // for it is refused.
+        let embedded = json!({
+            "apiVersion": "tekton.dev/v1",
+            "kind": "TaskRun",
+            "metadata": {"generateName": "embedded-"},
+            "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskSpec": embedded_task_spec(Some(&scc))}
+        });
+        let run_name = as_editor(&ns, &embedded, false).name();
+        let run = task_run(&client, &ns, &run_name, |r| failure(r).is_some()).await;
+        let message = failure(&run).unwrap_or_default();
+        assert!(names_policy(&message, &name), "embedded taskSpec: {message}");
+
+        // 3. A TaskRun of an unlisted Task that carries the pin.
+        let copy: Task = serde_json::from_value(json!({
+            "apiVersion": "tekton.dev/v1",
+            "kind": "Task",
+            "metadata": {"name": "not-listed", "annotations": {REQUIRED_SCC_ANNOTATION: scc}},
+            "spec": embedded_task_spec(None),
+        }))
+        .expect("a Task");
+        Api::<Task>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &copy)
+            .await
+            .expect("creating the unlisted Task");
+        let unlisted = json!({
+            "apiVersion": "tekton.dev/v1",
+            "kind": "TaskRun",
+            "metadata": {"generateName": "unlisted-"},
+            "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskRef": {"name": "not-listed"}}
+        });
+        let run_name = as_editor(&ns, &unlisted, false).name();
+        let run = task_run(&client, &ns, &run_name, |r| failure(r).is_some()).await;
+        let message = failure(&run).unwrap_or_default();
+        assert!(names_policy(&message, &name) && message.contains("runs Task not-listed"), "unlisted Task: {message}");
+
+        // 4. A PipelineRun whose pipeline task embeds its taskSpec and sets
+        // the pin in its metadata.
+        let pipeline_run = json!({
+            "apiVersion": "tekton.dev/v1",
+            "kind": "PipelineRun",
+            "metadata": {"generateName": "embedded-pipeline-"},
+            "spec": {
+                "pipelineSpec": {"tasks": [{"name": BUILD_PIPELINE_TASK, "taskSpec": embedded_task_spec(Some(&scc))}]},
+                "taskRunTemplate": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT}
+            }
+        });
+        let pipeline_run = as_editor(&ns, &pipeline_run, false).name();
+        let run = task_run_of(&client, &ns, &pipeline_run, BUILD_PIPELINE_TASK, |r| failure(r).is_some()).await;
+        let message = failure(&run).unwrap_or_default();
+        assert!(names_policy(&message, &name), "embedded pipeline task: {message}");
+
+        // 5. The pipeline itself, started by the editor: the build pod under
+        // the generated SCC, the service account's unpinned pods under
+        // restricted-v2, as without confinement.
+        let run = as_editor(&ns, &serde_json::to_value(modelcar_pipeline_run(None)).unwrap(), false).name();
+        let pods = pods_of(&client, &ns, &run, 4).await;
+        let scc_of = |task: &str| pods[task].annotations().get(ADMITTED_SCC_ANNOTATION).cloned().unwrap_or_default();
+        assert_eq!(scc_of(BUILD_PIPELINE_TASK), scc);
+        for task in UNPRIVILEGED_PIPELINE_TASKS {
+            assert_eq!(scc_of(task), "restricted-v2", "{task}");
+        }
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+/// Warn: the same pod is admitted under the generated SCC, with the
+/// policy's warning; Off: admitted, no binding, nothing said. `Confined`
+/// tells the pipeline owner which is in force.
+#[tokio::test(flavor = "multi_thread")]
+async fn warn_admits_with_a_warning_and_off_binds_nothing() {
+    with_temp_ns(|client, ns| async move {
+        scene(&client, &ns).await;
+        let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+
+        let op = Operator::start_with(&client, &ns, ceiling(ConfinementMode::Warn)).await;
+        let (name, scc) = ready_policy(&op, &client, &ns, &[], |c| {
+            c.status == "False" && c.reason == reason::WARN_ONLY
+        })
+        .await;
+        let said = eventually("the Warn binding to be in force", TIMEOUT, || async {
+            let said = as_editor(&ns, &attack_pod(None), true);
+            (said.admitted && said.stderr.contains("Warning:")).then_some(said)
+        })
+        .await;
+        assert!(names_policy(&said.stderr, &name), "{}", said.stderr);
+        let pod = said.created();
+        assert_eq!(
+            pod["metadata"]["annotations"][ADMITTED_SCC_ANNOTATION],
+            scc.as_str()
+        );
+        op.delete_policies_and_stop().await;
+
+        let op = Operator::start_with(&client, &ns, ceiling(ConfinementMode::Off)).await;
+        let (name, scc) = ready_policy(&op, &client, &ns, &[], |c| {
+            c.status == "False" && c.reason == reason::CONFINEMENT_OFF
+        })
+        .await;
+        assert!(
+            bindings
+                .get_opt(&format!("buildpolicy-{name}"))
+                .await
+                .expect("reading bindings")
+                .is_none()
+        );
+        let said = as_editor(&ns, &attack_pod(None), true);
+        assert!(
+            said.admitted && !said.stderr.contains("Warning:"),
+            "{}",
+            said.all()
+        );
+        let pod = said.created();
+        assert_eq!(
+            pod["metadata"]["annotations"][ADMITTED_SCC_ANNOTATION],
+            scc.as_str()
+        );
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+/// A Task dropped from `spec.tasks` loses its pin and its place in the
+/// binding: its next pod is refused. Deleting the policy deletes its
+/// binding; switching the ceiling to Off deletes it too.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_a_task_refuses_its_pods_and_deleting_the_policy_removes_its_binding() {
+    with_temp_ns(|client, ns| async move {
+        scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        let (name, scc) = ready_policy(&op, &client, &ns, &["download-model"], |c| {
+            c.status == "True"
+        })
+        .await;
+        let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+        let binding = format!("buildpolicy-{name}");
+        assert!(
+            bindings
+                .get_opt(&binding)
+                .await
+                .expect("reading the binding")
+                .is_some()
+        );
+
+        let first = start(&client, &ns, &modelcar_pipeline_run(None)).await;
+        let pods = pods_of(&client, &ns, &first, 4).await;
+        assert_eq!(
+            pods["download-model"]
+                .annotations()
+                .get(ADMITTED_SCC_ANNOTATION),
+            Some(&scc),
+            "a listed, pinned Task"
+        );
+
+        let policies = Api::<BuildPolicy>::all(client.clone());
+        policies
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"tasks": ["download-model"]}})),
+            )
+            .await
+            .expect("dropping the build Task");
+        wait_for(
+            &Api::<Task>::namespaced(client.clone(), &ns),
+            MODELCAR_BUILD_TASK,
+            TIMEOUT,
+            |t: &Task| !t.annotations().contains_key(REQUIRED_SCC_ANNOTATION),
+        )
+        .await;
+        wait_for(&policies, &name, TIMEOUT, |p: &BuildPolicy| {
+            p.condition(conditions::CONFINED)
+                .is_some_and(|c| c.observed_generation == p.metadata.generation)
+        })
+        .await;
+        let second = start(&client, &ns, &modelcar_pipeline_run(None)).await;
+        let run = task_run_of(&client, &ns, &second, BUILD_PIPELINE_TASK, |r| {
+            failure(r).is_some()
+        })
+        .await;
+        let message = failure(&run).unwrap_or_default();
+        assert!(
+            names_policy(&message, &name),
+            "the dropped Task's pod: {message}"
+        );
+
+        // A binding deleted by hand comes back.
+        let before = bindings.get(&binding).await.expect("the binding").uid();
+        bindings
+            .delete(&binding, &DeleteParams::default())
+            .await
+            .expect("deleting the binding by hand");
+        eventually("the deleted binding to be recreated", TIMEOUT, || async {
+            bindings
+                .get_opt(&binding)
+                .await
+                .ok()
+                .flatten()
+                .filter(|b| b.uid() != before)
+        })
+        .await;
+
+        op.set_ceiling(ceiling(ConfinementMode::Off));
+        wait_for_deletion(&bindings, &binding, TIMEOUT).await;
+        op.set_ceiling(Ceiling::default());
+        wait_for(&bindings, &binding, TIMEOUT, |_| true).await;
+
+        policies
+            .delete(&name, &DeleteParams::default())
+            .await
+            .expect("deleting the policy");
+        wait_for_deletion(&bindings, &binding, TIMEOUT).await;
+        op.stop().await;
+    })
+    .await;
+}
+
+/// The admission policy itself is repaired: a hand edit that would let
+/// requests through when its expressions fail (`failurePolicy: Ignore`) is
+/// reverted. (Only `failurePolicy` is touched: the policy is shared by every
+/// test running beside this one.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hand_edit_of_the_admission_policy_is_reverted() {
+    with_temp_ns(|client, ns| async move {
+        scene(&client, &ns).await;
+        let op = Operator::start(&client, &ns).await;
+        ready_policy(&op, &client, &ns, &[], |c| c.status == "True").await;
+        let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+        policies
+            .patch(
+                ADMISSION_POLICY_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"failurePolicy": "Ignore"}})),
+            )
+            .await
+            .expect("editing the admission policy by hand");
+        wait_for(
+            &policies,
+            ADMISSION_POLICY_NAME,
+            TIMEOUT,
+            |p: &ValidatingAdmissionPolicy| {
+                p.spec.as_ref().and_then(|s| s.failure_policy.as_deref()) == Some("Fail")
+            },
+        )
+        .await;
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+/// An API server without ValidatingAdmissionPolicy (before Kubernetes 1.30
+/// / OpenShift 4.17): the policy is granted as before, no binding is made,
+/// and `Confined` says the grant is the service account's.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_admission_policies_the_policy_says_it_is_not_confined() {
+    with_temp_ns(|client, ns| async move {
+        scene(&client, &ns).await;
+        let op = Operator::start_with_config(&client, &ns, |config| {
+            config.admission_policies_served = false;
+        })
+        .await;
+        let (name, _) = ready_policy(&op, &client, &ns, &[], |c| {
+            c.status == "False" && c.reason == reason::CONFINEMENT_UNSUPPORTED
+        })
+        .await;
+        let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+        assert!(
+            bindings
+                .get_opt(&format!("buildpolicy-{name}"))
+                .await
+                .expect("reading bindings")
+                .is_none()
+        );
+        let policy = Api::<BuildPolicy>::all(client.clone())
+            .get(&name)
+            .await
+            .expect("the policy");
+        let message = &policy
+            .condition(conditions::CONFINED)
+            .expect("Confined")
+            .message;
+        assert!(
+            message.contains("not confined to the listed Tasks"),
+            "{message}"
+        );
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+/// A namespace admin cannot grant their own pods capabilities: BuildPolicy
+/// is cluster-scoped, so even a Role granting every verb on buildpolicies in
+/// the namespace lets its holder create none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_role_on_buildpolicies_cannot_create_one() {
+    with_temp_ns(|client, ns| async move {
+        create_service_account(&client, &ns, "ns-admin").await;
+        let role: Role = serde_json::from_value(json!({
+            "metadata": {"name": "ns-admin"},
+            "rules": [{"apiGroups": ["buildpolicy.dev"], "resources": ["buildpolicies"], "verbs": ["*"]}]
+        }))
+        .expect("a Role");
+        Api::<Role>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &role)
+            .await
+            .expect("creating the Role");
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "ns-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ns-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "ns-admin", "namespace": ns}]
+        }))
+        .expect("a RoleBinding");
+        Api::<RoleBinding>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("creating the RoleBinding");
+        let policy = json!({
+            "apiVersion": "buildpolicy.dev/v1alpha1",
+            "kind": "BuildPolicy",
+            "metadata": {"name": unique_name("self-grant")},
+            "spec": {"namespace": ns, "serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "capabilities": ["SYS_ADMIN"], "tasks": [MODELCAR_BUILD_TASK]}
+        });
+        let mut command = kubectl();
+        command.args(["--as", &format!("system:serviceaccount:{ns}:ns-admin"), "create", "--dry-run=server", "-f", "-"]);
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(policy.to_string().as_bytes()).expect("writing");
+        let out = child.wait_with_output().expect("kubectl finished");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a namespace Role created a BuildPolicy");
+        assert!(stderr.contains("forbidden") && stderr.contains("at the cluster scope"), "{stderr}");
+    })
+    .await;
+}
