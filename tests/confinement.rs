@@ -488,10 +488,11 @@ async fn dropping_a_task_refuses_its_pods_and_deleting_the_policy_removes_its_bi
     .await;
 }
 
-/// The admission policy itself is repaired: a hand edit that would let
-/// requests through when its expressions fail (`failurePolicy: Ignore`) is
-/// reverted. (Only `failurePolicy` is touched: the policy is shared by every
-/// test running beside this one.)
+/// The admission policy itself is repaired: a hand edit of it (here one
+/// that would refuse every pod and TaskRun in the cluster whenever the
+/// policy cannot be evaluated, `failurePolicy: Fail`) is reverted. Only
+/// `failurePolicy` is touched, which changes nothing while the policy
+/// evaluates: it is shared by every test running beside this one.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hand_edit_of_the_admission_policy_is_reverted() {
     with_temp_ns(|client, ns| async move {
@@ -503,7 +504,7 @@ async fn a_hand_edit_of_the_admission_policy_is_reverted() {
             .patch(
                 ADMISSION_POLICY_NAME,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"failurePolicy": "Ignore"}})),
+                &Patch::Merge(json!({"spec": {"failurePolicy": "Fail"}})),
             )
             .await
             .expect("editing the admission policy by hand");
@@ -512,7 +513,7 @@ async fn a_hand_edit_of_the_admission_policy_is_reverted() {
             ADMISSION_POLICY_NAME,
             TIMEOUT,
             |p: &ValidatingAdmissionPolicy| {
-                p.spec.as_ref().and_then(|s| s.failure_policy.as_deref()) == Some("Fail")
+                p.spec.as_ref().and_then(|s| s.failure_policy.as_deref()) == Some("Ignore")
             },
         )
         .await;

@@ -54,7 +54,12 @@ pub fn admission_policy(confinement: &Confinement) -> ValidatingAdmissionPolicy 
             "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
         },
         "spec": {
-            "failurePolicy": "Fail",
+            // Ignore, not Fail: an API server that cannot evaluate the policy
+            // (it has not yet discovered the BuildPolicy CRD, for a minute
+            // or two after it starts; the CRD was removed) would otherwise
+            // refuse every pod and TaskRun in the cluster, not only in the
+            // build namespaces. SCC admission's own checks stay in force.
+            "failurePolicy": "Ignore",
             "paramKind": {
                 "apiVersion": buildpolicy_api::policy::API_VERSION,
                 "kind": buildpolicy_api::policy::KIND,
@@ -210,7 +215,7 @@ mod tests {
             controllers,
             r#"["system:serviceaccount:ci:tekton","o'neil"]"#
         );
-        assert_eq!(vap["spec"]["failurePolicy"], "Fail");
+        assert_eq!(vap["spec"]["failurePolicy"], "Ignore");
         assert_eq!(vap["spec"]["paramKind"]["kind"], "BuildPolicy");
     }
 
