@@ -226,6 +226,129 @@ fn embedded_task_spec(pin: Option<&str>) -> Value {
     })
 }
 
+/// A TaskRun forging the listed build Task's label on an embedded spec.
+fn forged_task_run(scc: &str) -> Value {
+    json!({
+        "apiVersion": "tekton.dev/v1",
+        "kind": "TaskRun",
+        "metadata": {"generateName": "forged-", "labels": {"tekton.dev/task": MODELCAR_BUILD_TASK}},
+        "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskSpec": embedded_task_spec(Some(scc))}
+    })
+}
+
+/// A TaskRun with an embedded spec carrying the pin.
+fn embedded_task_run(scc: &str) -> Value {
+    json!({
+        "apiVersion": "tekton.dev/v1",
+        "kind": "TaskRun",
+        "metadata": {"generateName": "embedded-"},
+        "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskSpec": embedded_task_spec(Some(scc))}
+    })
+}
+
+/// The unlisted Task `not-listed`, carrying a copy of the pin.
+async fn create_unlisted_task(client: &Client, ns: &str, scc: &str) {
+    let copy: Task = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Task",
+        "metadata": {"name": "not-listed", "annotations": {REQUIRED_SCC_ANNOTATION: scc}},
+        "spec": embedded_task_spec(None),
+    }))
+    .expect("a Task");
+    Api::<Task>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &copy)
+        .await
+        .expect("creating the unlisted Task");
+}
+
+/// A TaskRun of the unlisted Task.
+fn unlisted_task_run() -> Value {
+    json!({
+        "apiVersion": "tekton.dev/v1",
+        "kind": "TaskRun",
+        "metadata": {"generateName": "unlisted-"},
+        "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskRef": {"name": "not-listed"}}
+    })
+}
+
+/// A PipelineRun whose one pipeline task embeds its spec with the pin.
+fn embedded_pipeline_run(scc: &str) -> Value {
+    json!({
+        "apiVersion": "tekton.dev/v1",
+        "kind": "PipelineRun",
+        "metadata": {"generateName": "embedded-pipeline-"},
+        "spec": {
+            "pipelineSpec": {"tasks": [{"name": BUILD_PIPELINE_TASK, "taskSpec": embedded_task_spec(Some(scc))}]},
+            "taskRunTemplate": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT}
+        }
+    })
+}
+
+/// The SCC OpenShift admitted the pod of TaskRun `run` under, once Tekton
+/// created it.
+async fn scc_of_task_run_pod(client: &Client, ns: &str, run: &str) -> String {
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns);
+    let selector = format!("tekton.dev/taskRun={run}");
+    eventually(
+        &format!("the pod of TaskRun {ns}/{run}"),
+        TIMEOUT,
+        || async {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .ok()?;
+            list.items
+                .first()
+                .and_then(|p| p.annotations().get(ADMITTED_SCC_ANNOTATION).cloned())
+        },
+    )
+    .await
+}
+
+/// Without enforcement (Warn, Off) every way around the listed Tasks gets
+/// the SCC; with Warn, what the editor submits itself comes back with the
+/// policy's warning (the pods Tekton creates warn Tekton, not the editor).
+async fn every_attack_gets_the_scc(client: &Client, ns: &str, name: &str, scc: &str, warned: bool) {
+    for (what, object) in [
+        ("pinned pod", attack_pod(Some(scc))),
+        ("forged TaskRun label", forged_task_run(scc)),
+    ] {
+        let said = as_editor(ns, &object, true);
+        assert!(said.admitted, "{what}: {}", said.all());
+        assert_eq!(
+            said.stderr.contains("Warning:"),
+            warned,
+            "{what}: {}",
+            said.stderr
+        );
+        if warned {
+            assert!(names_policy(&said.stderr, name), "{what}: {}", said.stderr);
+        }
+    }
+    let embedded = as_editor(ns, &embedded_task_run(scc), false).name();
+    assert_eq!(
+        scc_of_task_run_pod(client, ns, &embedded).await,
+        scc,
+        "embedded taskSpec"
+    );
+    let unlisted = as_editor(ns, &unlisted_task_run(), false).name();
+    assert_eq!(
+        scc_of_task_run_pod(client, ns, &unlisted).await,
+        scc,
+        "unlisted Task"
+    );
+    let pipeline = as_editor(ns, &embedded_pipeline_run(scc), false).name();
+    let pods = pods_of(client, ns, &pipeline, 1).await;
+    assert_eq!(
+        pods[BUILD_PIPELINE_TASK]
+            .annotations()
+            .get(ADMITTED_SCC_ANNOTATION)
+            .map(String::as_str),
+        Some(scc),
+        "embedded pipeline task"
+    );
+}
+
 fn names_policy(message: &str, policy: &str) -> bool {
     message.contains(&format!("BuildPolicy {policy}"))
 }
@@ -244,7 +367,10 @@ async fn enforce_refuses_each_way_around_the_listed_tasks_and_admits_the_pipelin
     with_temp_ns(|client, ns| async move {
         scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, &[], |c| c.status == "True" && c.reason == reason::ENFORCED).await;
+        let (name, scc) = ready_policy(&op, &client, &ns, &[], |c| {
+            c.status == "True" && c.reason == reason::ENFORCED
+        })
+        .await;
 
         // 1. A pod as the build service account, without and with the pin.
         // The API server's admission-policy informer learns the binding
@@ -261,74 +387,67 @@ async fn enforce_refuses_each_way_around_the_listed_tasks_and_admits_the_pipelin
 
         // 2. A TaskRun with an embedded taskSpec, the pin and a forged
         // tekton.dev/task label of the listed Task: refused at creation.
-        let forged = json!({
-            "apiVersion": "tekton.dev/v1",
-            "kind": "TaskRun",
-            "metadata": {"generateName": "forged-", "labels": {"tekton.dev/task": MODELCAR_BUILD_TASK}},
-            "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskSpec": embedded_task_spec(Some(&scc))}
-        });
+        let forged = forged_task_run(&scc);
         let said = as_editor(&ns, &forged, false);
         assert!(!said.admitted, "forged label: admitted: {}", said.all());
         let said = said.all();
-        assert!(names_policy(&said, &name) && said.contains("spec.taskRef.name"), "{said}");
+        assert!(
+            names_policy(&said, &name) && said.contains("spec.taskRef.name"),
+            "{said}"
+        );
         // Without the forged label the TaskRun is created, and Tekton's pod
         // for it is refused.
-        let embedded = json!({
-            "apiVersion": "tekton.dev/v1",
-            "kind": "TaskRun",
-            "metadata": {"generateName": "embedded-"},
-            "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskSpec": embedded_task_spec(Some(&scc))}
-        });
+        let embedded = embedded_task_run(&scc);
         let run_name = as_editor(&ns, &embedded, false).name();
         let run = task_run(&client, &ns, &run_name, |r| failure(r).is_some()).await;
         let message = failure(&run).unwrap_or_default();
-        assert!(names_policy(&message, &name), "embedded taskSpec: {message}");
+        assert!(
+            names_policy(&message, &name),
+            "embedded taskSpec: {message}"
+        );
 
         // 3. A TaskRun of an unlisted Task that carries the pin.
-        let copy: Task = serde_json::from_value(json!({
-            "apiVersion": "tekton.dev/v1",
-            "kind": "Task",
-            "metadata": {"name": "not-listed", "annotations": {REQUIRED_SCC_ANNOTATION: scc}},
-            "spec": embedded_task_spec(None),
-        }))
-        .expect("a Task");
-        Api::<Task>::namespaced(client.clone(), &ns)
-            .create(&PostParams::default(), &copy)
-            .await
-            .expect("creating the unlisted Task");
-        let unlisted = json!({
-            "apiVersion": "tekton.dev/v1",
-            "kind": "TaskRun",
-            "metadata": {"generateName": "unlisted-"},
-            "spec": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "taskRef": {"name": "not-listed"}}
-        });
+        create_unlisted_task(&client, &ns, &scc).await;
+        let unlisted = unlisted_task_run();
         let run_name = as_editor(&ns, &unlisted, false).name();
         let run = task_run(&client, &ns, &run_name, |r| failure(r).is_some()).await;
         let message = failure(&run).unwrap_or_default();
-        assert!(names_policy(&message, &name) && message.contains("runs Task not-listed"), "unlisted Task: {message}");
+        assert!(
+            names_policy(&message, &name) && message.contains("runs Task not-listed"),
+            "unlisted Task: {message}"
+        );
 
         // 4. A PipelineRun whose pipeline task embeds its taskSpec and sets
         // the pin in its metadata.
-        let pipeline_run = json!({
-            "apiVersion": "tekton.dev/v1",
-            "kind": "PipelineRun",
-            "metadata": {"generateName": "embedded-pipeline-"},
-            "spec": {
-                "pipelineSpec": {"tasks": [{"name": BUILD_PIPELINE_TASK, "taskSpec": embedded_task_spec(Some(&scc))}]},
-                "taskRunTemplate": {"serviceAccountName": MODELCAR_SERVICE_ACCOUNT}
-            }
-        });
+        let pipeline_run = embedded_pipeline_run(&scc);
         let pipeline_run = as_editor(&ns, &pipeline_run, false).name();
-        let run = task_run_of(&client, &ns, &pipeline_run, BUILD_PIPELINE_TASK, |r| failure(r).is_some()).await;
+        let run = task_run_of(&client, &ns, &pipeline_run, BUILD_PIPELINE_TASK, |r| {
+            failure(r).is_some()
+        })
+        .await;
         let message = failure(&run).unwrap_or_default();
-        assert!(names_policy(&message, &name), "embedded pipeline task: {message}");
+        assert!(
+            names_policy(&message, &name),
+            "embedded pipeline task: {message}"
+        );
 
         // 5. The pipeline itself, started by the editor: the build pod under
         // the generated SCC, the service account's unpinned pods under
         // restricted-v2, as without confinement.
-        let run = as_editor(&ns, &serde_json::to_value(modelcar_pipeline_run(None)).unwrap(), false).name();
+        let run = as_editor(
+            &ns,
+            &serde_json::to_value(modelcar_pipeline_run(None)).unwrap(),
+            false,
+        )
+        .name();
         let pods = pods_of(&client, &ns, &run, 4).await;
-        let scc_of = |task: &str| pods[task].annotations().get(ADMITTED_SCC_ANNOTATION).cloned().unwrap_or_default();
+        let scc_of = |task: &str| {
+            pods[task]
+                .annotations()
+                .get(ADMITTED_SCC_ANNOTATION)
+                .cloned()
+                .unwrap_or_default()
+        };
         assert_eq!(scc_of(BUILD_PIPELINE_TASK), scc);
         for task in UNPRIVILEGED_PIPELINE_TASKS {
             assert_eq!(scc_of(task), "restricted-v2", "{task}");
@@ -363,6 +482,8 @@ async fn warn_admits_with_a_warning_and_off_binds_nothing() {
             pod["metadata"]["annotations"][ADMITTED_SCC_ANNOTATION],
             scc.as_str()
         );
+        create_unlisted_task(&client, &ns, &scc).await;
+        every_attack_gets_the_scc(&client, &ns, &name, &scc, true).await;
         op.delete_policies_and_stop().await;
 
         let op = Operator::start_with(&client, &ns, ceiling(ConfinementMode::Off)).await;
@@ -388,6 +509,17 @@ async fn warn_admits_with_a_warning_and_off_binds_nothing() {
             pod["metadata"]["annotations"][ADMITTED_SCC_ANNOTATION],
             scc.as_str()
         );
+        // The unlisted Task still carries the first policy's pin: copy the
+        // second's.
+        Api::<Task>::namespaced(client.clone(), &ns)
+            .patch(
+                "not-listed",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {REQUIRED_SCC_ANNOTATION: scc}}})),
+            )
+            .await
+            .expect("copying the pin");
+        every_attack_gets_the_scc(&client, &ns, &name, &scc, false).await;
         op.delete_policies_and_stop().await;
     })
     .await;

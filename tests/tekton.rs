@@ -24,7 +24,7 @@ use buildpolicy_test_support::scene::{
 };
 use buildpolicy_test_support::tekton::{
     BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, create, create_modelcar_pipeline, has_pod,
-    modelcar_pipeline_run, pods_of, refused, start, task_run, task_run_of,
+    modelcar_pipeline_run, pods_of, refused, start, task_run, task_run_of, wait_for_confinement,
 };
 use buildpolicy_test_support::{
     exposition, unique_name, wait_for, wait_for_deletion, with_temp_ns,
@@ -394,6 +394,7 @@ async fn an_embedded_task_spec_is_refused_pin_or_no_pin() {
         scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
         let (name, scc) = ready_policy(&op, &client, &ns, Isolation::HostUserNamespace).await;
+        wait_for_confinement(&client, &ns, MODELCAR_SERVICE_ACCOUNT, &scc).await;
         let task = Api::<Task>::namespaced(client.clone(), &ns)
             .get(MODELCAR_BUILD_TASK)
             .await

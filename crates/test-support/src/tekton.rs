@@ -212,3 +212,43 @@ pub fn has_pod(run: &TaskRun) -> bool {
         .and_then(|s| s.pod_name.as_deref())
         .is_some_and(|p| !p.is_empty())
 }
+
+/// Waits until the API server enforces the confinement binding of the
+/// policy whose SCC is `scc` in `ns`: its admission-policy informer learns a
+/// new binding moments after the operator creates it. Probes with a
+/// server-side dry-run pod pinned to the SCC as `service_account`, created by
+/// the admin (no pipeline controller), until the policy refuses it.
+///
+/// # Panics
+///
+/// When the binding is not in force within [`TEKTON_TIMEOUT`].
+pub async fn wait_for_confinement(client: &Client, ns: &str, service_account: &str, scc: &str) {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"generateName": "confinement-probe-", "annotations": {"openshift.io/required-scc": scc}},
+        "spec": {
+            "serviceAccountName": service_account,
+            "containers": [{"name": "probe", "image": "registry.access.redhat.com/ubi9/ubi-minimal", "command": ["true"]}]
+        }
+    }))
+    .expect("a pod");
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(
+        &format!("the confinement binding of SCC {scc} to be enforced in {ns}"),
+        TEKTON_TIMEOUT,
+        || async {
+            match pods.create(&params, &pod).await {
+                Err(kube::Error::Api(status))
+                    if status.message.contains(&format!("confines SCC {scc}")) =>
+                {
+                    Some(())
+                }
+                _ => None,
+            }
+        },
+    )
+    .await;
+}
