@@ -194,6 +194,11 @@ spec:
       command: [sleep, infinity]
       securityContext: {capabilities: {add: [SYS_ADMIN]}}
 EOF
+# The API server learns a new binding within moments; wait for it quietly.
+for _ in $(seq 1 60); do
+  kubectl -n "$NS" --as "system:serviceaccount:$NS:editor" create --dry-run=server -f "$DEMO_DIR/attack-pod.yaml" >/dev/null 2>&1 || break
+  sleep 0.5
+done
 run kubectl -n "$NS" --as "system:serviceaccount:$NS:editor" create --dry-run=server -f "$DEMO_DIR/attack-pod.yaml" || true
 run kubectl get buildpolicy modelcar-build -o jsonpath='{.status.conditions[?(@.type=="Confined")].message}{"\n"}'
 

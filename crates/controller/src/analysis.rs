@@ -77,11 +77,13 @@ fn probe_pods() -> Vec<(&'static str, PodSecurityRequest)> {
     ]
 }
 
-/// The `PreemptionSafe` advice for a policy whose SCC is `generated`.
+/// The `PreemptionSafe` advice for a policy whose SCC is `generated`;
+/// `confined`: its confinement binding is enforced.
 pub fn preemption_advice(
     policy: &BuildPolicy,
     caches: &Caches,
     generated: &SecurityContextConstraints,
+    confined: bool,
 ) -> Advice {
     let (ns, sa) = (&policy.spec.namespace, &policy.spec.service_account_name);
     let live_generated = caches.scc(generated.name());
@@ -118,9 +120,11 @@ pub fn preemption_advice(
     }
     let mut message = safe_message.unwrap_or_default();
     if let Some(widened) = widened {
-        message.push_str(&format!(
-            "; note: {widened}: keep {subject} for the pinned Tasks only"
-        ));
+        message.push_str(&if confined {
+            format!("; {widened}, but confinement refuses them unless they run a listed Task")
+        } else {
+            format!("; note: {widened}: keep {subject} for the pinned Tasks only")
+        });
     }
     Advice::good(reason::SORTS_AFTER_DEFAULT, message)
 }

@@ -169,19 +169,7 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
         pin_tasks(policy, ctx, &desired.pins, &mut obs).await?;
     }
 
-    // 4. Advice on what the grant means for other pods and for the Tasks.
-    if obs.scc == Part::Ready {
-        obs.preemption = Some(analysis::preemption_advice(policy, &ctx.caches, &scc.scc));
-        match analysis::tasks_advice(policy, ctx, &scc.scc, &obs.pinned_tasks).await {
-            Ok(advice) => obs.tasks_admissible = advice,
-            Err(error) => warn!(%error, "Task admissibility check failed"),
-        }
-    }
-    let runs = ctx.caches.task_runs_of(&name, &spec.namespace);
-    let runs: Vec<&TaskRun> = runs.iter().map(AsRef::as_ref).collect();
-    obs.builds = builds_advice(&spec.tasks, spec.isolation, &runs);
-
-    // 5. Confinement of the SCC to the listed Tasks' pods.
+    // 4. Confinement of the SCC to the listed Tasks' pods.
     let mut confine_error = None;
     if obs.scc == Part::Ready {
         match confine(policy, ctx, &owner, &ceiling).await {
@@ -192,6 +180,23 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
             }
         }
     }
+
+    // 5. Advice on what the grant means for other pods and for the Tasks.
+    if obs.scc == Part::Ready {
+        obs.preemption = Some(analysis::preemption_advice(
+            policy,
+            &ctx.caches,
+            &scc.scc,
+            obs.confinement.as_ref().is_some_and(|c| c.ok),
+        ));
+        match analysis::tasks_advice(policy, ctx, &scc.scc, &obs.pinned_tasks).await {
+            Ok(advice) => obs.tasks_admissible = advice,
+            Err(error) => warn!(%error, "Task admissibility check failed"),
+        }
+    }
+    let runs = ctx.caches.task_runs_of(&name, &spec.namespace);
+    let runs: Vec<&TaskRun> = runs.iter().map(AsRef::as_ref).collect();
+    obs.builds = builds_advice(&spec.tasks, spec.isolation, &runs);
 
     // 6. Whatever the policy held before and no longer wants. A Task that
     // could not be re-pinned keeps whatever pin it has.
