@@ -149,18 +149,18 @@ impl Said {
 
 /// `kubectl --as <ns>/editor create [--dry-run=server] -f -` of `object`.
 fn as_editor(ns: &str, object: &Value, dry_run: bool) -> Said {
-    let mut command = kubectl();
-    command.args([
-        "--as",
+    create_as(
         &format!("system:serviceaccount:{ns}:{EDITOR}"),
-        "-n",
         ns,
-        "create",
-        "-o",
-        "json",
-        "-f",
-        "-",
-    ]);
+        object,
+        dry_run,
+    )
+}
+
+/// `kubectl --as <user> -n <ns> create [--dry-run=server] -f -` of `object`.
+fn create_as(user: &str, ns: &str, object: &Value, dry_run: bool) -> Said {
+    let mut command = kubectl();
+    command.args(["--as", user, "-n", ns, "create", "-o", "json", "-f", "-"]);
     if dry_run {
         command.arg("--dry-run=server");
     }
@@ -726,20 +726,13 @@ async fn a_namespace_role_on_buildpolicies_cannot_create_one() {
             "metadata": {"name": unique_name("self-grant")},
             "spec": {"namespace": ns, "serviceAccountName": MODELCAR_SERVICE_ACCOUNT, "capabilities": ["SYS_ADMIN"], "tasks": [MODELCAR_BUILD_TASK]}
         });
-        let mut command = kubectl();
-        command.args(["--as", &format!("system:serviceaccount:{ns}:ns-admin"), "create", "--dry-run=server", "-f", "-"]);
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running kubectl");
-        use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(policy.to_string().as_bytes()).expect("writing");
-        let out = child.wait_with_output().expect("kubectl finished");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "a namespace Role created a BuildPolicy");
-        assert!(stderr.contains("forbidden") && stderr.contains("at the cluster scope"), "{stderr}");
+        let said = create_as(&format!("system:serviceaccount:{ns}:ns-admin"), &ns, &policy, true);
+        assert!(!said.admitted, "a namespace Role created a BuildPolicy");
+        assert!(
+            said.stderr.contains("forbidden") && said.stderr.contains("at the cluster scope"),
+            "{}",
+            said.stderr
+        );
     })
     .await;
 }
