@@ -91,44 +91,37 @@ cmd_build() {
   log "built in $((SECONDS - start))s"
 }
 
-# OpenShift's SCC admission plugin as a webhook: its own module (Kubernetes
-# 1.32 as a library), rebuilt when its sources change.
-scc_admission_stamp() {
-  cat "$SCC_ADMISSION_SRC"/go.mod "$SCC_ADMISSION_SRC"/go.sum "$SCC_ADMISSION_SRC"/*.go | sha256sum | cut -d' ' -f1
-}
-
-build_scc_admission() {
-  local stamp; stamp="$(scc_admission_stamp)"
-  if [[ -f "$BIN/.stamp-scc-admission" && "$(cat "$BIN/.stamp-scc-admission")" == "$stamp" && -x "$BIN/scc-admission" ]]; then
-    log "scc-admission is up to date in $BIN"
+# build_module NAME DIR PACKAGE WHAT STAMP_FILES...: `go build` PACKAGE in the
+# module DIR into $BIN/NAME, unless the hash of STAMP_FILES is the one it was
+# last built from.
+build_module() {
+  local name="$1" dir="$2" package="$3" what="$4"; shift 4
+  local stamp; stamp="$(cat "$@" | sha256sum | cut -d' ' -f1)"
+  if [[ -f "$BIN/.stamp-$name" && "$(cat "$BIN/.stamp-$name")" == "$stamp" && -x "$BIN/$name" ]]; then
+    log "$name is up to date in $BIN"
     return 0
   fi
   local start=$SECONDS
-  log "building scc-admission (OpenShift's SCC admission plugin, hack/scc-admission; first build takes several minutes)"
-  (cd "$SCC_ADMISSION_SRC" && go build -trimpath -ldflags "-s -w" -o "$BIN/scc-admission" .) ||
+  log "building $name ($what, ${dir#"$ROOT"/}; first build takes several minutes)"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$BIN/$name" "$package") || return 1
+  echo "$stamp" > "$BIN/.stamp-$name"
+  log "built $name in $((SECONDS - start))s"
+}
+
+# OpenShift's SCC admission plugin as a webhook: its own module (Kubernetes
+# 1.32 as a library), rebuilt when its sources change.
+build_scc_admission() {
+  build_module scc-admission "$SCC_ADMISSION_SRC" . "OpenShift's SCC admission plugin" \
+    "$SCC_ADMISSION_SRC"/go.mod "$SCC_ADMISSION_SRC"/go.sum "$SCC_ADMISSION_SRC"/*.go ||
     die "building hack/scc-admission failed (up --no-scc-admission starts the cluster without it)"
-  echo "$stamp" > "$BIN/.stamp-scc-admission"
-  log "built scc-admission in $((SECONDS - start))s"
 }
 
 # Tekton Pipelines' controller, unchanged, from its module (exact pin in
 # hack/tekton-controller/go.mod), rebuilt when the pin changes.
-tekton_stamp() {
-  cat "$TEKTON_SRC"/go.mod "$TEKTON_SRC"/go.sum | sha256sum | cut -d' ' -f1
-}
-
 build_tekton() {
-  local stamp; stamp="$(tekton_stamp)"
-  if [[ -f "$BIN/.stamp-tekton-controller" && "$(cat "$BIN/.stamp-tekton-controller")" == "$stamp" && -x "$BIN/tekton-controller" ]]; then
-    log "tekton-controller is up to date in $BIN"
-    return 0
-  fi
-  local start=$SECONDS
-  log "building tekton-controller (Tekton Pipelines' cmd/controller, hack/tekton-controller; first build takes several minutes)"
-  (cd "$TEKTON_SRC" && go build -trimpath -ldflags "-s -w" -o "$BIN/tekton-controller" github.com/tektoncd/pipeline/cmd/controller) ||
+  build_module tekton-controller "$TEKTON_SRC" github.com/tektoncd/pipeline/cmd/controller \
+    "Tekton Pipelines' cmd/controller" "$TEKTON_SRC"/go.mod "$TEKTON_SRC"/go.sum ||
     die "building hack/tekton-controller failed (up --no-tekton starts the cluster without it)"
-  echo "$stamp" > "$BIN/.stamp-tekton-controller"
-  log "built tekton-controller in $((SECONDS - start))s"
 }
 
 # ------------------------------------------------------------------- up ----
