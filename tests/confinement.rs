@@ -21,7 +21,8 @@ use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scc_admission::webhook_holds;
 use buildpolicy_test_support::scene::{
-    BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_service_account,
+    BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, buildah_pod,
+    create_service_account,
 };
 use buildpolicy_test_support::tekton::{
     BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, create_modelcar_pipeline,
@@ -185,29 +186,6 @@ fn create_as(user: &str, ns: &str, object: &Value, dry_run: bool) -> Said {
     }
 }
 
-/// A pod as the build service account adding Buildah's capabilities, with
-/// or without the pin: what an editor would write to get the SCC.
-fn attack_pod(pin: Option<&str>) -> Value {
-    let annotations = match pin {
-        Some(scc) => json!({REQUIRED_SCC_ANNOTATION: scc}),
-        None => json!({}),
-    };
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"generateName": "attack-", "annotations": annotations},
-        "spec": {
-            "serviceAccountName": MODELCAR_SERVICE_ACCOUNT,
-            "containers": [{
-                "name": "build",
-                "image": "quay.io/buildah/stable:latest",
-                "command": ["sh", "-c", "unshare -m id"],
-                "securityContext": {"capabilities": {"add": BUILDAH_CAPABILITIES}}
-            }]
-        }
-    })
-}
-
 /// An embedded Buildah step: what a TaskRun or pipeline task without the
 /// listed Task would run.
 fn embedded_task_spec(pin: Option<&str>) -> Value {
@@ -310,7 +288,7 @@ async fn scc_of_task_run_pod(client: &Client, ns: &str, run: &str) -> String {
 /// policy's warning (the pods Tekton creates warn Tekton, not the editor).
 async fn every_attack_gets_the_scc(client: &Client, ns: &str, name: &str, scc: &str, warned: bool) {
     for (what, object) in [
-        ("pinned pod", attack_pod(Some(scc))),
+        ("pinned pod", buildah_pod(Some(scc))),
         ("forged TaskRun label", forged_task_run(scc)),
     ] {
         let said = as_editor(ns, &object, true);
@@ -376,13 +354,13 @@ async fn enforce_refuses_each_way_around_the_listed_tasks_and_admits_the_pipelin
         // The API server's admission-policy informer learns the binding
         // moments after it is created: wait for the refusal, then expect it.
         let refused = eventually("the binding to be enforced", TIMEOUT, || async {
-            let said = as_editor(&ns, &attack_pod(None), true);
+            let said = as_editor(&ns, &buildah_pod(None), true);
             (!said.admitted).then(|| said.all())
         })
         .await;
         assert!(names_policy(&refused, &name), "unpinned: {refused}");
         assert!(refused.contains("runs no Tekton Task"), "{refused}");
-        let said = as_editor(&ns, &attack_pod(Some(&scc)), true).all();
+        let said = as_editor(&ns, &buildah_pod(Some(&scc)), true).all();
         assert!(names_policy(&said, &name), "pinned: {said}");
 
         // 2. A TaskRun with an embedded taskSpec, the pin and a forged
@@ -395,6 +373,18 @@ async fn enforce_refuses_each_way_around_the_listed_tasks_and_admits_the_pipelin
             names_policy(&said, &name) && said.contains("spec.taskRef.name"),
             "{said}"
         );
+        // Other namespaces are unaffected: the binding selects the policy's
+        // namespace only, so the same TaskRun, written by an editor of a
+        // namespace no policy names, is admitted and nothing names the policy.
+        let (policy, pin) = (name.clone(), scc.clone());
+        with_temp_ns(|client, other| async move {
+            scene(&client, &other).await;
+            let said = as_editor(&other, &forged_task_run(&pin), true);
+            assert!(said.admitted, "other namespace: refused: {}", said.all());
+            assert!(!names_policy(&said.all(), &policy), "{}", said.all());
+        })
+        .await;
+
         // Without the forged label the TaskRun is created, and Tekton's pod
         // for it is refused.
         let embedded = embedded_task_run(&scc);
@@ -472,7 +462,7 @@ async fn warn_admits_with_a_warning_and_off_binds_nothing() {
         })
         .await;
         let said = eventually("the Warn binding to be in force", TIMEOUT, || async {
-            let said = as_editor(&ns, &attack_pod(None), true);
+            let said = as_editor(&ns, &buildah_pod(None), true);
             (said.admitted && said.stderr.contains("Warning:")).then_some(said)
         })
         .await;
@@ -498,7 +488,7 @@ async fn warn_admits_with_a_warning_and_off_binds_nothing() {
                 .expect("reading bindings")
                 .is_none()
         );
-        let said = as_editor(&ns, &attack_pod(None), true);
+        let said = as_editor(&ns, &buildah_pod(None), true);
         assert!(
             said.admitted && !said.stderr.contains("Warning:"),
             "{}",

@@ -24,7 +24,7 @@ use buildpolicy_test_support::process::OperatorProcess;
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_policy,
     create_service_account, create_task, delete_scope_policies, is_ready, may_use_scc,
-    modelcar_policy, modelcar_scene,
+    modelcar_policy, modelcar_scene, pin_of, refused_as,
 };
 use buildpolicy_test_support::{
     HttpResponse, TEST_LABEL, client, eventually, unique_name, wait_for, wait_for_deletion,
@@ -41,35 +41,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A capability the policies never ask for, which the ceiling allows no one.
 const FOREIGN_CAPABILITY: &str = "NET_ADMIN";
-
-fn has_reason(reason: &'static str) -> impl Fn(&BuildPolicy) -> bool {
-    move |policy| {
-        policy
-            .condition("Ready")
-            .is_some_and(|c| c.status == "False" && c.reason == reason)
-            && policy.status.as_ref().and_then(|s| s.observed_generation)
-                == policy.metadata.generation
-    }
-}
-
-/// Waits until the operator leads with synced caches: `/readyz` 200 "leader".
-async fn wait_leading(operator: &OperatorProcess, timeout: Duration) {
-    eventually(
-        &format!(
-            "operator {} to answer /readyz 200 \"leader\"",
-            operator.name()
-        ),
-        timeout,
-        || async {
-            matches!(
-                operator.readyz().await,
-                Ok(HttpResponse { status: 200, ref body }) if body == "leader"
-            )
-            .then_some(())
-        },
-    )
-    .await;
-}
 
 /// `buildpolicy_reconciliations_total`, every result added up.
 async fn reconciles(operator: &OperatorProcess) -> u64 {
@@ -111,13 +82,6 @@ async fn create_namespace(client: &Client, name: &str) {
         .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
 }
 
-fn pin_of(task: &Task) -> Option<&String> {
-    task.metadata
-        .annotations
-        .as_ref()?
-        .get(REQUIRED_SCC_ANNOTATION)
-}
-
 // --------------------------------------------------------------------------
 // SIGKILL while 200 policies converge
 
@@ -146,7 +110,7 @@ async fn operator_killed_while_200_policies_converge_recovers_without_orphans_or
         .name(&format!("{scope}-first"))
         .start()
         .await;
-    wait_leading(&first, TIMEOUT).await;
+    first.wait_leading(TIMEOUT).await;
     let started = Instant::now();
     let created = fleet.create_policies(&client).await;
     fleet
@@ -285,7 +249,7 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
         .kubeconfig(cluster.operator_kubeconfig().await)
         .start()
         .await;
-    wait_leading(&operator, TIMEOUT).await;
+    operator.wait_leading(TIMEOUT).await;
     let policies: Api<BuildPolicy> = Api::all(client.clone());
     let before = unique_name("before");
     create_policy(&client, &modelcar_policy(&scope, &before, &ns)).await;
@@ -314,7 +278,7 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
             &policies,
             &after,
             WAIT_INSIDE_BUDGET,
-            has_reason("NamespaceNotFound"),
+            refused_as("NamespaceNotFound"),
         ),
     )
     .await;
@@ -331,7 +295,7 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
             &policies,
             &after,
             WAIT_INSIDE_BUDGET,
-            has_reason("ServiceAccountNotFound"),
+            refused_as("ServiceAccountNotFound"),
         ),
     )
     .await;
@@ -343,7 +307,7 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
             &policies,
             &after,
             WAIT_INSIDE_BUDGET,
-            has_reason("TaskNotFound"),
+            refused_as("TaskNotFound"),
         ),
     )
     .await;
@@ -475,7 +439,7 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
         "the operator exited during the API server restart:\n{}",
         operator.log_tail()
     );
-    wait_leading(&operator, TIMEOUT).await;
+    operator.wait_leading(TIMEOUT).await;
     let healthz = operator.healthz().await;
     assert!(
         matches!(healthz, Ok(HttpResponse { status: 200, .. })),
@@ -523,7 +487,7 @@ async fn deleting_and_recreating_the_namespace_of_a_policy_reports_it_then_conve
         wait_for_deletion(&namespaces, &target, NAMESPACE_DELETION_TIMEOUT).await;
         let deleted_in = t.elapsed();
         let t = Instant::now();
-        let policy = wait_for(&policies, &name, TIMEOUT, has_reason("NamespaceNotFound")).await;
+        let policy = wait_for(&policies, &name, TIMEOUT, refused_as("NamespaceNotFound")).await;
         let reported_in = t.elapsed();
         for part in ["Ready", "RBACReady", "TasksPinned"] {
             let condition = policy
@@ -665,7 +629,7 @@ async fn operator_outlasts_a_conflicting_writer_without_hot_looping() {
     with_temp_ns(|client, ns| async move {
         modelcar_scene(&client, &ns).await;
         let operator = OperatorProcess::start(&ns).await;
-        wait_leading(&operator, TIMEOUT).await;
+        operator.wait_leading(TIMEOUT).await;
         let name = unique_name("fight");
         create_policy(&client, &modelcar_policy(&ns, &name, &ns)).await;
         let policies: Api<BuildPolicy> = Api::all(client.clone());
@@ -780,7 +744,7 @@ async fn deleting_500_policies_at_once_leaves_nothing_behind() {
     let scope = unique_name("mass");
     let fleet = Fleet::create(&client, &scope, MASS_NAMESPACES, MASS_POLICIES).await;
     let operator = OperatorProcess::start(&scope).await;
-    wait_leading(&operator, TIMEOUT).await;
+    operator.wait_leading(TIMEOUT).await;
     let created = fleet.create_policies(&client).await;
     let converged = fleet.wait_all_ready(&client, MASS_CONVERGE_TIMEOUT).await;
     let audit = fleet.audit(&client).await;

@@ -21,25 +21,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 const SCC: &str = "SecurityContextConstraints";
 
-/// Waits until the operator leads with synced caches: `/readyz` 200 "leader".
-async fn wait_leading(operator: &OperatorProcess) {
-    eventually(
-        &format!(
-            "operator {} to answer /readyz 200 \"leader\"",
-            operator.name()
-        ),
-        TIMEOUT,
-        || async {
-            matches!(
-                operator.readyz().await,
-                Ok(HttpResponse { status: 200, ref body }) if body == "leader"
-            )
-            .then_some(())
-        },
-    )
-    .await;
-}
-
 /// Scrapes until `check` holds for the exposition, and returns it.
 async fn scrape_until(
     operator: &OperatorProcess,
@@ -62,7 +43,7 @@ async fn metrics_count_reconciles_ready_policies_managed_objects_and_drift_repai
     with_temp_ns(|client, ns| async move {
         modelcar_scene(&client, &ns).await;
         let operator = OperatorProcess::start(&ns).await;
-        wait_leading(&operator).await;
+        operator.wait_leading(TIMEOUT).await;
 
         let before = operator.scrape().await;
         let successes = value(
@@ -177,7 +158,7 @@ async fn metrics_count_reconciles_ready_policies_managed_objects_and_drift_repai
 async fn a_prometheus_server_scrapes_the_operator() {
     with_temp_ns(|_client, ns| async move {
         let operator = OperatorProcess::start(&ns).await;
-        wait_leading(&operator).await;
+        operator.wait_leading(TIMEOUT).await;
         let mut prometheus =
             PrometheusServer::start(&ns, "buildpolicy-operator", &[operator.metrics_addr()]).await;
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::{create_service_account, create_task, may_use_scc};
+use buildpolicy_test_support::scene::{
+    create_service_account, create_task, is_ready, may_use_scc, pin_of, refused_as,
+};
 use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -51,23 +53,6 @@ async fn converged_modelcar(client: &Client, ns: &str, prefix: &str) -> (Operato
     (op, name)
 }
 
-fn is_ready(policy: &BuildPolicy) -> bool {
-    policy
-        .condition("Ready")
-        .is_some_and(|c| c.status == "True")
-        && policy.status.as_ref().and_then(|s| s.observed_generation) == policy.metadata.generation
-}
-
-fn has_reason(reason: &'static str) -> impl Fn(&BuildPolicy) -> bool {
-    move |policy| {
-        policy
-            .condition("Ready")
-            .is_some_and(|c| c.status == "False" && c.reason == reason)
-            && policy.status.as_ref().and_then(|s| s.observed_generation)
-                == policy.metadata.generation
-    }
-}
-
 async fn wait_ready(client: &Client, name: &str) -> BuildPolicy {
     wait_for(
         &Api::<BuildPolicy>::all(client.clone()),
@@ -95,13 +80,6 @@ async fn patch_policy(client: &Client, name: &str, spec: serde_json::Value) {
         )
         .await
         .unwrap();
-}
-
-fn pin_of(task: &Task) -> Option<&String> {
-    task.metadata
-        .annotations
-        .as_ref()?
-        .get(REQUIRED_SCC_ANNOTATION)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -619,7 +597,7 @@ async fn policy_created_before_its_targets_reports_each_missing_one_then_converg
             .await;
         let policies: Api<BuildPolicy> = Api::all(client.clone());
 
-        let p = wait_for(&policies, &name, TIMEOUT, has_reason("NamespaceNotFound")).await;
+        let p = wait_for(&policies, &name, TIMEOUT, refused_as("NamespaceNotFound")).await;
         assert!(
             p.condition("Ready").unwrap().message.contains(&target),
             "message names the namespace"
@@ -637,7 +615,7 @@ async fn policy_created_before_its_targets_reports_each_missing_one_then_converg
             &policies,
             &name,
             TIMEOUT,
-            has_reason("ServiceAccountNotFound"),
+            refused_as("ServiceAccountNotFound"),
         )
         .await;
         assert!(
@@ -648,7 +626,7 @@ async fn policy_created_before_its_targets_reports_each_missing_one_then_converg
         );
 
         create_service_account(&client, &target, "builder").await;
-        let p = wait_for(&policies, &name, TIMEOUT, has_reason("TaskNotFound")).await;
+        let p = wait_for(&policies, &name, TIMEOUT, refused_as("TaskNotFound")).await;
         assert!(
             p.condition("TasksPinned")
                 .unwrap()

@@ -483,6 +483,27 @@ impl OperatorProcess {
         self.get("/healthz").await
     }
 
+    /// Waits until it leads with synced caches: `/readyz` answers 200
+    /// "leader".
+    ///
+    /// # Panics
+    ///
+    /// When it does not within `timeout`.
+    pub async fn wait_leading(&self, timeout: Duration) {
+        crate::eventually(
+            &format!("operator {} to answer /readyz 200 \"leader\"", self.name),
+            timeout,
+            || async {
+                matches!(
+                    self.readyz().await,
+                    Ok(HttpResponse { status: 200, ref body }) if body == "leader"
+                )
+                .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// The text of `/metrics`.
     ///
     /// # Panics

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, BuildPolicySpec, Task};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::operator::SCOPE_LABEL;
 use crate::wait::eventually;
@@ -107,6 +108,26 @@ pub fn is_ready(policy: &BuildPolicy) -> bool {
         && policy.status.as_ref().and_then(|s| s.observed_generation) == policy.metadata.generation
 }
 
+/// Whether the policy's current generation is refused: `Ready=False` with
+/// `reason`.
+pub fn refused_as(reason: &'static str) -> impl Fn(&BuildPolicy) -> bool {
+    move |policy| {
+        policy
+            .condition("Ready")
+            .is_some_and(|c| c.status == "False" && c.reason == reason)
+            && policy.status.as_ref().and_then(|s| s.observed_generation)
+                == policy.metadata.generation
+    }
+}
+
+/// The Task's pin: its `openshift.io/required-scc` annotation.
+pub fn pin_of(task: &Task) -> Option<&String> {
+    task.metadata
+        .annotations
+        .as_ref()?
+        .get(REQUIRED_SCC_ANNOTATION)
+}
+
 /// Deletes every policy of `scope` and waits until they are gone, which
 /// needs a running operator to revoke them and drop their finalizer. Call
 /// it before stopping the operator, so no policy outlives its test.
@@ -172,4 +193,28 @@ pub async fn may_use_scc(
         .status
         .expect("SubjectAccessReview status")
         .allowed
+}
+
+/// A pod as the build service account adding Buildah's capabilities, with
+/// or without the pin (`openshift.io/required-scc`): what an editor would
+/// write to get the SCC.
+pub fn buildah_pod(pin: Option<&str>) -> Value {
+    let annotations = match pin {
+        Some(scc) => json!({REQUIRED_SCC_ANNOTATION: scc}),
+        None => json!({}),
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "attack-", "annotations": annotations},
+        "spec": {
+            "serviceAccountName": MODELCAR_SERVICE_ACCOUNT,
+            "containers": [{
+                "name": "build",
+                "image": "quay.io/buildah/stable:latest",
+                "command": ["sh", "-c", "unshare -m id"],
+                "securityContext": {"capabilities": {"add": BUILDAH_CAPABILITIES}}
+            }]
+        }
+    })
 }
