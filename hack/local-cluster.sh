@@ -8,11 +8,13 @@
 # (hack/tekton-controller) turning PipelineRuns into TaskRuns and pods.
 #
 #   hack/local-cluster.sh build    build (or reuse) the binaries
+#       build --kube <minor>       ... and the older API server and controller manager (1.27, 1.30, all)
 #   hack/local-cluster.sh up       start, or reuse a running cluster; prints the export line
 #       up --no-scc-admission      ... without OpenShift's SCC admission webhook
 #       up --scc-crd <release>     ... with the SCC CRD of that OpenShift release (default, 4.18, 4.16)
 #   hack/local-cluster.sh scc-crd <release>  switch the running cluster's SCC CRD to that release
 #       up --no-tekton             ... without Tekton's controller
+#       up --kube <minor>          ... with an older kube-apiserver and kube-controller-manager (1.27, 1.30)
 #   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data)
 #   hack/local-cluster.sh down     stop everything it started and remove its state
 #   hack/local-cluster.sh status   say what runs
@@ -50,6 +52,13 @@ TEKTON=1
 # knative's sharedmain always serves health probes on *:8080
 # (injection.HealthCheckDefaultPort); no flag or variable moves it.
 TEKTON_FIXED_PORT=8080
+# up --kube <minor>: run the kube-apiserver (and, where its module builds one,
+# the kube-controller-manager) of an older Kubernetes, for the compatibility
+# matrix, each built from its own module hack/local-cluster/k8s-<minor> into
+# $BIN/k8s-<minor>/. kubectl, etcd and everything else stay as they are.
+# Empty: $K8S_VERSION.
+KUBE=""
+KUBE_MINORS="1.27 1.30"
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { printf '[local-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -106,6 +115,51 @@ build_module() {
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$BIN/$name" "$package") || return 1
   echo "$stamp" > "$BIN/.stamp-$name"
   log "built $name in $((SECONDS - start))s"
+}
+
+# An older kube-apiserver, and its kube-controller-manager where the module's
+# tools.go names one (1.27's cannot be built from the module proxy: it
+# imports k8s.io/legacy-cloud-providers, which is not served at v0.27.x; the
+# 1.27 cluster runs $K8S_VERSION's, which needs nothing newer of the API
+# server for the four controllers it runs here).
+old_kube_commands() { # minor
+  sed -n 's|^\s*_ "k8s.io/kubernetes/\(cmd/[a-z-]*\)"$|k8s.io/kubernetes/\1|p' "$HACK/k8s-$1/tools.go"
+}
+
+build_old_kube() { # minor
+  local minor="$1" dir="$HACK/k8s-$1" version
+  [[ " $KUBE_MINORS " == *" $minor "* ]] || die "unknown Kubernetes minor '$minor' (one of: $KUBE_MINORS)"
+  version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$dir/go.mod")"
+  [[ -n "$version" ]] || die "$dir/go.mod does not require k8s.io/kubernetes"
+  local out="$BIN/k8s-$minor" stamp ldflags p
+  # The version both the binaries' --version and the API server's /version
+  # report (they read different packages of the version).
+  ldflags="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=${minor#1.} -X $p.gitTreeState=clean"
+  done
+  local commands; mapfile -t commands < <(old_kube_commands "$minor")
+  (( ${#commands[@]} )) || die "$dir/tools.go names no command"
+  stamp="$(cat "$dir/go.mod" "$dir/go.sum" <(echo "${commands[*]} $ldflags") | sha256sum | cut -d' ' -f1)"
+  if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" && -x "$out/kube-apiserver" ]]; then
+    log "kube-apiserver $version is up to date in $out"
+    return 0
+  fi
+  local start=$SECONDS
+  mkdir -p "$out"
+  log "building ${commands[*]##*/} $version (hack/local-cluster/k8s-$minor; first build takes several minutes)"
+  # providerless: without the in-tree cloud providers, which nothing here uses.
+  (cd "$dir" && go build -trimpath -tags providerless -ldflags "$ldflags" -o "$out/" "${commands[@]}") ||
+    die "building Kubernetes $version failed (hack/local-cluster/k8s-$minor)"
+  echo "$stamp" > "$out/.stamp"
+  log "built Kubernetes $version in $((SECONDS - start))s"
+}
+
+# The running (or starting) cluster's binary NAME: the older Kubernetes'
+# where it was built, else $K8S_VERSION's.
+kube_bin() { # name
+  local minor; minor="$(cat "$RUN/kube.minor" 2>/dev/null || true)"
+  if [[ -n "$minor" && -x "$BIN/k8s-$minor/$1" ]]; then echo "$BIN/k8s-$minor/$1"; else echo "$BIN/$1"; fi
 }
 
 # OpenShift's SCC admission plugin as a webhook: its own module (Kubernetes
@@ -318,7 +372,7 @@ start_apiserver() {
   local etcd_port etcd_peer api_port pki="$RUN/pki"
   read -r etcd_port etcd_peer < "$RUN/etcd.ports"
   api_port="$(cat "$RUN/api.port")"
-  start kube-apiserver "$BIN/kube-apiserver" \
+  start kube-apiserver "$(kube_bin kube-apiserver)" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
@@ -498,6 +552,9 @@ cmd_up() {
   need curl "install it with your package manager (Debian: apt-get install curl)"
   if running; then
     log "already running"
+    if [[ -n "$KUBE" && "$KUBE" != "$(cat "$RUN/kube.minor" 2>/dev/null)" ]]; then
+      die "the running cluster is not Kubernetes $KUBE: hack/local-cluster.sh down first"
+    fi
     if [[ -n "$SCC_CRD" && "$SCC_CRD" != "$(cat "$RUN/scc-crd.release" 2>/dev/null)" ]]; then
       install_scc_crd "$SCC_CRD"
     fi
@@ -518,8 +575,10 @@ cmd_up() {
   cmd_build
   if (( SCC_ADMISSION )); then build_scc_admission; fi
   if (( TEKTON )); then build_tekton; fi
+  if [[ -n "$KUBE" ]]; then build_old_kube "$KUBE"; fi
   local t0=$SECONDS
   mkdir -p "$RUN"
+  if [[ -n "$KUBE" ]]; then echo "$KUBE" > "$RUN/kube.minor"; fi
   gen_certs
   local etcd_port etcd_peer api_port
   etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port="$(free_port)"
@@ -532,7 +591,7 @@ cmd_up() {
 
   local pki="$RUN/pki"
   write_kubeconfig "$RUN/controller-manager.kubeconfig" "https://127.0.0.1:$api_port" controller-manager
-  start kube-controller-manager "$BIN/kube-controller-manager" \
+  start kube-controller-manager "$(kube_bin kube-controller-manager)" \
     --kubeconfig "$RUN/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$RUN/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$RUN/controller-manager.kubeconfig" \
@@ -570,6 +629,7 @@ cmd_env() {
 
 cmd_status() {
   local name
+  echo "kubernetes: $(cat "$RUN/kube.minor" 2>/dev/null || echo "$K8S_VERSION")"
   for name in etcd kube-apiserver kube-controller-manager; do
     if alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
   done
@@ -590,7 +650,14 @@ cmd_status() {
 }
 
 case "${1:-}" in
-  build) cmd_build; build_scc_admission; build_tekton ;;
+  build)
+    cmd_build; build_scc_admission; build_tekton
+    case "${2:-}" in
+      "") ;;
+      --kube) [[ -n "${3:-}" ]] || die "--kube needs a minor version (one of: $KUBE_MINORS, all)"
+        if [[ "$3" == all ]]; then for m in $KUBE_MINORS; do build_old_kube "$m"; done; else build_old_kube "$3"; fi ;;
+      *) die "unknown option for build: $2 (--kube <minor>)" ;;
+    esac ;;
   up)
     shift
     while (( $# )); do
@@ -601,10 +668,14 @@ case "${1:-}" in
         --scc-crd=*) SCC_CRD="${1#--scc-crd=}" ;;
         --tekton) TEKTON=1 ;;
         --no-tekton) TEKTON=0 ;;
-        *) die "unknown option for up: $1 (--no-scc-admission, --no-tekton, --scc-crd <release>)" ;;
+        --kube) [[ -n "${2:-}" ]] || die "--kube needs a minor version (one of: $KUBE_MINORS)"; KUBE="$2"; shift ;;
+        *) die "unknown option for up: $1 (--no-scc-admission, --no-tekton, --scc-crd <release>, --kube <minor>)" ;;
       esac
       shift
     done
+    if [[ -n "$KUBE" && " $KUBE_MINORS " != *" $KUBE "* ]]; then
+      die "unknown Kubernetes minor '$KUBE' (one of: $KUBE_MINORS)"
+    fi
     if [[ -n "$SCC_CRD" && " $SCC_CRD_RELEASES " != *" $SCC_CRD "* ]]; then
       die "unknown SCC CRD release '$SCC_CRD' (one of: $SCC_CRD_RELEASES)"
     fi
@@ -614,5 +685,5 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build|up [--no-scc-admission] [--no-tekton] [--scc-crd <release>]|scc-crd <release>|restart|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build [--kube <minor>|all]|up [--no-scc-admission] [--no-tekton] [--scc-crd <release>] [--kube <minor>]|scc-crd <release>|restart|down|status|env" >&2; exit 2 ;;
 esac

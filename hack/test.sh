@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything CI checks, from a fresh machine, in this order:
 #
-#   toolchain → build the local control plane → cargo fmt → cargo clippy →
-#   generated files up to date → start the control plane → build the tests →
-#   run every test (cargo-nextest) → the benchmark's gate (hack/bench.sh --quick)
+#   toolchain → build the local control plane (and the older API servers of
+#   the compatibility matrix) → cargo fmt → cargo clippy → generated files up
+#   to date → start the control plane → build the tests → run every test
+#   (cargo-nextest) → README's compatibility table against what the compat
+#   tests saw → the benchmark's gate (hack/bench.sh --quick)
 #
 # Just before the tests are built, the tools the tests use are installed when
 # missing (hack/tools/install.sh: promtool, prometheus, kubeconform) and the
@@ -90,8 +92,9 @@ check_toolchain() {
     "$(flock --version | head -n1)" "$(git --version)"
 }
 
+# With the older API servers of the compatibility matrix (tests/compat.rs).
 build_control_plane() {
-  hack/local-cluster.sh build
+  hack/local-cluster.sh build --kube all
 }
 
 check_fmt() {
@@ -220,6 +223,8 @@ printf '%s\n' "${TIMINGS[@]}"
 printf '  %-34s %5ss\n' "total before the tests" "$((SECONDS - started))"
 
 tests_status=0
+# Only this run's rows make the compatibility table.
+rm -rf target/compat-matrix
 run_tests || tests_status=$?
 
 # Tekton's controller across an API server crash: restarts the shared
@@ -242,6 +247,15 @@ if [[ -z "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
   fi
 fi
 
+# README.md's "Supported OpenShift versions" table is what the compat tests
+# (tests/compat.rs) recorded in this run under target/compat-matrix/.
+matrix_status=0
+if (( tests_status == 0 )) && [[ -z "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
+  section "compatibility table (README.md against target/compat-matrix/)"
+  cargo run -q -p buildpolicy-test-support --bin compat-matrix -- --check README.md || matrix_status=$?
+  (( matrix_status == 0 )) || printf '\nERROR: README.md'"'"'s compatibility table is not what the compat tests saw (above)\n' >&2
+fi
+
 # The benchmark's gate, after the tests: N=100 on a control plane of its own
 # (target/bench-cluster); fails if the operator sends any write request in
 # steady state (BENCHMARKS.md). About 2 minutes.
@@ -259,4 +273,5 @@ summary="$(sed -n '/^ *Summary \[/,$p' "$LOG_DIR/tests.log" 2>/dev/null)"
 [[ -n "$summary" ]] || summary="$(tail -n 1 "$LOG_DIR/tests.log" 2>/dev/null)"
 printf '\n%s\n' "$summary"
 (( tests_status == 0 )) || exit "$tests_status"
+(( matrix_status == 0 )) || exit "$matrix_status"
 exit "$bench_status"

@@ -1,32 +1,45 @@
-//! The operator on an older OpenShift: the SCC CRD of OpenShift 4.18's
-//! Default feature set (openshift/api `v0.0.0-20241001152557-e415140e5d5f`),
-//! whose schema has no `userNamespaceLevel`. A server-side apply naming that
-//! field is refused there as a whole, so the operator reads the served
-//! schema from the CRD and renders for it.
+//! The operator on every OpenShift a platform team runs: a compatibility
+//! matrix of Kubernetes API servers and OpenShift SCC schemas, each on a
+//! private cluster (`hack/local-cluster.sh up --kube <minor> --scc-crd
+//! <release>`) with the operator binary and its shipped RBAC.
 //!
-//! Each test runs on a private cluster (`hack/local-cluster.sh up --scc-crd
-//! <release>`): the 4.18 one replaces the SCC CRD halfway, as an upgrade of
-//! the cluster would. The operator runs as the real binary with the shipped
-//! RBAC. OpenShift 4.16's CRD (openshift/api
-//! `v0.0.0-20240522145529-93d6bda14341`, the layout before per-feature-set
-//! CRDs) has the same top-level fields and gets the shorter test.
+//! Each combination installs the bundle, checks the CRD's validation
+//! messages, grants the ModelCar policy, holds its SCC unwritten at steady
+//! state, repairs drift, tries `PodUserNamespace` and confinement, and
+//! revokes on deletion; what it saw becomes a row of README.md's
+//! "Supported OpenShift versions" table (see
+//! `crates/test-support/src/matrix.rs`; `hack/test.sh` checks the table).
+//!
+//! The SCC schemas: today's (`default`); OpenShift 4.18's Default feature
+//! set (openshift/api `v0.0.0-20241001152557-e415140e5d5f`), whose schema
+//! has no `userNamespaceLevel`, so that a server-side apply naming it is
+//! refused as a whole and the operator renders for the served schema; and
+//! OpenShift 4.16's (openshift/api `v0.0.0-20240522145529-93d6bda14341`,
+//! the layout before per-feature-set CRDs, the same top-level fields). The
+//! 4.18 combination also upgrades the CRD halfway, as an upgrade of the
+//! cluster would.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use buildpolicy_api::keys::{REQUIRED_SCC_ANNOTATION, owned_name};
+use buildpolicy_api::conditions::{self, reason};
+use buildpolicy_api::keys::owned_name;
 use buildpolicy_api::{BuildPolicy, Isolation, SecurityContextConstraints, Task};
-use buildpolicy_test_support::TempNamespace;
 use buildpolicy_test_support::exposition::metric_sum;
+use buildpolicy_test_support::matrix::{Feature, Row};
 use buildpolicy_test_support::private_cluster::PrivateCluster;
 use buildpolicy_test_support::process::OperatorProcess;
 use buildpolicy_test_support::scene::{
-    BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_policy,
-    delete_scope_policies, is_ready, may_use_scc, modelcar_policy, modelcar_scene,
+    BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, buildah_pod,
+    create_policy, delete_scope_policies, is_ready, may_use_scc, modelcar_policy, modelcar_scene,
+    pin_of, refused_as,
 };
-use buildpolicy_test_support::{eventually, unique_name, wait_for};
+use buildpolicy_test_support::{
+    TempNamespace, eventually, repo_root, unique_name, wait_for, wait_for_deletion,
+};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Patch, PatchParams, WatchEvent, WatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -36,16 +49,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a converged SCC is watched for a write it should not get.
 const STEADY_STATE: Duration = Duration::from_secs(15);
-
-fn refused_as(reason: &'static str) -> impl Fn(&BuildPolicy) -> bool {
-    move |policy| {
-        policy
-            .condition("Ready")
-            .is_some_and(|c| c.status == "False" && c.reason == reason)
-            && policy.status.as_ref().and_then(|s| s.observed_generation)
-                == policy.metadata.generation
-    }
-}
 
 async fn may_use(client: &Client, ns: &str, scc: &str) -> bool {
     let groups = [
@@ -99,9 +102,10 @@ async fn assert_not_rewritten(
     );
 }
 
-/// A private cluster serving `release`'s SCC CRD, the ModelCar scene in two
+/// A private cluster of one combination, the ModelCar scene in two
 /// namespaces (one for a host-level policy, one for a user-namespace one),
-/// and the operator binary on it.
+/// the install bundle applied, and the operator binary on it; `row` collects
+/// what the combination did.
 struct Compat {
     scope: String,
     release: &'static str,
@@ -112,16 +116,33 @@ struct Compat {
     host_ns: TempNamespace,
     userns_ns: TempNamespace,
     operator: OperatorProcess,
+    row: Row,
 }
 
 impl Compat {
-    async fn start(release: &'static str) -> Self {
+    /// `kube`: the older API server's minor (`None`: the default one).
+    async fn start(kube: Option<&str>, release: &'static str) -> Self {
         let scope = unique_name("compat");
-        let cluster = PrivateCluster::builder(&scope)
-            .scc_crd(release)
-            .start()
-            .await;
+        let mut cluster = PrivateCluster::builder(&scope).scc_crd(release);
+        if let Some(minor) = kube {
+            cluster = cluster.kube(minor);
+        }
+        let cluster = cluster.start().await;
         let client = cluster.client().await;
+        let version = client
+            .apiserver_version()
+            .await
+            .expect("the API server's /version")
+            .git_version;
+        if let Some(minor) = kube {
+            assert!(
+                version.starts_with(&format!("v{minor}.")),
+                "asked for Kubernetes {minor}, the server says {version}"
+            );
+        }
+        let mut row = Row::new(&version, release);
+        install_bundle(&cluster);
+        row.saw(Feature::Install, "yes");
         let host_ns = TempNamespace::create(&client).await;
         let userns_ns = TempNamespace::create(&client).await;
         for ns in [&host_ns, &userns_ns] {
@@ -141,64 +162,164 @@ impl Compat {
             host_ns,
             userns_ns,
             operator,
+            row,
         }
     }
 
+    /// Whether this SCC schema declares `userNamespaceLevel`.
+    fn has_user_namespace_level(&self) -> bool {
+        self.release == "default"
+    }
+
+    /// A capability written with `CAP_` is refused by the CRD; the message
+    /// is the rule's own `messageExpression` where the server evaluates it.
+    async fn validation_messages(&mut self) {
+        let mut policy = modelcar_policy(&self.scope, &unique_name("cap"), self.host_ns.name());
+        policy.spec.capabilities = vec!["CAP_SYS_ADMIN".to_owned()];
+        let refused = self
+            .policies
+            .create(&PostParams::default(), &policy)
+            .await
+            .expect_err("a capability written with CAP_ is refused by the CRD");
+        let message = refused.to_string();
+        assert!(message.contains("spec.capabilities[0]"), "{message}");
+        let outcome = if message.contains("write SYS_ADMIN instead of CAP_SYS_ADMIN") {
+            "yes"
+        } else {
+            eprintln!(
+                "compat: the CRD's message on {}: {message}",
+                self.row.kubernetes
+            );
+            "the rule's name, not its message"
+        };
+        self.row.saw(Feature::Validation, outcome);
+    }
+
     /// The ModelCar policy becomes Ready: its SCC grants the four
-    /// capabilities, without `userNamespaceLevel`, the service account may
-    /// use it and the build Task is pinned. Returns the policy's name.
-    async fn modelcar_is_granted(&self) -> String {
+    /// capabilities (with `userNamespaceLevel` exactly where the schema has
+    /// it), the service account may use it and the build Task is pinned.
+    /// Returns the policy's name.
+    async fn modelcar_is_granted(&mut self) -> String {
         let host = unique_name("modelcar");
         let ns = self.host_ns.name();
         create_policy(&self.client, &modelcar_policy(&self.scope, &host, ns)).await;
         let started = Instant::now();
         wait_for(&self.policies, &host, TIMEOUT, is_ready).await;
         eprintln!(
-            "compat: ModelCar policy Ready on the {} schema in {:.2}s",
+            "compat: ModelCar policy Ready on {} with the {} SCC schema in {:.2}s",
+            self.row.kubernetes,
             self.release,
             started.elapsed().as_secs_f64()
         );
         let host_scc = owned_name(&host);
         let scc = self.sccs.get(&host_scc).await.expect("the ModelCar SCC");
-        let mut capabilities = scc.allowed_capabilities.clone().unwrap_or_default();
-        capabilities.sort();
-        let mut wanted = BUILDAH_CAPABILITIES.map(str::to_owned).to_vec();
-        wanted.sort();
-        assert_eq!(capabilities, wanted);
+        assert_eq!(sorted(scc.allowed_capabilities.clone()), sorted_buildah());
         assert!(!scc.allow_privileged_container);
+        let level = self
+            .has_user_namespace_level()
+            .then(|| "AllowHostLevel".to_owned());
         assert_eq!(
-            scc.user_namespace_level, None,
-            "the {} schema has no such field",
+            scc.user_namespace_level, level,
+            "the {} schema",
             self.release
         );
         assert!(may_use(&self.client, ns, &host_scc).await);
-        let task = Api::<Task>::namespaced(self.client.clone(), ns)
-            .get(MODELCAR_BUILD_TASK)
-            .await
-            .expect("the build Task");
         assert_eq!(
-            task.annotations().get(REQUIRED_SCC_ANNOTATION),
+            build_task_pin(&self.client, ns).await.as_ref(),
             Some(&host_scc)
         );
+        self.row.saw(Feature::Grant, "yes");
         host
     }
 
-    /// A PodUserNamespace policy is refused, naming the missing support and
-    /// the way out, and gets nothing. Returns the policy's name.
-    async fn pod_user_namespace_is_refused(&self) -> String {
+    /// At steady state the policy's SCC is not rewritten, even when the
+    /// policy is reconciled: what is compared is what the schema holds.
+    async fn steady_state(&mut self, host: &str) {
+        let host_scc = owned_name(host);
+        let scc = self.sccs.get(&host_scc).await.expect("the ModelCar SCC");
+        let resource_version = scc.resource_version().expect("a resourceVersion");
+        let operator = &self.operator;
+        let reconciles = counter(operator, "buildpolicy_reconciliations_total").await;
+        self.policies
+            .patch(
+                host,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"example.com/poke": "1"}}})),
+            )
+            .await
+            .expect("annotating the policy");
+        let observed = assert_not_rewritten(&self.sccs, &host_scc, &resource_version, STEADY_STATE);
+        let reconciled = async {
+            eventually(
+                "the annotated policy to be reconciled",
+                STEADY_STATE,
+                || async {
+                    (counter(operator, "buildpolicy_reconciliations_total").await > reconciles)
+                        .then_some(())
+                },
+            )
+            .await
+        };
+        tokio::join!(observed, reconciled);
+        assert_eq!(
+            counter(operator, "buildpolicy_drift_corrections_total").await,
+            0,
+            "nothing drifted, so nothing is repaired"
+        );
+        self.row.saw(Feature::SteadyState, "yes");
+    }
+
+    /// A hand edit widening the SCC is reverted.
+    async fn drift_is_repaired(&mut self, host: &str) {
+        let host_scc = owned_name(host);
+        let mut widened = BUILDAH_CAPABILITIES.map(str::to_owned).to_vec();
+        widened.push("NET_ADMIN".to_owned());
+        self.sccs
+            .patch(
+                &host_scc,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"allowedCapabilities": widened})),
+            )
+            .await
+            .expect("widening the SCC by hand");
+        wait_for(
+            &self.sccs,
+            &host_scc,
+            TIMEOUT,
+            |scc: &SecurityContextConstraints| {
+                sorted(scc.allowed_capabilities.clone()) == sorted_buildah()
+            },
+        )
+        .await;
+        self.row.saw(Feature::Drift, "yes");
+    }
+
+    /// A PodUserNamespace policy: granted where the schema has
+    /// `userNamespaceLevel`; elsewhere refused, naming the missing support
+    /// and the way out, and given nothing. Returns the policy's name.
+    async fn pod_user_namespace(&mut self) -> String {
         let userns = unique_name("userns");
         let ns = self.userns_ns.name();
         let mut policy = modelcar_policy(&self.scope, &userns, ns);
         policy.spec.isolation = Isolation::PodUserNamespace;
         create_policy(&self.client, &policy).await;
+        let userns_scc = owned_name(&userns);
+        if self.has_user_namespace_level() {
+            wait_for(&self.policies, &userns, TIMEOUT, is_ready).await;
+            let scc = self.sccs.get(&userns_scc).await.expect("the SCC");
+            assert_eq!(scc.user_namespace_level.as_deref(), Some("RequirePodLevel"));
+            assert!(may_use(&self.client, ns, &userns_scc).await);
+            self.row.saw(Feature::PodUserNamespace, "yes");
+            return userns;
+        }
         let refused = wait_for(
             &self.policies,
             &userns,
             TIMEOUT,
-            refused_as("UnsupportedByCluster"),
+            refused_as(reason::UNSUPPORTED_BY_CLUSTER),
         )
         .await;
-        let message = &refused.condition("Ready").expect("Ready").message;
+        let message = &refused.condition(conditions::READY).expect("Ready").message;
         for part in [
             "spec.isolation is PodUserNamespace",
             "no pod user namespaces in SCCs",
@@ -208,89 +329,238 @@ impl Compat {
         ] {
             assert!(message.contains(part), "{part:?} is not in: {message}");
         }
-        let userns_scc = owned_name(&userns);
         assert_eq!(
             refused.status.as_ref().and_then(|s| s.scc_name.clone()),
             None
         );
-        assert!(self.sccs.get_opt(&userns_scc).await.expect("get").is_none());
-        assert!(
-            Api::<Role>::namespaced(self.client.clone(), ns)
-                .get_opt(&userns_scc)
-                .await
-                .expect("get")
-                .is_none()
+        self.holds_nothing(ns, &userns_scc).await;
+        self.row.saw(
+            Feature::PodUserNamespace,
+            format!(
+                "refused: `Ready=False`, `{}`",
+                reason::UNSUPPORTED_BY_CLUSTER
+            ),
         );
-        assert!(
-            Api::<RoleBinding>::namespaced(self.client.clone(), ns)
-                .get_opt(&userns_scc)
-                .await
-                .expect("get")
-                .is_none()
-        );
-        assert!(!may_use(&self.client, ns, &userns_scc).await);
-        let task = Api::<Task>::namespaced(self.client.clone(), ns)
-            .get(MODELCAR_BUILD_TASK)
-            .await
-            .expect("the build Task");
-        assert_eq!(task.annotations().get(REQUIRED_SCC_ANNOTATION), None);
         userns
     }
 
-    /// Revokes every policy of the test while the operator still runs.
+    /// No SCC, Role, RoleBinding, `use` or pin of `scc` in `ns`.
+    async fn holds_nothing(&self, ns: &str, scc: &str) {
+        assert!(self.sccs.get_opt(scc).await.expect("get").is_none());
+        let roles: Api<Role> = Api::namespaced(self.client.clone(), ns);
+        assert!(roles.get_opt(scc).await.expect("get").is_none());
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), ns);
+        assert!(bindings.get_opt(scc).await.expect("get").is_none());
+        assert!(!may_use(&self.client, ns, scc).await);
+        assert_eq!(build_task_pin(&self.client, ns).await, None);
+    }
+
+    /// Confinement as the policy's `Confined` condition says, held to it:
+    /// where it says `Enforced`, a pod pinned to the SCC that the pipeline
+    /// controller did not create is refused, naming the policy; where it
+    /// says it cannot confine, that pod is admitted under the SCC.
+    async fn confinement(&mut self, host: &str) {
+        let policy = self.policies.get(host).await.expect("the policy");
+        let confined = policy
+            .condition(conditions::CONFINED)
+            .expect("a Confined condition")
+            .clone();
+        let scc = owned_name(host);
+        let ns = self.host_ns.name().to_owned();
+        let pod = buildah_pod(Some(&scc));
+        if confined.status == "True" && confined.reason == reason::ENFORCED {
+            // The API server learns the binding moments after it exists.
+            let refused = eventually("the binding to be enforced", TIMEOUT, || async {
+                let (admitted, said) = dry_run_create(&self.cluster, &ns, &pod);
+                (!admitted).then_some(said)
+            })
+            .await;
+            assert!(
+                refused.contains(&format!("BuildPolicy {host}")),
+                "{refused}"
+            );
+            self.row.saw(
+                Feature::Confinement,
+                format!("yes (`{}`)", reason::ENFORCED),
+            );
+        } else {
+            assert_eq!(
+                confined.reason,
+                reason::CONFINEMENT_UNSUPPORTED,
+                "{confined:?}"
+            );
+            let (admitted, said) = dry_run_create(&self.cluster, &ns, &pod);
+            assert!(admitted, "unconfined, the pinned pod is admitted: {said}");
+            assert!(
+                said.contains(&format!("\"openshift.io/scc\": \"{scc}\"")),
+                "{said}"
+            );
+            self.row.saw(
+                Feature::Confinement,
+                format!(
+                    "no: `Confined={}`, `{}`; granted as without confinement",
+                    confined.status, confined.reason
+                ),
+            );
+        }
+    }
+
+    /// Deleting the policy revokes its SCC, RBAC and pin.
+    async fn deletion_revokes(&mut self, host: &str) {
+        self.policies
+            .delete(host, &DeleteParams::default())
+            .await
+            .expect("deleting the policy");
+        wait_for_deletion(&self.policies, host, TIMEOUT).await;
+        self.holds_nothing(self.host_ns.name(), &owned_name(host))
+            .await;
+        self.row.saw(Feature::Revocation, "yes");
+    }
+
+    /// Revokes every policy of the test while the operator still runs, and
+    /// records the row: the combination passed.
     async fn finish(self) {
         delete_scope_policies(&self.client, &self.scope, TIMEOUT).await;
+        self.row.record();
     }
 }
 
+fn sorted(capabilities: Option<Vec<String>>) -> Vec<String> {
+    let mut capabilities = capabilities.unwrap_or_default();
+    capabilities.sort();
+    capabilities
+}
+
+fn sorted_buildah() -> Vec<String> {
+    sorted(Some(BUILDAH_CAPABILITIES.map(str::to_owned).to_vec()))
+}
+
+/// The build Task's pin.
+async fn build_task_pin(client: &Client, ns: &str) -> Option<String> {
+    let task = Api::<Task>::namespaced(client.clone(), ns)
+        .get(MODELCAR_BUILD_TASK)
+        .await
+        .expect("the build Task");
+    pin_of(&task).cloned()
+}
+
+/// `kubectl apply --server-side -f manifests/install.yaml`: the bundle a
+/// platform team installs (the CRD, the operator's namespace, RBAC,
+/// ceiling and Deployment; no kubelet runs it here).
+fn install_bundle(cluster: &PrivateCluster) {
+    let bundle = repo_root().join("manifests/install.yaml");
+    let out = cluster
+        .kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=integration-tests",
+            "-f",
+        ])
+        .arg(&bundle)
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "installing {} on {}: {}",
+        bundle.display(),
+        cluster.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kubectl create --dry-run=server -o json -f -` of `object` in `ns`, as
+/// the cluster's admin: whether it was admitted, and what was said.
+fn dry_run_create(
+    cluster: &PrivateCluster,
+    ns: &str,
+    object: &serde_json::Value,
+) -> (bool, String) {
+    use std::io::Write;
+    let mut child = cluster
+        .kubectl()
+        .args([
+            "-n",
+            ns,
+            "create",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(object.to_string().as_bytes())
+        .expect("writing to kubectl");
+    let out = child.wait_with_output().expect("kubectl finished");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+/// Every check of one combination but deletion, in the order a platform
+/// team meets them; returns the ModelCar policy's and the PodUserNamespace
+/// policy's names.
+async fn whole_row(compat: &mut Compat) -> (String, String) {
+    compat.validation_messages().await;
+    let host = compat.modelcar_is_granted().await;
+    compat.steady_state(&host).await;
+    compat.drift_is_repaired(&host).await;
+    compat.confinement(&host).await;
+    let userns = compat.pod_user_namespace().await;
+    (host, userns)
+}
+
+/// OpenShift 4.14's Kubernetes (1.27) with the oldest SCC schema the module
+/// proxy serves (4.16's, the same top-level fields as 4.14's): no
+/// ValidatingAdmissionPolicy, no `userNamespaceLevel`.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_kubernetes_1_27_with_the_4_16_scc_schema_builds_are_granted() {
+    let mut compat = Compat::start(Some("1.27"), "4.16").await;
+    let (host, _) = whole_row(&mut compat).await;
+    compat.deletion_revokes(&host).await;
+    compat.finish().await;
+}
+
+/// OpenShift 4.17's Kubernetes (1.30, ValidatingAdmissionPolicy GA) with
+/// 4.18's Default SCC schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_kubernetes_1_30_with_the_4_18_scc_schema_builds_are_granted_and_confined() {
+    let mut compat = Compat::start(Some("1.30"), "4.18").await;
+    let (host, _) = whole_row(&mut compat).await;
+    compat.deletion_revokes(&host).await;
+    compat.finish().await;
+}
+
+/// Today's Kubernetes and SCC schema: every feature.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_todays_kubernetes_and_scc_schema_every_feature_works() {
+    let mut compat = Compat::start(None, "default").await;
+    let (host, _) = whole_row(&mut compat).await;
+    compat.deletion_revokes(&host).await;
+    compat.finish().await;
+}
+
+/// 4.18's SCC schema, then the upgrade: without a restart, the operator
+/// sees the CRD change and grants the PodUserNamespace policy it refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn on_the_openshift_4_18_scc_schema_builds_are_granted_and_pod_user_namespaces_wait_for_the_upgrade()
  {
-    let mut compat = Compat::start("4.18").await;
+    let mut compat = Compat::start(None, "4.18").await;
+    let (host, userns) = whole_row(&mut compat).await;
 
-    // 1. The ModelCar grant and pin work on the 4.18 schema.
-    let host = compat.modelcar_is_granted().await;
-
-    // 2. At steady state its SCC is not rewritten, even when the policy is
-    // reconciled: what is compared is what the 4.18 schema holds.
-    let host_scc = owned_name(&host);
-    let scc = compat.sccs.get(&host_scc).await.expect("the ModelCar SCC");
-    let resource_version = scc.resource_version().expect("a resourceVersion");
-    let operator = &compat.operator;
-    let reconciles = counter(operator, "buildpolicy_reconciliations_total").await;
-    compat
-        .policies
-        .patch(
-            &host,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/poke": "1"}}})),
-        )
-        .await
-        .expect("annotating the policy");
-    let observed = assert_not_rewritten(&compat.sccs, &host_scc, &resource_version, STEADY_STATE);
-    let reconciled = async {
-        eventually(
-            "the annotated policy to be reconciled",
-            STEADY_STATE,
-            || async {
-                (counter(operator, "buildpolicy_reconciliations_total").await > reconciles)
-                    .then_some(())
-            },
-        )
-        .await
-    };
-    tokio::join!(observed, reconciled);
-    assert_eq!(
-        counter(operator, "buildpolicy_drift_corrections_total").await,
-        0,
-        "nothing drifted, so nothing is repaired"
-    );
-
-    // 3. A PodUserNamespace policy is refused and gets nothing.
-    let userns = compat.pod_user_namespace_is_refused().await;
-
-    // 4. The cluster is upgraded to today's SCC schema: without a restart,
-    // the operator sees the CRD change and grants the same policy.
     let took = compat.cluster.switch_scc_crd("default").await;
     let switched = Instant::now();
     eprintln!(
@@ -314,15 +584,20 @@ async fn on_the_openshift_4_18_scc_schema_builds_are_granted_and_pod_user_namesp
         .expect("the user-namespace SCC");
     assert_eq!(scc.user_namespace_level.as_deref(), Some("RequirePodLevel"));
     assert!(may_use(&compat.client, compat.userns_ns.name(), &userns_scc).await);
+    let refused = compat.row.features[&Feature::PodUserNamespace].clone();
+    compat.row.saw(
+        Feature::PodUserNamespace,
+        format!("{refused}; granted once the CRD is upgraded, without a restart"),
+    );
     wait_for(&compat.policies, &host, TIMEOUT, is_ready).await;
-
+    compat.deletion_revokes(&host).await;
     compat.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_the_openshift_4_16_scc_schema_builds_are_granted_and_pod_user_namespaces_refused() {
-    let compat = Compat::start("4.16").await;
-    compat.modelcar_is_granted().await;
-    compat.pod_user_namespace_is_refused().await;
+    let mut compat = Compat::start(None, "4.16").await;
+    let (host, _) = whole_row(&mut compat).await;
+    compat.deletion_revokes(&host).await;
     compat.finish().await;
 }

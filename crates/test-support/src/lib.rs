@@ -43,6 +43,7 @@ mod cluster;
 pub mod exposition;
 pub mod fleet;
 mod http;
+pub mod matrix;
 mod names;
 mod namespace;
 pub mod operator;

@@ -64,6 +64,12 @@ impl PrivateClusterBuilder {
         self.up_arg("--scc-crd").up_arg(release)
     }
 
+    /// `--kube <minor>`: run that older Kubernetes' API server (`1.27`,
+    /// `1.30`; see `hack/local-cluster.sh`).
+    pub fn kube(self, minor: &str) -> Self {
+        self.up_arg("--kube").up_arg(minor)
+    }
+
     /// Any other option of `up`.
     pub fn up_arg(mut self, arg: impl Into<String>) -> Self {
         self.up_args.push(arg.into());
