@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 const TIMEOUT: Duration = Duration::from_secs(30);
 const BUILD_SA: &str = "model-build-sa";
 const BUILD_TASK: &str = "build-and-push-v2";
-/// The ModelCar Tasks that need no privilege (seed 000: "Unprivileged").
+/// The ModelCar Tasks that need no privilege.
 const UNPRIVILEGED_TASKS: [&str; 3] = ["download-model", "mirror-to-internal", "register-model"];
 const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
 /// What it says of an SCC that does not allow a privileged first container.

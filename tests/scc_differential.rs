@@ -1,4 +1,4 @@
-//! Differential test of the SCC admission model (issue 8): many generated
+//! Differential test of the SCC admission model: many generated
 //! SCC sets and pods, each decided twice, by OpenShift's own SCC admission
 //! plugin (the local control plane's pod webhook, `hack/scc-admission`) and
 //! by this product's model of it (`buildpolicy_policy::admission` and

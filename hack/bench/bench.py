@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The operator benchmark (issue 6), driven by hack/bench.sh.
+"""The operator benchmark, driven by hack/bench.sh.
 
 For each N: a fresh local control plane of its own (LOCAL_CLUSTER_DIR, not
 the tests' cluster); N namespaces with a service account and 5 Tasks each;

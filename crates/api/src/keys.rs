@@ -32,7 +32,8 @@ pub fn owned_name(policy: &str) -> String {
     format!("{NAME_PREFIX}{policy}")
 }
 
-/// CRI-O's per-pod user namespace request (seed 004). `auto` lets CRI-O pick
+/// CRI-O's per-pod user namespace request (`io.kubernetes.cri-o.userns-mode`,
+/// honoured for pods whose runtime class allows it). `auto` lets CRI-O pick
 /// a free range of host IDs; `size=65536` maps uid/gid 0–65535 inside, which
 /// `newuidmap` needs for the build's own nested mappings.
 pub const CRIO_USERNS_MODE_ANNOTATION: &str = "io.kubernetes.cri-o.userns-mode";

@@ -3,8 +3,9 @@
 //!
 //! - `PreemptionSafe`: could pods of the service account that are *not*
 //!   pinned be admitted under the generated SCC, ahead of the SCC they get
-//!   without it (seed 001)? Computed from the SCCs actually in the cluster
-//!   and what the service account may use through RBAC, both from caches.
+//!   without it (OpenShift tries SCCs by priority, then most restrictive
+//!   first)? Computed from the SCCs actually in the cluster and what the
+//!   service account may use through RBAC, both from caches.
 //! - `TasksAdmissible`: would SCC admission accept the pinned Tasks' pods,
 //!   step by step (seeds 000 and 003)?
 

@@ -241,7 +241,7 @@ mod tests {
         PodSecurityRequest::from_pod_spec(&spec)
     }
 
-    /// The restriction points of PRODUCT.md for the PodUserNamespace SCC:
+    /// OpenShift's restriction points for the PodUserNamespace SCC:
     /// non-default volume (persistentVolumeClaim) 100,000 + MustRunAsRange
     /// 20,000 + SELinux MustRunAs 10,000 + capabilities (5,000 + 4 × 10 −
     /// 2 × 50 required drops) 4,940 = 134,940: more restrictive than the
