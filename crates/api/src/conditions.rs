@@ -31,6 +31,33 @@ pub const BUILDS_ADMITTED: &str = "BuildsAdmitted";
 /// change `Ready`.
 pub const CONFINED: &str = "Confined";
 
+/// kstatus (the convention of Flux, kpt and cli-utils): present, `True`, only
+/// while `Ready` is `False` for a reason only a person can fix (an invalid
+/// spec, the ceiling, a conflict, the cluster's OpenShift); reason and
+/// message are `Ready`'s. Absent otherwise.
+pub const STALLED: &str = "Stalled";
+/// kstatus: present, `True`, only while `Ready` is `False` for a reason the
+/// operator clears by itself (it waits for a namespace, service account or
+/// Task to appear, or retries a failed write); reason and message are
+/// `Ready`'s. Absent otherwise.
+pub const RECONCILING: &str = "Reconciling";
+
+/// Whether `Ready=False` with `reason` waits for a person (`Stalled`)
+/// rather than for the operator or for an object to appear (`Reconciling`).
+pub fn needs_a_person(reason: &str) -> bool {
+    matches!(
+        reason,
+        reason::INVALID_SPEC
+            | reason::CAPABILITY_NOT_ALLOWED
+            | reason::NAMESPACE_NOT_ALLOWED
+            | reason::SERVICE_ACCOUNT_NOT_ALLOWED
+            | reason::USER_NAMESPACE_REQUIRED
+            | reason::UNSUPPORTED_BY_CLUSTER
+            | reason::SCC_CONFLICT
+            | reason::TASK_CONFLICT
+    )
+}
+
 /// Reasons. One per thing that can be wrong, so a reader knows what to fix.
 pub mod reason {
     pub const RECONCILED: &str = "Reconciled";

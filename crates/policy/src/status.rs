@@ -132,8 +132,25 @@ fn list(items: &[String]) -> String {
     items.join(", ")
 }
 
-/// The conditions for an observation: one per part, then `Ready` first.
+/// The conditions for an observation: `Ready` first, one per part, the
+/// advisory ones, then kstatus's `Stalled` or `Reconciling` while `Ready` is
+/// `False`.
 pub fn conditions(obs: &Observation) -> Vec<ConditionSpec> {
+    let mut all = grant_conditions(obs);
+    let ready = &all[0];
+    if !ready.status {
+        let type_ = if conditions::needs_a_person(ready.reason) {
+            conditions::STALLED
+        } else {
+            conditions::RECONCILING
+        };
+        let kstatus = ConditionSpec::new(type_, true, ready.reason, ready.message.clone());
+        all.push(kstatus);
+    }
+    all
+}
+
+fn grant_conditions(obs: &Observation) -> Vec<ConditionSpec> {
     if let Some(rejection) = &obs.rejection {
         let message = format!(
             "{} (nothing is granted while the policy is refused)",
@@ -362,9 +379,71 @@ mod tests {
             ..ready_observation()
         };
         let c = conditions(&obs);
+        let (kstatus, grant): (Vec<_>, Vec<_>) =
+            c.iter().partition(|c| c.type_ == conditions::STALLED);
         assert!(
-            c.iter()
-                .all(|c| !c.status && c.reason == reason::CAPABILITY_NOT_ALLOWED)
+            grant
+                .iter()
+                .all(|c| !c.status && c.reason == reason::CAPABILITY_NOT_ALLOWED),
+            "{grant:?}"
+        );
+        assert_eq!(kstatus.len(), 1, "{c:?}");
+        assert!(kstatus[0].status && kstatus[0].reason == reason::CAPABILITY_NOT_ALLOWED);
+    }
+
+    fn kstatus_of(obs: &Observation) -> Vec<(&'static str, &'static str)> {
+        conditions(obs)
+            .into_iter()
+            .filter(|c| c.type_ == conditions::STALLED || c.type_ == conditions::RECONCILING)
+            .map(|c| {
+                assert!(
+                    c.status,
+                    "kstatus conditions are present only when True: {c:?}"
+                );
+                (c.type_, c.reason)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kstatus_stalled_for_a_person_reconciling_for_the_operator_neither_when_ready() {
+        assert_eq!(kstatus_of(&ready_observation()), []);
+        let waiting_for_namespace = Observation {
+            namespace_missing: Some("builds".into()),
+            rbac: Part::Withheld,
+            pinned_tasks: vec![],
+            ..ready_observation()
+        };
+        assert_eq!(
+            kstatus_of(&waiting_for_namespace),
+            [(conditions::RECONCILING, reason::NAMESPACE_NOT_FOUND)]
+        );
+        let write_failed = Observation {
+            failed_tasks: vec![("build".into(), "forbidden".into())],
+            ..ready_observation()
+        };
+        assert_eq!(
+            kstatus_of(&write_failed),
+            [(conditions::RECONCILING, reason::APPLY_FAILED)]
+        );
+        let conflict = Observation {
+            conflicting_tasks: vec![("build".into(), "BuildPolicy older".into())],
+            ..ready_observation()
+        };
+        assert_eq!(
+            kstatus_of(&conflict),
+            [(conditions::STALLED, reason::TASK_CONFLICT)]
+        );
+        let unsupported = Observation {
+            rejection: Some(Rejection {
+                reason: reason::UNSUPPORTED_BY_CLUSTER,
+                message: "no userNamespaceLevel".into(),
+            }),
+            ..ready_observation()
+        };
+        assert_eq!(
+            kstatus_of(&unsupported),
+            [(conditions::STALLED, reason::UNSUPPORTED_BY_CLUSTER)]
         );
     }
 

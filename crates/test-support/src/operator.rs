@@ -225,35 +225,121 @@ impl Operator {
     }
 
     /// Deletes every policy of this scope and waits until the operator has
-    /// revoked them (their finalizer is gone), then stops. Tests call it at
-    /// the end so no policy outlives its test.
+    /// revoked them: each policy is gone (its finalizer removed), and so are
+    /// its SCC, its Role and RoleBinding, its admission-policy binding and
+    /// its pin on every Task of its namespace. Then stops. Tests call it at
+    /// the end so no policy or grant outlives its test.
+    ///
+    /// # Panics
+    ///
+    /// When a policy or any of its grants is still there after 30 s (a
+    /// stuck finalizer, a revocation that left something behind).
     pub async fn delete_policies_and_stop(mut self) {
         let api: Api<BuildPolicy> = Api::all(self.client.clone());
         let selector = ListParams::default().labels(&format!("{SCOPE_LABEL}={}", self.scope));
-        let _ = api
-            .delete_collection(&DeleteParams::default(), &selector)
-            .await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = api
-                .list(&selector)
-                .await
-                .map(|l| l.items.len())
-                .unwrap_or(0);
-            if left == 0 {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                eprintln!(
-                    "warning: {left} BuildPolicies of scope {} still exist after 30s",
-                    self.scope
+        let policies = api
+            .list(&selector)
+            .await
+            .unwrap_or_else(|e| panic!("listing the BuildPolicies of scope {}: {e}", self.scope))
+            .items;
+        api.delete_collection(&DeleteParams::default(), &selector)
+            .await
+            .unwrap_or_else(|e| panic!("deleting the BuildPolicies of scope {}: {e}", self.scope));
+        let timeout = Duration::from_secs(30);
+        crate::eventually(
+            &format!(
+                "the BuildPolicies of scope {} to be revoked and gone",
+                self.scope
+            ),
+            timeout,
+            || async {
+                api.list(&selector)
+                    .await
+                    .ok()
+                    .filter(|l| l.items.is_empty())
+            },
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        for policy in &policies {
+            loop {
+                let left = leftovers(&self.client, policy).await;
+                if left.is_empty() {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "BuildPolicy {} is gone, but not its grant after {timeout:?}: {}",
+                    policy.name_any(),
+                    left.join(", ")
                 );
-                break;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.shutdown().await;
     }
+}
+
+/// What of `policy`'s grant still exists: its SCC, Roles and RoleBindings
+/// labelled for it, its admission-policy binding, Tasks pinned to its SCC.
+pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
+    use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name};
+    use buildpolicy_api::{SecurityContextConstraints, Task};
+    use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
+    let name = policy.name_any();
+    let ns = &policy.spec.namespace;
+    let scc = owned_name(&name);
+    let labelled = ListParams::default().labels(&format!("{POLICY_LABEL}={name}"));
+    let mut left = Vec::new();
+    if let Ok(Some(_)) = Api::<SecurityContextConstraints>::all(client.clone())
+        .get_opt(&scc)
+        .await
+    {
+        left.push(format!("SecurityContextConstraints {scc}"));
+    }
+    if let Ok(Some(_)) = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .get_opt(&scc)
+        .await
+    {
+        left.push(format!("ValidatingAdmissionPolicyBinding {scc}"));
+    }
+    if let Ok(roles) = Api::<Role>::namespaced(client.clone(), ns)
+        .list(&labelled)
+        .await
+    {
+        left.extend(
+            roles
+                .items
+                .iter()
+                .map(|r| format!("Role {ns}/{}", r.name_any())),
+        );
+    }
+    if let Ok(bindings) = Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .list(&labelled)
+        .await
+    {
+        left.extend(
+            bindings
+                .items
+                .iter()
+                .map(|b| format!("RoleBinding {ns}/{}", b.name_any())),
+        );
+    }
+    if let Ok(tasks) = Api::<Task>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+    {
+        left.extend(
+            tasks
+                .items
+                .iter()
+                .filter(|t| t.annotations().get(REQUIRED_SCC_ANNOTATION) == Some(&scc))
+                .map(|t| format!("the pin on Task {ns}/{}", t.name_any())),
+        );
+    }
+    left
 }
 
 impl Drop for Operator {

@@ -419,6 +419,8 @@ fn check_template() {
         conditions::TASKS_PINNED,
         conditions::PREEMPTION_SAFE,
         conditions::TASKS_ADMISSIBLE,
+        conditions::STALLED,
+        conditions::RECONCILING,
     ];
     let reasons = [
         reason::RECONCILED,
@@ -435,6 +437,23 @@ fn check_template() {
         reason::APPLY_FAILED,
         reason::WAITING,
     ];
+    // The Reasons table says which condition each reason sets; it must agree
+    // with the operator's own rule.
+    for name in reasons.iter().skip(1) {
+        let kind = if conditions::needs_a_person(name) {
+            "`Stalled`"
+        } else {
+            "`Reconciling`"
+        };
+        let row = CONDITIONS
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("crddoc: no row for reason `{name}`"));
+        assert!(
+            row.contains(&format!("| {kind} |")),
+            "crddoc: the row of `{name}` does not say {kind}: {row}"
+        );
+    }
     for name in types.iter().chain(reasons.iter()) {
         assert!(
             CONDITIONS.contains(&format!("| `{name}` |")),
@@ -463,6 +482,8 @@ the operator has not acted on the latest one yet.
 | `PreemptionSafe` | Advisory, set once the SCC exists: pods of the service account that are *not* pinned would not be admitted under the generated SCC ahead of the SCC they get without it (reason `SortsAfterDefault`; `False` with reason `Preempts` names the pods it would capture). | no |
 | `TasksAdmissible` | Advisory, set once Tasks are pinned: every step of the pinned Tasks would pass SCC admission under the generated SCC (reason `Admissible`; `False` with reason `NotAdmissible` names the steps that would be refused). | no |
 | `Confined` | Advisory, set once the SCC exists: the SCC is admitted only for pods that the pipeline controller (ceiling `confinement.pipelineControllers`) creates for the listed Tasks, and a TaskRun labelled `tekton.dev/task: <listed Task>` must run it by `spec.taskRef.name` (the ValidatingAdmissionPolicy `buildpolicy.dev-confinement` with the binding `buildpolicy-<name>`; reason `Enforced`). `False`: `WarnOnly` (ceiling `confinement.mode: Warn`: admitted with a warning and an audit annotation), `ConfinementOff` (`mode: Off`: no binding), `ConfinementUnsupported` (the API server has no ValidatingAdmissionPolicy, before Kubernetes 1.30 / OpenShift 4.17), `ApplyFailed`. | no |
+| `Stalled` | [kstatus](https://github.com/kubernetes-sigs/cli-utils/blob/master/pkg/kstatus/README.md): present only while `Ready` is `False` for a reason that needs a person (the table below), with `Ready`'s reason and message. Flux, kpt and cli-utils report the policy `Failed`. | mirrors it |
+| `Reconciling` | kstatus: present only while `Ready` is `False` for a reason the operator clears by itself (it waits for an object to appear, or retries a failed write), with `Ready`'s reason and message. kstatus tools report the policy `InProgress`. | mirrors it |
 | `BuildsAdmitted` | Advisory, set once a TaskRun of a listed Task had an outcome: the pod of the newest such TaskRun of each listed Task was admitted (reason `PodsAdmitted`, naming the TaskRuns). `False` with reason `PodRefused`: Tekton failed a TaskRun because the API server refused its pod (`PodAdmissionFailed`); the message names the TaskRun and quotes OpenShift's refusal on one line, with the fix when it is a missing `hostUsers: false`. A later admitted run of that Task clears it. Read from the TaskRuns that carry the policy's label, which Tekton copies from the pinned Task. | no |
 
 When the policy is refused (`InvalidSpec`, `NamespaceNotAllowed`,
@@ -473,27 +494,29 @@ nothing is granted, and anything granted earlier is revoked.
 
 ### Reasons
 
-"Terminal" reasons need a person to change the policy, the ceiling or another
-object; "transient" ones clear by themselves when the missing object appears
-(the operator watches for it). Argo CD health checks map terminal reasons to
-`Degraded` and transient ones to `Progressing` (see [argocd.md](argocd.md)).
+Reasons that need a person to change the policy, the ceiling or another
+object set `Stalled`; the others clear by themselves (the operator watches
+for the missing object, or retries the write) and set `Reconciling`. Argo CD
+health checks map `Stalled` to `Degraded` and `Reconciling` to `Progressing`
+(see [argocd.md](argocd.md)); Flux and kpt read them directly (see
+[flux.md](flux.md)).
 
-| reason | on conditions | kind | meaning and what to do |
+| reason | on conditions | sets | meaning and what to do |
 |---|---|---|---|
 | `Reconciled` | all (status `True`) | — | The part is in place. |
-| `InvalidSpec` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The spec breaks one of the schema rules above, which the controller re-checks because the CRD in a cluster may be older or edited. Fix the spec as the message says. |
-| `NamespaceNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | terminal | `spec.namespace` matches the ceiling's `protectedNamespaces` (by default `default`, `kube-*`, `openshift-*`, and always the operator's own namespace). Run builds in an application namespace. |
-| `ServiceAccountNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | terminal | `spec.serviceAccountName` is `default`, which every pod in the namespace that names no service account runs as. Create a dedicated service account and name it, or have a cluster admin set `allowDefaultServiceAccount: true` in the ceiling. |
-| `CapabilityNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | terminal | `spec.capabilities` asks for more than the ceiling's `allowedCapabilities`. Remove the capability, or have a cluster admin raise the ceiling. Lowering the ceiling revokes the grants of policies that are now over it. |
-| `UserNamespaceRequired` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The ceiling's `userNamespaceRequiredFor` names a capability the policy asks for, and `spec.isolation` is `HostUserNamespace`. Set `spec.isolation` to `PodUserNamespace` or `CRIOUserNamespace`, or remove the capability (see [user-namespaces.md](user-namespaces.md)). |
-| `UnsupportedByCluster` | Ready, SCCReady, RBACReady, TasksPinned | terminal | The policy needs an SCC field that the cluster's OpenShift does not have: the operator reads the SCC schema from the CRD `securitycontextconstraints.security.openshift.io`. Today this is `spec.isolation: PodUserNamespace` where the schema has no `userNamespaceLevel` (OpenShift before pod user-namespace support, e.g. the Default feature set of 4.18). Upgrade the cluster, or use `HostUserNamespace` or `CRIOUserNamespace`. The operator watches the CRD: after an upgrade the policy is granted without a restart. |
-| `SCCConflict` | Ready, SCCReady | terminal | An SCC named `buildpolicy-<name>` exists and is not owned by this policy. It is left unchanged and nothing is granted. Rename the policy or remove that SCC. |
-| `TaskConflict` | Ready, TasksPinned | terminal | A listed Task is already pinned to another SCC (by another policy, or by hand) and is left unchanged. Remove the other pin or drop the Task from this policy. |
-| `ApplyFailed` | Ready, SCCReady, RBACReady, TasksPinned | terminal while it lasts | A write to the API server failed; the message carries the error. The operator retries every 5 s, so a reason that stays means something refuses the write: the operator's RBAC, an admission webhook, a quota. |
-| `NamespaceNotFound` | Ready, RBACReady, TasksPinned | transient | `spec.namespace` does not exist. The SCC is in place; the Role, RoleBinding and pins follow as soon as the namespace is created. |
-| `ServiceAccountNotFound` | Ready, RBACReady | transient | The Role and RoleBinding are in place and name the service account, which does not exist yet. Create it (or fix `spec.serviceAccountName`). |
-| `TaskNotFound` | Ready, TasksPinned | transient | A listed Task does not exist in `spec.namespace`. It is pinned as soon as it is created. |
-| `Waiting` | Ready, SCCReady, RBACReady, TasksPinned | transient | One part waits for another: the Role, RoleBinding and pins wait for the SCC. Normally seen only for a moment. |
+| `InvalidSpec` | Ready, SCCReady, RBACReady, TasksPinned | `Stalled` | The spec breaks one of the schema rules above, which the controller re-checks because the CRD in a cluster may be older or edited. Fix the spec as the message says. |
+| `NamespaceNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | `Stalled` | `spec.namespace` matches the ceiling's `protectedNamespaces` (by default `default`, `kube-*`, `openshift-*`, and always the operator's own namespace). Run builds in an application namespace. |
+| `ServiceAccountNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | `Stalled` | `spec.serviceAccountName` is `default`, which every pod in the namespace that names no service account runs as. Create a dedicated service account and name it, or have a cluster admin set `allowDefaultServiceAccount: true` in the ceiling. |
+| `CapabilityNotAllowed` | Ready, SCCReady, RBACReady, TasksPinned | `Stalled` | `spec.capabilities` asks for more than the ceiling's `allowedCapabilities`. Remove the capability, or have a cluster admin raise the ceiling. Lowering the ceiling revokes the grants of policies that are now over it. |
+| `UserNamespaceRequired` | Ready, SCCReady, RBACReady, TasksPinned | `Stalled` | The ceiling's `userNamespaceRequiredFor` names a capability the policy asks for, and `spec.isolation` is `HostUserNamespace`. Set `spec.isolation` to `PodUserNamespace` or `CRIOUserNamespace`, or remove the capability (see [user-namespaces.md](user-namespaces.md)). |
+| `UnsupportedByCluster` | Ready, SCCReady, RBACReady, TasksPinned | `Stalled` | The policy needs an SCC field that the cluster's OpenShift does not have: the operator reads the SCC schema from the CRD `securitycontextconstraints.security.openshift.io`. Today this is `spec.isolation: PodUserNamespace` where the schema has no `userNamespaceLevel` (OpenShift before pod user-namespace support, e.g. the Default feature set of 4.18). Upgrade the cluster, or use `HostUserNamespace` or `CRIOUserNamespace`. The operator watches the CRD: after an upgrade the policy is granted without a restart. |
+| `SCCConflict` | Ready, SCCReady | `Stalled` | An SCC named `buildpolicy-<name>` exists and is not owned by this policy. It is left unchanged and nothing is granted. Rename the policy or remove that SCC. |
+| `TaskConflict` | Ready, TasksPinned | `Stalled` | A listed Task is already pinned to another SCC (by another policy, or by hand) and is left unchanged. Remove the other pin or drop the Task from this policy. |
+| `ApplyFailed` | Ready, SCCReady, RBACReady, TasksPinned | `Reconciling` | A write to the API server failed; the message carries the error. The operator retries by itself, so it is `Reconciling`, not `Stalled`; a reason that stays means something keeps refusing the write (the operator's RBAC, an admission webhook, a quota) and needs a person: a GitOps tool waiting on the policy times out with this message. |
+| `NamespaceNotFound` | Ready, RBACReady, TasksPinned | `Reconciling` | `spec.namespace` does not exist. The SCC is in place; the Role, RoleBinding and pins follow as soon as the namespace is created. |
+| `ServiceAccountNotFound` | Ready, RBACReady | `Reconciling` | The Role and RoleBinding are in place and name the service account, which does not exist yet. Create it (or fix `spec.serviceAccountName`). |
+| `TaskNotFound` | Ready, TasksPinned | `Reconciling` | A listed Task does not exist in `spec.namespace`. It is pinned as soon as it is created. |
+| `Waiting` | Ready, SCCReady, RBACReady, TasksPinned | `Reconciling` | One part waits for another: the Role, RoleBinding and pins wait for the SCC. Normally seen only for a moment. |
 
 Events repeat the `Ready` transitions (reason = the condition's reason),
 each newly refused build (`PodRefused`, with the condition's message), and
