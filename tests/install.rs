@@ -420,3 +420,136 @@ spec:
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The uninstall docs/install.md documents, on a cluster of its own (it
+/// deletes the CRD): with a ModelCar policy granted and confined, (1)
+/// delete every BuildPolicy and wait, (2) delete the install bundle, (3)
+/// delete the shared admission policy. Nothing the operator made is left:
+/// no SCC, Role, RoleBinding, admission policy or binding, pin, ClusterRole
+/// or CRD.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_uninstall_leaves_nothing_behind() {
+    use buildpolicy_api::BuildPolicy;
+    use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+    use buildpolicy_test_support::TempNamespace;
+    use buildpolicy_test_support::operator::leftovers;
+    use buildpolicy_test_support::private_cluster::PrivateCluster;
+    use buildpolicy_test_support::process::OperatorProcess;
+    use buildpolicy_test_support::scene::{
+        create_policy, is_ready, modelcar_policy, modelcar_scene,
+    };
+    use buildpolicy_test_support::wait_for;
+    use kube::Api;
+    use std::time::Duration;
+
+    let started = std::time::Instant::now();
+    let scope = unique_name("uninstall");
+    let cluster = PrivateCluster::start(&scope).await;
+    let client = cluster.client().await;
+    let install = repo_root().join(BUNDLE);
+    let (ok, _, stderr) = run(
+        cluster
+            .kubectl()
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(&install),
+        None,
+    );
+    assert!(ok, "installing: {stderr}");
+    let ns = TempNamespace::create(&client).await;
+    modelcar_scene(&client, ns.name()).await;
+    let mut operator = OperatorProcess::builder(&scope)
+        .kubeconfig(cluster.operator_kubeconfig().await)
+        .start()
+        .await;
+    let name = unique_name("modelcar");
+    let policy = create_policy(&client, &modelcar_policy(&scope, &name, ns.name())).await;
+    let policies: Api<BuildPolicy> = Api::all(client.clone());
+    wait_for(&policies, &name, Duration::from_secs(60), is_ready).await;
+    let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    let admission_policies = |cluster: &PrivateCluster| {
+        run(
+            cluster.kubectl().args([
+                "get",
+                "validatingadmissionpolicies,validatingadmissionpolicybindings",
+                "-l",
+                &managed,
+                "-o",
+                "name",
+            ]),
+            None,
+        )
+        .1
+    };
+    assert!(
+        !admission_policies(&cluster).is_empty(),
+        "a confined policy has an admission policy and binding"
+    );
+    assert!(!leftovers(&client, &policy).await.is_empty());
+
+    eprintln!("uninstall: step 1 at {:?}", started.elapsed());
+    // 1. Every BuildPolicy, and wait: the operator revokes each grant.
+    let (ok, _, stderr) = run(
+        cluster.kubectl().args([
+            "delete",
+            "buildpolicies",
+            "--all",
+            "--wait=true",
+            "--timeout=120s",
+        ]),
+        None,
+    );
+    assert!(ok, "deleting the BuildPolicies: {stderr}");
+    assert_eq!(leftovers(&client, &policy).await, Vec::<String>::new());
+
+    eprintln!("uninstall: step 2 at {:?}", started.elapsed());
+    // 2. The operator: its Deployment, RBAC, namespace and the CRD.
+    let (ok, _, stderr) = run(
+        cluster
+            .kubectl()
+            .args(["delete", "--wait=true", "--timeout=120s", "-f"])
+            .arg(&install),
+        None,
+    );
+    assert!(ok, "deleting the install bundle: {stderr}");
+    operator.terminate().await;
+
+    eprintln!("uninstall: step 3 at {:?}", started.elapsed());
+    // 3. The admission policy all policies shared.
+    let (ok, _, stderr) = run(
+        cluster
+            .kubectl()
+            .args(["delete", "validatingadmissionpolicies", "-l", &managed]),
+        None,
+    );
+    assert!(ok, "deleting the admission policy: {stderr}");
+
+    eprintln!("uninstall: checks at {:?}", started.elapsed());
+    assert_eq!(admission_policies(&cluster), "");
+    let (_, everything, _) = run(
+        cluster.kubectl().args([
+            "get",
+            "securitycontextconstraints,clusterroles,clusterrolebindings,roles,rolebindings,tasks.tekton.dev",
+            "-A",
+            "-o",
+            "json",
+        ]),
+        None,
+    );
+    let everything: Value = serde_json::from_str(&everything).expect("kubectl get -o json");
+    for item in everything["items"].as_array().expect("items") {
+        let text = item.to_string();
+        assert!(
+            !text.contains("buildpolicy"),
+            "left after the uninstall: {} {}",
+            item["kind"],
+            item["metadata"]["name"]
+        );
+    }
+    let (crd_left, _, _) = run(
+        cluster
+            .kubectl()
+            .args(["get", "crd", "buildpolicies.buildpolicy.dev"]),
+        None,
+    );
+    assert!(!crd_left, "the CRD is gone");
+}
