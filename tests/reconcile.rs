@@ -9,7 +9,7 @@ use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scene::{
-    create_service_account, create_task, is_ready, may_use_scc, pin_of, refused_as,
+    create_service_account, create_task, is_ready, may_use_scc, pin_of, policy_events, refused_as,
 };
 use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::Namespace;
@@ -429,6 +429,82 @@ async fn time_until_scc(
     )
     .await;
     start.elapsed()
+}
+
+/// A new policy records one Event (what was granted, led by `Ready`), not
+/// one per object; a hand edit repaired records one Warning; a reconcile
+/// that changes nothing records none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_policy_records_one_event_and_a_repair_one_warning() {
+    with_temp_ns(|client, ns| async move {
+        let (op, name) = converged_modelcar(&client, &ns, "events").await;
+        let scc_name = format!("buildpolicy-{name}");
+        let granted = eventually("the grant's Event", TIMEOUT, || async {
+            let events = policy_events(&client, &name).await;
+            (!events.is_empty()).then_some(events)
+        })
+        .await;
+        assert_eq!(granted.len(), 1, "{granted:?}");
+        let (type_, reason, note) = &granted[0];
+        assert_eq!((type_.as_str(), reason.as_str()), ("Normal", "Reconciled"));
+        for part in [
+            "Ready=True: SCC ",
+            &format!("SecurityContextConstraints {scc_name} allows"),
+            &format!("Role {ns}/{scc_name}"),
+            &format!("RoleBinding {ns}/{scc_name}"),
+            &format!("Task {ns}/build-and-push-v2 pinned"),
+        ] {
+            assert!(note.contains(part), "{part:?} is not in {note:?}");
+        }
+
+        let sccs: Api<SecurityContextConstraints> = Api::all(client.clone());
+        sccs.patch(
+            &scc_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"allowPrivilegedContainer": true})),
+        )
+        .await
+        .unwrap();
+        let events = eventually("the repair's Event", TIMEOUT, || async {
+            let events = policy_events(&client, &name).await;
+            (events.len() > 1).then_some(events)
+        })
+        .await;
+        let (type_, reason, note) = &events[1];
+        assert_eq!(
+            (type_.as_str(), reason.as_str()),
+            ("Warning", "DriftCorrected")
+        );
+        assert!(note.contains("allowPrivilegedContainer"), "{note}");
+
+        // A reconcile that changes nothing says nothing.
+        let reconciled = reconciles(&op);
+        Api::<BuildPolicy>::all(client.clone())
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"example.com/poke": "1"}}})),
+            )
+            .await
+            .unwrap();
+        eventually("the poked policy to be reconciled", TIMEOUT, || async {
+            (reconciles(&op) > reconciled).then_some(())
+        })
+        .await;
+        assert_eq!(policy_events(&client, &name).await.len(), 2);
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
+/// Reconciles the in-process operator finished, every result added up.
+fn reconciles(op: &Operator) -> f64 {
+    buildpolicy_test_support::exposition::metric_sum(
+        &op.metrics.encode(),
+        "buildpolicy_reconciliations_total",
+        &[],
+    )
+    .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,6 +21,7 @@ use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scc_admission::{NO_SCC, webhook_forgets, webhook_holds};
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_service_account,
+    policy_events,
 };
 use buildpolicy_test_support::tekton::{
     BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, create, create_modelcar_pipeline, has_pod,
@@ -253,7 +254,7 @@ async fn a_build_refused_for_want_of_host_users_false_is_reported_on_the_policy(
         assert!(
             events
                 .iter()
-                .any(|(r, note)| r == reason::POD_REFUSED && note.contains(&build.name_any())),
+                .any(|(_, r, note)| r == reason::POD_REFUSED && note.contains(&build.name_any())),
             "an event names the TaskRun: {events:?}"
         );
         assert_eq!(
@@ -279,20 +280,6 @@ fn refusals(op: &Operator) -> f64 {
         &[],
     )
     .unwrap_or_default()
-}
-
-/// (reason, note) of the events about BuildPolicy `name`.
-async fn policy_events(client: &Client, name: &str) -> Vec<(String, String)> {
-    use k8s_openapi::api::events::v1::Event;
-    let events = Api::<Event>::all(client.clone())
-        .list(&kube::api::ListParams::default().fields(&format!("regarding.name={name}")))
-        .await
-        .expect("listing events");
-    events
-        .items
-        .into_iter()
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
 }
 
 /// Revocation through the real pipeline: once the policy is deleted, the

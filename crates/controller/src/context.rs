@@ -54,4 +54,6 @@ pub struct Context {
     pub ceiling: tokio::sync::watch::Receiver<Ceiling>,
     /// The last `TasksAdmissible` check of each pinned Task.
     pub(crate) task_checks: crate::analysis::TaskChecks,
+    /// What the reconciles in flight did, published as one Event each.
+    pub(crate) journal: crate::events::Journal,
 }

@@ -644,6 +644,7 @@ pub fn build(
         caches: caches.clone(),
         ceiling: ceiling_rx,
         task_checks: Default::default(),
+        journal: Default::default(),
     });
 
     let by_task = policies_reader.clone();

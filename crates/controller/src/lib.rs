@@ -7,6 +7,7 @@ pub mod caches;
 pub mod context;
 pub mod controller;
 pub mod error;
+mod events;
 pub mod metrics;
 mod reconcile;
 mod status;

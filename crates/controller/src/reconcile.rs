@@ -25,7 +25,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -35,6 +35,7 @@ use crate::analysis;
 use crate::caches::Caches;
 use crate::context::Context;
 use crate::error::{Context as _, Error, Result};
+use crate::events;
 use crate::status;
 
 /// Entry point for the kube-runtime `Controller`.
@@ -43,6 +44,7 @@ pub async fn reconcile(policy: Arc<BuildPolicy>, ctx: Arc<Context>) -> Result<Ac
     let _timer = ctx.metrics.reconcile_started();
     ctx.caches.ready().await;
     let api: Api<BuildPolicy> = Api::all(ctx.client.clone());
+    let target = policy.clone();
     let result = finalizer(&api, FINALIZER, policy, |event| async {
         match event {
             Finalizer::Apply(policy) => apply(&policy, &ctx).await,
@@ -60,6 +62,8 @@ pub async fn reconcile(policy: Arc<BuildPolicy>, ctx: Arc<Context>) -> Result<Ac
         }
         other => other.map_err(|e| Error::Finalizer(Box::new(e))),
     };
+    // What it did, as one Event, whether it succeeded or not.
+    events::flush(&ctx, &target).await;
     ctx.metrics.reconciled(result.is_ok());
     result
 }
@@ -268,7 +272,7 @@ async fn apply_scc(
         .doing(|| format!("applying SecurityContextConstraints {}", desired.name()))?;
     if live.is_some() {
         ctx.metrics.drift_corrected("SecurityContextConstraints");
-        publish(
+        events::record(
             ctx,
             policy,
             EventType::Warning,
@@ -279,10 +283,9 @@ async fn apply_scc(
                 desired.name(),
                 drift.join(", ")
             ),
-        )
-        .await;
+        );
     } else {
-        publish(
+        events::record(
             ctx,
             policy,
             EventType::Normal,
@@ -297,8 +300,7 @@ async fn apply_scc(
                     .unwrap_or_default()
                     .join(", ")
             ),
-        )
-        .await;
+        );
     }
     Ok(())
 }
@@ -372,7 +374,7 @@ async fn note_rbac_change(
     match drift {
         Some(fields) => {
             ctx.metrics.drift_corrected(kind);
-            publish(
+            events::record(
                 ctx,
                 policy,
                 EventType::Warning,
@@ -382,11 +384,10 @@ async fn note_rbac_change(
                     "{kind} {ns}/{name} was changed by hand ({}); restored",
                     fields.join(", ")
                 ),
-            )
-            .await;
+            );
         }
         None => {
-            publish(
+            events::record(
                 ctx,
                 policy,
                 EventType::Normal,
@@ -396,8 +397,7 @@ async fn note_rbac_change(
                     "{kind} {ns}/{name} lets only system:serviceaccount:{ns}:{} use the SCC",
                     policy.spec.service_account_name
                 ),
-            )
-            .await;
+            );
         }
     }
 }
@@ -479,7 +479,7 @@ async fn pin_tasks(
                 obs.pinned_tasks.push(pin.name.clone());
                 if was_ours && !mode_changed {
                     ctx.metrics.drift_corrected("Task");
-                    publish(
+                    events::record(
                         ctx,
                         policy,
                         EventType::Warning,
@@ -489,10 +489,9 @@ async fn pin_tasks(
                             "the pin on Task {}/{} was changed by hand; restored",
                             pin.namespace, pin.name
                         ),
-                    )
-                    .await;
+                    );
                 } else {
-                    publish(
+                    events::record(
                         ctx,
                         policy,
                         EventType::Normal,
@@ -502,8 +501,7 @@ async fn pin_tasks(
                             "Task {}/{} pinned to SCC {}",
                             pin.namespace, pin.name, obs.scc_name
                         ),
-                    )
-                    .await;
+                    );
                 }
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {
@@ -748,15 +746,14 @@ where
         .as_ref()
         .map(|ns| format!("{ns}/{name}"))
         .unwrap_or(name);
-    publish(
+    events::record(
         ctx,
         policy,
         EventType::Normal,
         "Revoked",
         &format!("Delete{kind}"),
         format!("{kind} {location} deleted"),
-    )
-    .await;
+    );
     Ok(())
 }
 
@@ -802,15 +799,14 @@ async fn unpin(policy: &BuildPolicy, ctx: &Context, namespace: &str, task: &str)
         .doing(|| format!("unpinning Task {namespace}/{task}"))?;
     }
     ctx.metrics.revoked("Task");
-    publish(
+    events::record(
         ctx,
         policy,
         EventType::Normal,
         "Revoked",
         "UnpinTask",
         format!("Task {namespace}/{task} no longer pinned to SCC {scc_name}"),
-    )
-    .await;
+    );
     Ok(())
 }
 
@@ -837,26 +833,6 @@ fn with_type<K: Resource<DynamicType = ()> + serde::Serialize>(object: &K) -> se
         map.insert("kind".into(), K::kind(&()).into());
     }
     value
-}
-
-pub(crate) async fn publish(
-    ctx: &Context,
-    policy: &BuildPolicy,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
-        warn!(%error, "could not publish event");
-    }
 }
 
 fn update_managed_object_metrics(ctx: &Context) {

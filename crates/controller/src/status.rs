@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Context as _, Result};
-use crate::reconcile::publish;
+use crate::events;
 
 /// The status for `obs`, keeping `lastTransitionTime` of conditions whose
 /// status did not change.
@@ -92,15 +92,14 @@ pub async fn write(policy: &BuildPolicy, ctx: &Context, obs: &Observation) -> Re
         && builds_before.map(|b| (&b.status, &b.message))
             != Some((&refused.status, &refused.message))
     {
-        publish(
+        events::record(
             ctx,
             policy,
             EventType::Warning,
             &refused.reason,
             "ObserveBuild",
             refused.message.clone(),
-        )
-        .await;
+        );
     }
 
     let before = policy.condition(conditions::READY);
@@ -112,15 +111,14 @@ pub async fn write(policy: &BuildPolicy, ctx: &Context, obs: &Observation) -> Re
         } else {
             EventType::Warning
         };
-        publish(
+        events::record(
             ctx,
             policy,
             type_,
             &ready.reason,
-            "UpdateStatus",
+            events::READY_ACTION,
             format!("Ready={}: {}", ready.status, ready.message),
-        )
-        .await;
+        );
     }
     Ok(())
 }

@@ -218,3 +218,29 @@ pub fn buildah_pod(pin: Option<&str>) -> Value {
         }
     })
 }
+
+/// `(type, reason, note)` of the Events about BuildPolicy `name`, oldest
+/// first.
+///
+/// # Panics
+///
+/// When the server does not answer.
+pub async fn policy_events(client: &Client, name: &str) -> Vec<(String, String, String)> {
+    use k8s_openapi::api::events::v1::Event;
+    let mut events = Api::<Event>::all(client.clone())
+        .list(&ListParams::default().fields(&format!("regarding.name={name}")))
+        .await
+        .expect("listing events")
+        .items;
+    events.sort_by(|a, b| a.event_time.cmp(&b.event_time));
+    events
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}

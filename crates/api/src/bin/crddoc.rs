@@ -518,8 +518,12 @@ health checks map `Stalled` to `Degraded` and `Reconciling` to `Progressing`
 | `TaskNotFound` | Ready, TasksPinned | `Reconciling` | A listed Task does not exist in `spec.namespace`. It is pinned as soon as it is created. |
 | `Waiting` | Ready, SCCReady, RBACReady, TasksPinned | `Reconciling` | One part waits for another: the Role, RoleBinding and pins wait for the SCC. Normally seen only for a moment. |
 
-Events repeat the `Ready` transitions (reason = the condition's reason),
-each newly refused build (`PodRefused`, with the condition's message), and
-record each repair (`DriftCorrected`) and revocation (`Revoked`):
-`kubectl describe buildpolicy <name>`.
+Each reconcile that does something new records one Event on the policy,
+not one per object: what it granted (`SCCApplied`, `RBACApplied`,
+`TaskPinned`), repaired (`DriftCorrected`), revoked (`Revoked`), `Ready`
+changing (reason = the condition's reason) and a newly refused build
+(`PodRefused`, with the condition's message), joined in one note (at most
+1 KiB, saying how many parts were left out). A repair or a refusal leads and
+makes it a Warning; otherwise a change of `Ready` leads. A new policy
+records one Event: `kubectl describe buildpolicy <name>`.
 "#;
