@@ -177,11 +177,14 @@ impl TaskChecks {
 }
 
 /// The `TasksAdmissible` advice: each pinned Task checked against the SCC.
+/// `pinned_now` holds the Tasks this reconcile just pinned, as the server
+/// answered the pin: checked from there, they are not read again.
 pub async fn tasks_advice(
     policy: &BuildPolicy,
     ctx: &Context,
     scc: &SecurityContextConstraints,
     pinned: &[String],
+    pinned_now: &HashMap<String, Task>,
 ) -> Result<Option<Advice>> {
     if pinned.is_empty() {
         return Ok(None);
@@ -206,12 +209,16 @@ pub async fn tasks_advice(
         let report = match cached {
             Some(report) => report,
             None => {
-                let Some(task) = api
-                    .get_opt(name)
-                    .await
-                    .doing(|| format!("reading Task {name}"))?
-                else {
-                    continue;
+                let task = match pinned_now.get(name) {
+                    Some(task) => task.clone(),
+                    None => match api
+                        .get_opt(name)
+                        .await
+                        .doing(|| format!("reading Task {name}"))?
+                    {
+                        Some(task) => task,
+                        None => continue,
+                    },
                 };
                 let report = check_task(
                     name,

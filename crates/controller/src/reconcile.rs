@@ -2,7 +2,7 @@
 //! read (caches) → validate → build desired objects → apply what differs →
 //! revoke what is no longer wanted → write status.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use buildpolicy_api::conditions::reason;
@@ -168,9 +168,11 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
         obs.namespace_missing = Some(spec.namespace.clone());
     }
 
-    // 3. Pins on the listed Tasks.
+    // 3. Pins on the listed Tasks; the Tasks the server answered a pin
+    // with are what the Task check reads.
+    let mut pinned_now = HashMap::new();
     if namespace_exists {
-        pin_tasks(policy, ctx, &desired.pins, &mut obs).await?;
+        pinned_now = pin_tasks(policy, ctx, &desired.pins, &mut obs).await?;
     }
 
     // 4. Confinement of the SCC to the listed Tasks' pods.
@@ -193,7 +195,7 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
             &scc.scc,
             obs.confinement.as_ref().is_some_and(|c| c.ok),
         ));
-        match analysis::tasks_advice(policy, ctx, &scc.scc, &obs.pinned_tasks).await {
+        match analysis::tasks_advice(policy, ctx, &scc.scc, &obs.pinned_tasks, &pinned_now).await {
             Ok(advice) => obs.tasks_admissible = advice,
             Err(error) => warn!(%error, "Task admissibility check failed"),
         }
@@ -439,12 +441,15 @@ fn task_holder(
     }
 }
 
+/// Pins the listed Tasks that are not pinned yet; returns the Tasks it
+/// pinned, as the server answered the apply (spec included).
 async fn pin_tasks(
     policy: &BuildPolicy,
     ctx: &Context,
     pins: &[TaskPin],
     obs: &mut Observation,
-) -> Result<()> {
+) -> Result<HashMap<String, Task>> {
+    let mut pinned_now = HashMap::new();
     for pin in pins {
         let Some(task) = ctx.caches.task(&pin.namespace, &pin.name) else {
             obs.missing_tasks.push(pin.name.clone());
@@ -475,8 +480,9 @@ async fn pin_tasks(
             .patch(&pin.name, &apply_params(), &Patch::Apply(pin.apply_body()))
             .await
         {
-            Ok(_) => {
+            Ok(task) => {
                 obs.pinned_tasks.push(pin.name.clone());
+                pinned_now.insert(pin.name.clone(), task);
                 if was_ours && !mode_changed {
                     ctx.metrics.drift_corrected("Task");
                     events::record(
@@ -516,7 +522,7 @@ async fn pin_tasks(
         }
     }
     obs.pinned_tasks.sort();
-    Ok(())
+    Ok(pinned_now)
 }
 
 /// Applies the confinement ValidatingAdmissionPolicy and this policy's
