@@ -3,6 +3,8 @@
 #   manifests/crds/buildpolicy.dev_buildpolicies.yaml  (crdgen, from the Rust types)
 #   config/crd/buildpolicy.dev_buildpolicies.yaml      (the same, for kustomize)
 #   manifests/install.yaml                             (kustomize config/default)
+#   bundle/, catalog/buildpolicy-operator/             (hack/olm: the OLM bundle and file-based catalog,
+#                                                       from manifests/install.yaml, the CRD and config/samples)
 #   config/prometheus/prometheus_rule.yaml             (config/prometheus/rules.yaml as a PrometheusRule)
 #   docs/api.md                                        (crddoc, from the CRD schema)
 # hack/test.sh runs it and fails when it changes anything.
@@ -20,6 +22,10 @@ printf '%s' "$crd" > config/crd/buildpolicy.dev_buildpolicies.yaml
   echo "# Install: kubectl apply --server-side -f manifests/install.yaml"
   "$KUBECTL" kustomize config/default
 } > manifests/install.yaml
+
+# The OLM bundle and file-based catalog, from manifests/install.yaml, the CRD
+# and config/samples (hack/olm; byte-identical on every run).
+go -C hack/olm run . generate -root "$ROOT" >/dev/null
 
 # The PrometheusRule carries rules.yaml (the file promtool checks and tests)
 # as its spec, indented by two spaces, so the two cannot drift apart.

@@ -5,7 +5,8 @@
 #   the compatibility matrix) → cargo fmt → cargo clippy → generated files up
 #   to date → start the control plane → build the tests → run every test
 #   (cargo-nextest) → README's compatibility table against what the compat
-#   tests saw → the benchmark's gate (hack/bench.sh --quick)
+#   tests saw → the GitOps checks on the statuses the tests saved → the
+#   benchmark's gate (hack/bench.sh --quick)
 #
 # Just before the tests are built, the tools the tests use are installed when
 # missing (hack/tools/install.sh: promtool, prometheus, kubeconform) and the
@@ -111,12 +112,30 @@ check_clippy() {
 check_generated() {
   hack/generate.sh
   local untracked
-  untracked="$(git ls-files --others --exclude-standard -- manifests/ config/ docs/)"
-  if ! git diff --exit-code --stat -- manifests/ config/ docs/ || [[ -n "$untracked" ]]; then
+  untracked="$(git ls-files --others --exclude-standard -- manifests/ config/ docs/ bundle/ catalog/)"
+  if ! git diff --exit-code --stat -- manifests/ config/ docs/ bundle/ catalog/ || [[ -n "$untracked" ]]; then
     [[ -z "$untracked" ]] || printf 'not committed: %s\n' $untracked
     fail "generated files are out of date: run hack/generate.sh (it runs cargo run -q -p buildpolicy-api --bin crdgen) and commit the result"
   fi
-  echo "  manifests/, config/ and docs/ match the sources"
+  echo "  manifests/, config/, docs/, bundle/ and catalog/ match the sources"
+}
+
+# The OLM bundle and catalog: hack/olm's tests (the committed bundle
+# validates clean, broken copies fail, generate is deterministic), then
+# operator-framework's validators on the committed bundle and catalog.
+check_olm() {
+  (cd hack/olm && go test -count=1 ./... && go run . validate -catalog ../../catalog/buildpolicy-operator ../../bundle)
+}
+
+# What Argo CD (its Lua interpreter), kstatus and Flux make of a
+# BuildPolicy's status (hack/gitops-status): on hand-written fixtures before
+# the tests (this also builds it), and on the policies tests/gitops_status.rs
+# saved in target/status-samples/ after them.
+check_gitops_status() {
+  (cd hack/gitops-status && go test -count=1 ./...)
+}
+check_gitops_status_samples() {
+  (cd hack/gitops-status && STATUS_SAMPLES="$ROOT/target/status-samples" go test -count=1 ./...)
 }
 
 start_control_plane() {
@@ -211,10 +230,12 @@ timed "build the local control plane" build_control_plane
 timed "cargo fmt --all --check" check_fmt
 timed "cargo clippy -D warnings" check_clippy
 timed "generated files are up to date" check_generated
+timed "OLM bundle and catalog (hack/olm)" check_olm
 timed "start the local control plane" start_control_plane
 timed "cargo-nextest" ensure_nextest
 timed "test tools (promtool, prometheus, kubeconform)" install_test_tools
 timed "alert rules (promtool)" check_alert_rules
+timed "GitOps status checks on fixtures (hack/gitops-status)" check_gitops_status
 timed "build the operator binary" build_operator_binary
 timed "build the tests" build_tests
 
@@ -224,7 +245,7 @@ printf '  %-34s %5ss\n' "total before the tests" "$((SECONDS - started))"
 
 tests_status=0
 # Only this run's rows make the compatibility table.
-rm -rf target/compat-matrix
+rm -rf target/compat-matrix target/status-samples
 run_tests || tests_status=$?
 
 # Tekton's controller across an API server crash: restarts the shared
@@ -245,6 +266,13 @@ if [[ -z "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
     printf '\nERROR: Tekton after an API server restart failed (above)\n' >&2
     (( tests_status != 0 )) || tests_status=$restart_status
   fi
+fi
+
+gitops_status=0
+if (( tests_status == 0 )); then
+  section "GitOps status checks on the integration tests' objects (hack/gitops-status)"
+  check_gitops_status_samples || gitops_status=$?
+  (( gitops_status == 0 )) || printf '\nERROR: the GitOps status checks failed on target/status-samples/ (above)\n' >&2
 fi
 
 # README.md's "Supported OpenShift versions" table is what the compat tests
@@ -274,4 +302,5 @@ summary="$(sed -n '/^ *Summary \[/,$p' "$LOG_DIR/tests.log" 2>/dev/null)"
 printf '\n%s\n' "$summary"
 (( tests_status == 0 )) || exit "$tests_status"
 (( matrix_status == 0 )) || exit "$matrix_status"
+(( gitops_status == 0 )) || exit "$gitops_status"
 exit "$bench_status"
