@@ -14,19 +14,18 @@ use std::time::Duration;
 
 use buildpolicy_api::conditions::{self, reason};
 use buildpolicy_api::keys::{ADMITTED_SCC_ANNOTATION, REQUIRED_SCC_ANNOTATION};
-use buildpolicy_api::{BuildPolicy, Task};
+use buildpolicy_api::{BuildPolicy, Isolation, Task};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::ceiling::{Confinement, ConfinementMode};
 use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scc_admission::webhook_holds;
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, buildah_pod,
     create_service_account,
 };
 use buildpolicy_test_support::tekton::{
-    BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, create_modelcar_pipeline,
-    modelcar_pipeline_run, pods_of, start, task_run, task_run_of,
+    BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, modelcar_pipeline_run, pipeline_scene,
+    pods_of, ready_modelcar_policy, start, task_run, task_run_of,
 };
 use buildpolicy_test_support::{
     eventually, kubectl, unique_name, wait_for, wait_for_deletion, with_temp_ns,
@@ -55,8 +54,7 @@ fn ceiling(mode: ConfinementMode) -> Ceiling {
 /// The build service account, the ModelCar Tasks and Pipeline, and an
 /// editor who may create pods, TaskRuns and PipelineRuns in `ns`.
 async fn scene(client: &Client, ns: &str) {
-    create_service_account(client, ns, MODELCAR_SERVICE_ACCOUNT).await;
-    create_modelcar_pipeline(client, ns).await;
+    pipeline_scene(client, ns).await;
     create_service_account(client, ns, EDITOR).await;
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": EDITOR},
@@ -82,43 +80,13 @@ async fn scene(client: &Client, ns: &str) {
         .expect("creating the editor's RoleBinding");
 }
 
-/// A policy for the ModelCar build Task (and `more` Tasks), Ready, its
-/// Confined condition as `confined` wants, its SCC known to the webhook.
-async fn ready_policy(
-    op: &Operator,
-    client: &Client,
-    ns: &str,
-    more: &[&str],
-    confined: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition) -> bool,
-) -> (String, String) {
-    let name = unique_name("confined");
-    let mut tasks = vec![MODELCAR_BUILD_TASK];
-    tasks.extend_from_slice(more);
-    op.create(&op.policy(
-        &name,
-        ns,
-        MODELCAR_SERVICE_ACCOUNT,
-        &BUILDAH_CAPABILITIES,
-        &tasks,
-    ))
-    .await;
-    let policy = wait_for(
-        &Api::<BuildPolicy>::all(client.clone()),
-        &name,
-        TIMEOUT,
-        |p: &BuildPolicy| {
-            p.condition(conditions::READY)
-                .is_some_and(|c| c.status == "True")
-                && p.condition(conditions::CONFINED).is_some_and(&confined)
-        },
-    )
-    .await;
-    let scc = policy
-        .status
-        .and_then(|s| s.scc_name)
-        .expect("a Ready policy names its SCC");
-    webhook_holds(client, &scc).await;
-    (name, scc)
+/// Until the policy's `Confined` condition has `status`, and `reason` when
+/// given.
+fn confined(status: &'static str, reason: Option<&'static str>) -> impl Fn(&BuildPolicy) -> bool {
+    move |p| {
+        p.condition(conditions::CONFINED)
+            .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r))
+    }
 }
 
 /// What the server said to one `kubectl create`.
@@ -345,9 +313,14 @@ async fn enforce_refuses_each_way_around_the_listed_tasks_and_admits_the_pipelin
     with_temp_ns(|client, ns| async move {
         scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, &[], |c| {
-            c.status == "True" && c.reason == reason::ENFORCED
-        })
+        let (name, scc) = ready_modelcar_policy(
+            &op,
+            &client,
+            &ns,
+            Isolation::HostUserNamespace,
+            &[],
+            confined("True", Some(reason::ENFORCED)),
+        )
         .await;
 
         // 1. A pod as the build service account, without and with the pin.
@@ -457,9 +430,14 @@ async fn warn_admits_with_a_warning_and_off_binds_nothing() {
         let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
 
         let op = Operator::start_with(&client, &ns, ceiling(ConfinementMode::Warn)).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, &[], |c| {
-            c.status == "False" && c.reason == reason::WARN_ONLY
-        })
+        let (name, scc) = ready_modelcar_policy(
+            &op,
+            &client,
+            &ns,
+            Isolation::HostUserNamespace,
+            &[],
+            confined("False", Some(reason::WARN_ONLY)),
+        )
         .await;
         let said = eventually("the Warn binding to be in force", TIMEOUT, || async {
             let said = as_editor(&ns, &buildah_pod(None), true);
@@ -477,9 +455,14 @@ async fn warn_admits_with_a_warning_and_off_binds_nothing() {
         op.delete_policies_and_stop().await;
 
         let op = Operator::start_with(&client, &ns, ceiling(ConfinementMode::Off)).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, &[], |c| {
-            c.status == "False" && c.reason == reason::CONFINEMENT_OFF
-        })
+        let (name, scc) = ready_modelcar_policy(
+            &op,
+            &client,
+            &ns,
+            Isolation::HostUserNamespace,
+            &[],
+            confined("False", Some(reason::CONFINEMENT_OFF)),
+        )
         .await;
         assert!(
             bindings
@@ -523,9 +506,14 @@ async fn dropping_a_task_refuses_its_pods_and_deleting_the_policy_removes_its_bi
     with_temp_ns(|client, ns| async move {
         scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, &["download-model"], |c| {
-            c.status == "True"
-        })
+        let (name, scc) = ready_modelcar_policy(
+            &op,
+            &client,
+            &ns,
+            Isolation::HostUserNamespace,
+            &["download-model"],
+            confined("True", None),
+        )
         .await;
         let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
         let binding = format!("buildpolicy-{name}");
@@ -620,7 +608,15 @@ async fn a_hand_edit_of_the_admission_policy_is_reverted() {
     with_temp_ns(|client, ns| async move {
         scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
-        ready_policy(&op, &client, &ns, &[], |c| c.status == "True").await;
+        ready_modelcar_policy(
+            &op,
+            &client,
+            &ns,
+            Isolation::HostUserNamespace,
+            &[],
+            confined("True", None),
+        )
+        .await;
         let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
         policies
             .patch(
@@ -655,9 +651,14 @@ async fn without_admission_policies_the_policy_says_it_is_not_confined() {
             config.admission_policies_served = false;
         })
         .await;
-        let (name, _) = ready_policy(&op, &client, &ns, &[], |c| {
-            c.status == "False" && c.reason == reason::CONFINEMENT_UNSUPPORTED
-        })
+        let (name, _) = ready_modelcar_policy(
+            &op,
+            &client,
+            &ns,
+            Isolation::HostUserNamespace,
+            &[],
+            confined("False", Some(reason::CONFINEMENT_UNSUPPORTED)),
+        )
         .await;
         let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
         assert!(

@@ -18,18 +18,16 @@ use buildpolicy_api::keys::{
 use buildpolicy_api::{BuildPolicy, Isolation, Task, TaskRun};
 use buildpolicy_policy::task_check::HOST_USERS_FIX;
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scc_admission::{NO_SCC, webhook_forgets, webhook_holds};
+use buildpolicy_test_support::scc_admission::{NO_SCC, webhook_forgets};
 use buildpolicy_test_support::scene::{
-    BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_service_account,
-    policy_events,
+    MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, policy_events,
 };
 use buildpolicy_test_support::tekton::{
-    BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, create, create_modelcar_pipeline, has_pod,
-    modelcar_pipeline_run, pods_of, refused, start, task_run, task_run_of, wait_for_confinement,
+    BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, create, has_pod, modelcar_pipeline_run,
+    pipeline_scene, pods_of, ready_modelcar_policy, refused, start, task_run, task_run_of,
+    wait_for_confinement,
 };
-use buildpolicy_test_support::{
-    exposition, unique_name, wait_for, wait_for_deletion, with_temp_ns,
-};
+use buildpolicy_test_support::{exposition, wait_for, wait_for_deletion, with_temp_ns};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, DynamicObject};
 use kube::{Api, Client, ResourceExt};
@@ -44,56 +42,6 @@ fn scc_of(pod: &Pod) -> &str {
         .get(ADMITTED_SCC_ANNOTATION)
         .map(String::as_str)
         .unwrap_or("<none>")
-}
-
-/// The ModelCar Tasks and Pipeline and the build service account in `ns`.
-async fn scene(client: &Client, ns: &str) {
-    create_service_account(client, ns, MODELCAR_SERVICE_ACCOUNT).await;
-    create_modelcar_pipeline(client, ns).await;
-}
-
-/// A Ready ModelCar policy in mode `isolation`, its Task pinned and its SCC
-/// known to the webhook. Returns the policy's name and SCC.
-async fn ready_policy(
-    op: &Operator,
-    client: &Client,
-    ns: &str,
-    isolation: Isolation,
-) -> (String, String) {
-    let name = unique_name("modelcar");
-    let mut policy = op.policy(
-        &name,
-        ns,
-        MODELCAR_SERVICE_ACCOUNT,
-        &BUILDAH_CAPABILITIES,
-        &[MODELCAR_BUILD_TASK],
-    );
-    policy.spec.isolation = isolation;
-    op.create(&policy).await;
-    let policy = wait_for(
-        &Api::<BuildPolicy>::all(client.clone()),
-        &name,
-        TIMEOUT,
-        |p: &BuildPolicy| {
-            p.condition(conditions::READY)
-                .is_some_and(|c| c.status == "True")
-                && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
-        },
-    )
-    .await;
-    let scc = policy
-        .status
-        .and_then(|s| s.scc_name)
-        .expect("a Ready policy names its SCC");
-    wait_for(
-        &Api::<Task>::namespaced(client.clone(), ns),
-        MODELCAR_BUILD_TASK,
-        TIMEOUT,
-        |t: &Task| t.annotations().get(REQUIRED_SCC_ANNOTATION) == Some(&scc),
-    )
-    .await;
-    webhook_holds(client, &scc).await;
-    (name, scc)
 }
 
 /// Waits for the policy's `BuildsAdmitted` condition to satisfy `want`.
@@ -119,9 +67,9 @@ async fn builds_admitted(
 /// the policy reporting the build admitted.
 async fn run_modelcar_in(isolation: Isolation) {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        pipeline_scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, isolation).await;
+        let (name, scc) = ready_modelcar_policy(&op, &client, &ns, isolation, &[], |_| true).await;
 
         let host_users = (isolation == Isolation::PodUserNamespace).then_some(false);
         let created = Instant::now();
@@ -215,9 +163,13 @@ async fn crio_user_namespace_build_pod_carries_crios_userns_annotation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_build_refused_for_want_of_host_users_false_is_reported_on_the_policy() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        pipeline_scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
-        let (name, _) = ready_policy(&op, &client, &ns, Isolation::PodUserNamespace).await;
+        let (name, _) =
+            ready_modelcar_policy(&op, &client, &ns, Isolation::PodUserNamespace, &[], |_| {
+                true
+            })
+            .await;
         let refused_before = refusals(&op);
 
         let run = start(&client, &ns, &modelcar_pipeline_run(None)).await;
@@ -288,9 +240,13 @@ fn refusals(op: &Operator) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn after_the_policy_is_deleted_the_next_build_pod_is_refused() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        pipeline_scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, Isolation::HostUserNamespace).await;
+        let (name, scc) =
+            ready_modelcar_policy(&op, &client, &ns, Isolation::HostUserNamespace, &[], |_| {
+                true
+            })
+            .await;
         let first = start(&client, &ns, &modelcar_pipeline_run(None)).await;
         assert_eq!(
             scc_of(&pods_of(&client, &ns, &first, 4).await[BUILD_PIPELINE_TASK]),
@@ -338,12 +294,16 @@ async fn after_the_policy_is_deleted_the_next_build_pod_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_started_before_the_task_was_pinned_keeps_its_refusal_and_the_next_run_is_admitted() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        pipeline_scene(&client, &ns).await;
         let early = start(&client, &ns, &modelcar_pipeline_run(None)).await;
         let refused_run = task_run_of(&client, &ns, &early, BUILD_PIPELINE_TASK, refused).await;
 
         let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, Isolation::HostUserNamespace).await;
+        let (name, scc) =
+            ready_modelcar_policy(&op, &client, &ns, Isolation::HostUserNamespace, &[], |_| {
+                true
+            })
+            .await;
         let again = task_run(&client, &ns, &refused_run.name_any(), |_| true).await;
         assert!(refused(&again), "a failed TaskRun is not retried");
         assert!(
@@ -378,9 +338,9 @@ async fn a_run_started_before_the_task_was_pinned_keeps_its_refusal_and_the_next
 #[tokio::test(flavor = "multi_thread")]
 async fn an_embedded_task_spec_is_refused_pin_or_no_pin() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        pipeline_scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_policy(&op, &client, &ns, Isolation::HostUserNamespace).await;
+        let (name, scc) = ready_modelcar_policy(&op, &client, &ns, Isolation::HostUserNamespace, &[], |_| true).await;
         wait_for_confinement(&client, &ns, MODELCAR_SERVICE_ACCOUNT, &scc).await;
         let task = Api::<Task>::namespaced(client.clone(), &ns)
             .get(MODELCAR_BUILD_TASK)
@@ -434,7 +394,7 @@ async fn an_embedded_task_spec_is_refused_pin_or_no_pin() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resolver_task_ref_waits_for_resolution_and_creates_no_pod() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        pipeline_scene(&client, &ns).await;
         let run: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "tekton.dev/v1",
             "kind": "PipelineRun",
@@ -495,7 +455,7 @@ async fn tekton_turns_runs_into_pods_after_the_api_server_restarts() {
     .expect("running hack/local-cluster.sh restart");
     assert!(status.success(), "hack/local-cluster.sh restart failed");
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        pipeline_scene(&client, &ns).await;
         let run = start(&client, &ns, &modelcar_pipeline_run(None)).await;
         let pods = pods_of(&client, &ns, &run, 3).await;
         for task in UNPRIVILEGED_PIPELINE_TASKS {

@@ -281,7 +281,8 @@ impl Operator {
 }
 
 /// What of `policy`'s grant still exists: its SCC, Roles and RoleBindings
-/// labelled for it, its admission-policy binding, Tasks pinned to its SCC.
+/// labelled for it, its admission-policy binding, Tasks still carrying its
+/// pin (the operator labels the Tasks it pins).
 pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
     use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name};
     use buildpolicy_api::{SecurityContextConstraints, Task};
@@ -327,17 +328,16 @@ pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
                 .map(|b| format!("RoleBinding {ns}/{}", b.name_any())),
         );
     }
+    // The operator's pin carries its label; a copy of the annotation that
+    // someone else wrote is theirs, and stays.
     if let Ok(tasks) = Api::<Task>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
+        .list(&labelled)
         .await
     {
-        left.extend(
-            tasks
-                .items
-                .iter()
-                .filter(|t| t.annotations().get(REQUIRED_SCC_ANNOTATION) == Some(&scc))
-                .map(|t| format!("the pin on Task {ns}/{}", t.name_any())),
-        );
+        left.extend(tasks.items.iter().map(|t| {
+            let pin = t.annotations().get(REQUIRED_SCC_ANNOTATION);
+            format!("the pin on Task {ns}/{} ({pin:?})", t.name_any())
+        }));
     }
     left
 }

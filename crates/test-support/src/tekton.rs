@@ -9,15 +9,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use buildpolicy_api::TaskRun;
+use buildpolicy_api::conditions;
+use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
+use buildpolicy_api::{BuildPolicy, Isolation, Task, TaskRun};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
 
+use crate::operator::Operator;
 use crate::repo_root;
-use crate::wait::eventually;
+use crate::scc_admission::webhook_holds;
+use crate::scene::{
+    BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_service_account,
+};
+use crate::unique_name;
+use crate::wait::{eventually, wait_for};
 
 /// Tasks and Pipeline of the ModelCar build.
 pub const PIPELINE_SAMPLE: &str = "config/samples/tekton/modelcar-pipeline.yaml";
@@ -99,6 +107,67 @@ pub async fn create_modelcar_pipeline(client: &Client, ns: &str) {
     for object in sample(PIPELINE_SAMPLE) {
         create(client, ns, &object).await;
     }
+}
+
+/// The build service account and the ModelCar Tasks and Pipeline in `ns`.
+pub async fn pipeline_scene(client: &Client, ns: &str) {
+    create_service_account(client, ns, MODELCAR_SERVICE_ACCOUNT).await;
+    create_modelcar_pipeline(client, ns).await;
+}
+
+/// A ModelCar policy created by `op` for the build Task and `more` Tasks,
+/// in mode `isolation`. Returns its name and SCC once it is Ready for its
+/// current generation, `until` holds, the build Task carries the pin and
+/// the SCC admission webhook knows the SCC.
+///
+/// # Panics
+///
+/// When that does not happen within [`TEKTON_TIMEOUT`].
+pub async fn ready_modelcar_policy(
+    op: &Operator,
+    client: &Client,
+    ns: &str,
+    isolation: Isolation,
+    more: &[&str],
+    until: impl Fn(&BuildPolicy) -> bool,
+) -> (String, String) {
+    let name = unique_name("modelcar");
+    let mut tasks = vec![MODELCAR_BUILD_TASK];
+    tasks.extend_from_slice(more);
+    let mut policy = op.policy(
+        &name,
+        ns,
+        MODELCAR_SERVICE_ACCOUNT,
+        &BUILDAH_CAPABILITIES,
+        &tasks,
+    );
+    policy.spec.isolation = isolation;
+    op.create(&policy).await;
+    let policy = wait_for(
+        &Api::<BuildPolicy>::all(client.clone()),
+        &name,
+        TEKTON_TIMEOUT,
+        |p: &BuildPolicy| {
+            p.condition(conditions::READY)
+                .is_some_and(|c| c.status == "True")
+                && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+                && until(p)
+        },
+    )
+    .await;
+    let scc = policy
+        .status
+        .and_then(|s| s.scc_name)
+        .expect("a Ready policy names its SCC");
+    wait_for(
+        &Api::<Task>::namespaced(client.clone(), ns),
+        MODELCAR_BUILD_TASK,
+        TEKTON_TIMEOUT,
+        |t: &Task| t.annotations().get(REQUIRED_SCC_ANNOTATION) == Some(&scc),
+    )
+    .await;
+    webhook_holds(client, &scc).await;
+    (name, scc)
 }
 
 /// The sample PipelineRun, with `hostUsers` in its pod template when given.
