@@ -19,7 +19,6 @@
 //! 4.18 combination also upgrades the CRD halfway, as an upgrade of the
 //! cluster would.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use buildpolicy_api::conditions::{self, reason};
@@ -35,7 +34,7 @@ use buildpolicy_test_support::scene::{
     pin_of, refused_as,
 };
 use buildpolicy_test_support::{
-    TempNamespace, eventually, repo_root, unique_name, wait_for, wait_for_deletion,
+    TempNamespace, eventually, feed, repo_root, unique_name, wait_for, wait_for_deletion,
 };
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -477,10 +476,8 @@ fn dry_run_create(
     ns: &str,
     object: &serde_json::Value,
 ) -> (bool, String) {
-    use std::io::Write;
-    let mut child = cluster
-        .kubectl()
-        .args([
+    let said = feed(
+        cluster.kubectl().args([
             "-n",
             ns,
             "create",
@@ -489,25 +486,10 @@ fn dry_run_create(
             "json",
             "-f",
             "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(object.to_string().as_bytes())
-        .expect("writing to kubectl");
-    let out = child.wait_with_output().expect("kubectl finished");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        object,
     );
-    (out.status.success(), said)
+    (said.admitted, said.all())
 }
 
 /// Every check of one combination but deletion, in the order a platform

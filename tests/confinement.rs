@@ -9,7 +9,6 @@
 //! API server's ValidatingAdmissionPolicy the operator binds; pods of
 //! TaskRuns are created by Tekton's own controller.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use buildpolicy_api::conditions::{self, reason};
@@ -28,7 +27,7 @@ use buildpolicy_test_support::tekton::{
     pods_of, ready_modelcar_policy, start, task_run, task_run_of,
 };
 use buildpolicy_test_support::{
-    eventually, kubectl, unique_name, wait_for, wait_for_deletion, with_temp_ns,
+    Said, eventually, feed, kubectl, unique_name, wait_for, wait_for_deletion, with_temp_ns,
 };
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -89,33 +88,6 @@ fn confined(status: &'static str, reason: Option<&'static str>) -> impl Fn(&Buil
     }
 }
 
-/// What the server said to one `kubectl create`.
-struct Said {
-    admitted: bool,
-    /// The created object, as JSON.
-    stdout: String,
-    /// Refusals and warnings.
-    stderr: String,
-}
-
-impl Said {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
-    fn created(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("the created object as JSON ({e}): {}", self.all()))
-    }
-
-    fn name(&self) -> String {
-        self.created()["metadata"]["name"]
-            .as_str()
-            .expect("a created object has a name")
-            .to_owned()
-    }
-}
-
 /// `kubectl --as <ns>/editor create [--dry-run=server] -f -` of `object`.
 fn as_editor(ns: &str, object: &Value, dry_run: bool) -> Said {
     create_as(
@@ -133,25 +105,7 @@ fn create_as(user: &str, ns: &str, object: &Value, dry_run: bool) -> Said {
     if dry_run {
         command.arg("--dry-run=server");
     }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running kubectl");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(object.to_string().as_bytes())
-        .expect("writing to kubectl");
-    let out = child.wait_with_output().expect("kubectl finished");
-    Said {
-        admitted: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    feed(&mut command, object)
 }
 
 /// An embedded Buildah step: what a TaskRun or pipeline task without the

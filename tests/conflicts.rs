@@ -7,7 +7,7 @@ use std::time::Duration;
 use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::create_service_account;
+use buildpolicy_test_support::scene::{create_service_account, unused_scc};
 use buildpolicy_test_support::{unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{DeleteParams, PostParams};
@@ -44,7 +44,7 @@ async fn a_foreign_scc_with_the_derived_name_is_left_untouched_and_nothing_is_gr
         scene(&client, &ns, json!({})).await;
         let name = unique_name("squatted");
         let sccs: Api<SecurityContextConstraints> = Api::all(client.clone());
-        let mut foreign = SecurityContextConstraints::named(format!("buildpolicy-{name}"));
+        let mut foreign = unused_scc(&format!("buildpolicy-{name}"));
         foreign.metadata.labels = Some([("buildpolicy.dev/test".to_string(), ns.clone())].into());
         foreign.allowed_capabilities = Some(vec!["NET_ADMIN".into()]);
         foreign.volumes = Some(vec!["secret".into()]);

@@ -10,6 +10,7 @@ use buildpolicy_api::scc::{
     GroupStrategyOptions, RunAsUserStrategyOptions, SELinuxContextStrategyOptions,
 };
 use buildpolicy_api::{BuildPolicy, BuildPolicySpec, SecurityContextConstraints};
+use buildpolicy_test_support::scene::unused_scc;
 use buildpolicy_test_support::{
     TempNamespace, client, client_with_token, eventually, test_labels, unique_name,
     wait_for_deletion, with_temp_ns,
@@ -393,9 +394,7 @@ async fn garbage_collection_deletes_the_scc_of_a_deleted_buildpolicy() {
             .expect("the BuildPolicy is created");
 
         let sccs = Api::<SecurityContextConstraints>::all(client.clone());
-        let mut scc = SecurityContextConstraints::named(unique_name("bp-test-gc"));
-        scc.users = Some(vec![]);
-        scc.groups = Some(vec![]);
+        let mut scc = unused_scc(&unique_name("bp-test-gc"));
         scc.metadata.labels = Some(test_labels(&ns));
         scc.metadata.owner_references = Some(vec![OwnerReference {
             api_version: BuildPolicy::api_version(&()).into_owned(),

@@ -933,7 +933,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--gate", action="store_true", help="exit 1 if the operator writes in steady state")
     ap.add_argument("--max-requests-per-policy", type=float, default=None,
-                    help="with --gate: also exit 1 if converging took more API requests per policy")
+                    help="with --gate: also exit 1 if converging took more write requests per policy "
+                         "(the API server's counts do not say who read: kube-controller-manager's "
+                         "garbage collector sometimes GETs the operator's objects)")
     ap.add_argument("--command", default="hack/bench.sh")
     ap.add_argument("--operator-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment for the operator (an experiment, e.g. MALLOC_ARENA_MAX=2)")
@@ -979,7 +981,8 @@ def main() -> int:
         bad = {n: r["operator"]["steady"]["operator_writes"] for n, r in results["sizes"].items()
                if r["operator"]["steady"]["operator_writes"] or r["operator"].get("long_steady", {}).get("operator_writes")}
         not_ready = [n for n, r in results["sizes"].items() if r["operator"].get("convergence_seconds") is None]
-        per_policy = {n: sum(q["count"] for q in r["operator"].get("requests", [])) / int(n)
+        per_policy = {n: sum(q["count"] for q in r["operator"].get("requests", [])
+                             if q["verb"] not in ("GET", "LIST", "WATCH")) / int(n)
                       for n, r in results["sizes"].items()}
         limit = args.max_requests_per_policy
         too_many = {n: round(v, 2) for n, v in per_policy.items() if limit is not None and v > limit}
@@ -990,12 +993,12 @@ def main() -> int:
             if not_ready:
                 print(f"FAIL: not every policy became Ready at N={not_ready}", file=sys.stderr)
             if too_many:
-                print(f"FAIL: converging took more than {limit} API requests per policy: {too_many} "
+                print(f"FAIL: converging took more than {limit} write requests per policy: {too_many} "
                       "(see the table of requests above)", file=sys.stderr)
             return 1
         print("steady state: 0 write requests from the operator")
         if limit is not None:
-            print(f"converging: {', '.join(f'{v:.2f}' for v in per_policy.values())} API requests per policy "
+            print(f"converging: {', '.join(f'{v:.2f}' for v in per_policy.values())} write requests per policy "
                   f"(at most {limit})")
     return 0
 

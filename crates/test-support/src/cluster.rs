@@ -65,6 +65,73 @@ pub fn kubectl() -> Command {
     command
 }
 
+/// What the server said to one `kubectl` command fed an object on stdin.
+#[derive(Debug)]
+pub struct Said {
+    /// Whether kubectl succeeded (the object was admitted).
+    pub admitted: bool,
+    /// What it printed, e.g. the created object with `-o json`.
+    pub stdout: String,
+    /// Refusals and warnings.
+    pub stderr: String,
+}
+
+impl Said {
+    /// Everything it printed.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// The created object (`-o json`).
+    ///
+    /// # Panics
+    ///
+    /// When stdout is not JSON.
+    pub fn created(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("the created object as JSON ({e}): {}", self.all()))
+    }
+
+    /// The created object's name (`-o json`).
+    ///
+    /// # Panics
+    ///
+    /// When stdout is not an object with a name.
+    pub fn name(&self) -> String {
+        self.created()["metadata"]["name"]
+            .as_str()
+            .expect("a created object has a name")
+            .to_owned()
+    }
+}
+
+/// Runs `command` (a `kubectl ... -f -`) with `object` as JSON on its stdin.
+///
+/// # Panics
+///
+/// When kubectl cannot be run.
+pub fn feed(command: &mut Command, object: &serde_json::Value) -> Said {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(object.to_string().as_bytes())
+        .expect("writing to kubectl");
+    let out = child.wait_with_output().expect("kubectl finished");
+    Said {
+        admitted: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// A client for the tests' cluster, as its admin.
 ///
 /// The first call in a process makes sure the control plane is up: it

@@ -9,7 +9,7 @@ use std::time::Duration;
 use buildpolicy_api::BuildPolicy;
 use buildpolicy_controller::{Config, Handle, Metrics};
 use buildpolicy_policy::Ceiling;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -242,24 +242,8 @@ impl Operator {
             .await
             .unwrap_or_else(|e| panic!("listing the BuildPolicies of scope {}: {e}", self.scope))
             .items;
-        api.delete_collection(&DeleteParams::default(), &selector)
-            .await
-            .unwrap_or_else(|e| panic!("deleting the BuildPolicies of scope {}: {e}", self.scope));
         let timeout = Duration::from_secs(30);
-        crate::eventually(
-            &format!(
-                "the BuildPolicies of scope {} to be revoked and gone",
-                self.scope
-            ),
-            timeout,
-            || async {
-                api.list(&selector)
-                    .await
-                    .ok()
-                    .filter(|l| l.items.is_empty())
-            },
-        )
-        .await;
+        crate::scene::delete_scope_policies(&self.client, &self.scope, timeout).await;
         let deadline = tokio::time::Instant::now() + timeout;
         for policy in &policies {
             loop {
@@ -280,9 +264,9 @@ impl Operator {
     }
 }
 
-/// What of `policy`'s grant still exists: its SCC, Roles and RoleBindings
-/// labelled for it, its admission-policy binding, Tasks still carrying its
-/// pin (the operator labels the Tasks it pins).
+/// What of `policy`'s grant still exists: its SCC and admission binding
+/// (labelled for it or owned by it), Roles and RoleBindings labelled for it,
+/// Tasks still carrying its pin (the operator labels the Tasks it pins).
 pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
     use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name};
     use buildpolicy_api::{SecurityContextConstraints, Task};
@@ -293,16 +277,29 @@ pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
     let ns = &policy.spec.namespace;
     let scc = owned_name(&name);
     let labelled = ListParams::default().labels(&format!("{POLICY_LABEL}={name}"));
+    // An object of that name that is neither labelled for the policy nor
+    // owned by it is someone else's (a squatter the operator left alone).
+    let uid = policy.metadata.uid.clone();
+    let ours = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.labels.as_ref().and_then(|l| l.get(POLICY_LABEL)) == Some(&name)
+            || meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+    };
     let mut left = Vec::new();
-    if let Ok(Some(_)) = Api::<SecurityContextConstraints>::all(client.clone())
+    if let Ok(Some(o)) = Api::<SecurityContextConstraints>::all(client.clone())
         .get_opt(&scc)
         .await
+        && ours(&o.metadata)
     {
         left.push(format!("SecurityContextConstraints {scc}"));
     }
-    if let Ok(Some(_)) = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+    if let Ok(Some(o)) = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
         .get_opt(&scc)
         .await
+        && ours(&o.metadata)
     {
         left.push(format!("ValidatingAdmissionPolicyBinding {scc}"));
     }

@@ -244,3 +244,31 @@ pub async fn policy_events(client: &Client, name: &str) -> Vec<(String, String, 
         })
         .collect()
 }
+
+/// An SCC named `name` that no one may use, with every strategy set as
+/// OpenShift's API server defaults them. An SCC without strategies makes
+/// OpenShift's SCC admission (the local control plane's pod webhook) refuse
+/// every pod of the cluster while it exists, so tests never create one.
+pub fn unused_scc(name: &str) -> buildpolicy_api::SecurityContextConstraints {
+    use buildpolicy_api::scc::{
+        GroupStrategyOptions, RunAsUserStrategyOptions, SELinuxContextStrategyOptions,
+    };
+    let any = || Some("RunAsAny".to_owned());
+    let mut scc = buildpolicy_api::SecurityContextConstraints::named(name);
+    scc.users = Some(vec![]);
+    scc.groups = Some(vec![]);
+    scc.run_as_user = Some(RunAsUserStrategyOptions {
+        type_: any(),
+        ..Default::default()
+    });
+    scc.se_linux_context = Some(SELinuxContextStrategyOptions {
+        type_: any(),
+        ..Default::default()
+    });
+    scc.fs_group = Some(GroupStrategyOptions {
+        type_: any(),
+        ..Default::default()
+    });
+    scc.supplemental_groups = scc.fs_group.clone();
+    scc
+}
