@@ -72,12 +72,14 @@ check_toolchain() {
   fi
   if have go; then
     local version; version="$(go env GOVERSION)"
-    if ! [[ $version =~ go([0-9]+)\.([0-9]+) ]] ||
-       (( BASH_REMATCH[1] == 1 && BASH_REMATCH[2] < 26 )); then
-      missing+=("go 1.26 or newer (found $version): https://go.dev/dl/")
+    # 1.26.3: the floor of operator-framework/api, which hack/olm builds.
+    if ! [[ $version =~ go([0-9]+)\.([0-9]+)(\.([0-9]+))? ]] ||
+       (( BASH_REMATCH[1] == 1 && (BASH_REMATCH[2] < 26 ||
+          (BASH_REMATCH[2] == 26 && ${BASH_REMATCH[4]:-0} < 3)) )); then
+      missing+=("go 1.26.3 or newer (found $version): https://go.dev/dl/")
     fi
   else
-    missing+=("go 1.26 or newer, to build the local control plane: https://go.dev/dl/")
+    missing+=("go 1.26.3 or newer, to build the local control plane: https://go.dev/dl/")
   fi
   have openssl || missing+=("openssl: apt-get install openssl (dnf install openssl)")
   have python3 || missing+=("python3: apt-get install python3 (dnf install python3)")
