@@ -34,7 +34,7 @@ use buildpolicy_test_support::scene::{
     pin_of, refused_as,
 };
 use buildpolicy_test_support::{
-    TempNamespace, eventually, feed, repo_root, unique_name, wait_for, wait_for_deletion,
+    TempNamespace, eventually, feed, unique_name, wait_for, wait_for_deletion,
 };
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -140,7 +140,9 @@ impl Compat {
             );
         }
         let mut row = Row::new(&version, release);
-        install_bundle(&cluster);
+        // What a platform team installs: the CRD, the operator's namespace,
+        // RBAC, ceiling and Deployment (no kubelet runs it here).
+        cluster.apply("-f", "manifests/install.yaml");
         row.saw(Feature::Install, "yes");
         let host_ns = TempNamespace::create(&client).await;
         let userns_ns = TempNamespace::create(&client).await;
@@ -441,32 +443,6 @@ async fn build_task_pin(client: &Client, ns: &str) -> Option<String> {
         .await
         .expect("the build Task");
     pin_of(&task).cloned()
-}
-
-/// `kubectl apply --server-side -f manifests/install.yaml`: the bundle a
-/// platform team installs (the CRD, the operator's namespace, RBAC,
-/// ceiling and Deployment; no kubelet runs it here).
-fn install_bundle(cluster: &PrivateCluster) {
-    let bundle = repo_root().join("manifests/install.yaml");
-    let out = cluster
-        .kubectl()
-        .args([
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=integration-tests",
-            "-f",
-        ])
-        .arg(&bundle)
-        .output()
-        .expect("running kubectl");
-    assert!(
-        out.status.success(),
-        "installing {} on {}: {}",
-        bundle.display(),
-        cluster.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `kubectl create --dry-run=server -o json -f -` of `object` in `ns`, as

@@ -447,14 +447,7 @@ async fn the_documented_uninstall_leaves_nothing_behind() {
     let cluster = PrivateCluster::start(&scope).await;
     let client = cluster.client().await;
     let install = repo_root().join(BUNDLE);
-    let (ok, _, stderr) = run(
-        cluster
-            .kubectl()
-            .args(["apply", "--server-side", "--force-conflicts", "-f"])
-            .arg(&install),
-        None,
-    );
-    assert!(ok, "installing: {stderr}");
+    cluster.apply("-f", BUNDLE);
     let ns = TempNamespace::create(&client).await;
     modelcar_scene(&client, ns.name()).await;
     let mut operator = OperatorProcess::builder(&scope)

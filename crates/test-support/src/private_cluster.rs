@@ -184,30 +184,8 @@ impl PrivateCluster {
     ///
     /// When applying the RBAC or requesting the token fails.
     pub async fn operator_kubeconfig(&self) -> PathBuf {
-        let root = repo_root();
-        for (flag, path) in [
-            ("-f", "config/manager/namespace.yaml"),
-            ("-k", "config/rbac"),
-        ] {
-            let out = self
-                .kubectl()
-                .args([
-                    "apply",
-                    "--server-side",
-                    "--force-conflicts",
-                    "--field-manager=integration-tests",
-                    flag,
-                ])
-                .arg(root.join(path))
-                .output()
-                .expect("running kubectl");
-            assert!(
-                out.status.success(),
-                "kubectl apply {flag} {path} on private cluster {}: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        self.apply("-f", "config/manager/namespace.yaml");
+        self.apply("-k", "config/rbac");
         let accounts: Api<ServiceAccount> =
             Api::namespaced(self.client().await, OPERATOR_NAMESPACE);
         let request = TokenRequest {
@@ -234,6 +212,33 @@ impl PrivateCluster {
             .dir
             .join(format!("operator-{}.kubeconfig", crate::unique_name("sa")));
         write_token_kubeconfig(&self.kubeconfig_path(), &user, &token, &path)
+    }
+
+    /// `kubectl apply --server-side -f|-k <repository path>` on it, as
+    /// the field manager `integration-tests`.
+    ///
+    /// # Panics
+    ///
+    /// When kubectl fails, with what it said.
+    pub fn apply(&self, flag: &str, path: &str) {
+        let out = self
+            .kubectl()
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=integration-tests",
+                flag,
+            ])
+            .arg(repo_root().join(path))
+            .output()
+            .expect("running kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl apply {flag} {path} on private cluster {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `hack/local-cluster.sh restart`: SIGKILLs its kube-apiserver and etcd
