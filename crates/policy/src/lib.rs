@@ -18,3 +18,6 @@ pub use ceiling::Ceiling;
 pub use render::{Desired, Owner, TaskPin, render};
 pub use scc_schema::{FittedScc, SccSchema};
 pub use validate::{Rejection, validate};
+
+#[cfg(test)]
+mod fixtures;

@@ -190,8 +190,8 @@ fn unsupported(needed: &[(String, Value)], isolation: Isolation) -> Rejection {
 mod tests {
     use super::*;
     use crate::drift::scc_drift;
+    use crate::fixtures::modelcar_spec;
     use crate::{Owner, render};
-    use buildpolicy_api::BuildPolicySpec;
 
     /// The top-level fields of OpenShift 4.18's Default SCC CRD
     /// (openshift/api v0.0.0-20241001152557-e415140e5d5f).
@@ -233,24 +233,12 @@ mod tests {
         SccSchema::declaring(OPENSHIFT_4_18.iter().copied().chain([USER_NAMESPACE_LEVEL]))
     }
 
-    fn modelcar(isolation: Isolation) -> BuildPolicySpec {
-        BuildPolicySpec {
-            namespace: "private-ai-demo".into(),
-            service_account_name: "model-build-sa".into(),
-            capabilities: ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"]
-                .map(String::from)
-                .to_vec(),
-            tasks: vec!["build-and-push-v2".into()],
-            isolation,
-        }
-    }
-
     fn rendered(isolation: Isolation) -> SecurityContextConstraints {
         let owner = Owner {
             name: "modelcar-build".into(),
             uid: Some("0000-uid".into()),
         };
-        render(&owner, &modelcar(isolation)).scc
+        render(&owner, &modelcar_spec(isolation)).scc
     }
 
     /// What the API server holds after applying `body`: the body, with the

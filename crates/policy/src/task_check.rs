@@ -418,7 +418,6 @@ mod tests {
 
     use super::*;
     use crate::admission::test_sccs::default_scc;
-    use crate::render::{Owner, render};
 
     fn scc_for(capabilities: &[&str]) -> SecurityContextConstraints {
         scc_in(capabilities, buildpolicy_api::Isolation::HostUserNamespace)
@@ -428,18 +427,10 @@ mod tests {
         capabilities: &[&str],
         isolation: buildpolicy_api::Isolation,
     ) -> SecurityContextConstraints {
-        let spec = BuildPolicySpec {
-            namespace: "private-ai-demo".into(),
-            service_account_name: "model-build-sa".into(),
+        crate::fixtures::scc_of(&BuildPolicySpec {
             capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
-            tasks: vec!["build-and-push-v2".into()],
-            isolation,
-        };
-        let owner = Owner {
-            name: "modelcar-build".into(),
-            uid: None,
-        };
-        render(&owner, &spec).scc
+            ..crate::fixtures::modelcar_spec(isolation)
+        })
     }
 
     fn modelcar_scc() -> SecurityContextConstraints {

@@ -182,54 +182,13 @@ pub fn preemption(
 
 #[cfg(test)]
 mod tests {
-    use buildpolicy_api::BuildPolicySpec;
+    use buildpolicy_api::Isolation;
     use buildpolicy_api::scc::{RunAsUserStrategyOptions, SELinuxContextStrategyOptions};
     use k8s_openapi::api::core::v1::{Capabilities, SecurityContext};
 
     use super::*;
     use crate::admission::test_sccs::default_scc;
-    use crate::render::{Owner, render};
-
-    fn modelcar_scc() -> SecurityContextConstraints {
-        let spec = BuildPolicySpec {
-            namespace: "private-ai-demo".into(),
-            service_account_name: "model-build-sa".into(),
-            capabilities: ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"]
-                .map(String::from)
-                .to_vec(),
-            tasks: vec!["build-and-push-v2".into()],
-            isolation: Default::default(),
-        };
-        let owner = Owner {
-            name: "modelcar-build".into(),
-            uid: None,
-        };
-        render(&owner, &spec).scc
-    }
-
-    fn modelcar_scc_in(isolation: buildpolicy_api::Isolation) -> SecurityContextConstraints {
-        let spec = BuildPolicySpec {
-            isolation,
-            ..modelcar_spec()
-        };
-        let owner = Owner {
-            name: "modelcar-build".into(),
-            uid: None,
-        };
-        render(&owner, &spec).scc
-    }
-
-    fn modelcar_spec() -> BuildPolicySpec {
-        BuildPolicySpec {
-            namespace: "private-ai-demo".into(),
-            service_account_name: "model-build-sa".into(),
-            capabilities: ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"]
-                .map(String::from)
-                .to_vec(),
-            tasks: vec!["build-and-push-v2".into()],
-            isolation: Default::default(),
-        }
-    }
+    use crate::fixtures::modelcar_scc;
 
     fn user_namespaced(run_as_user: Option<i64>) -> PodSecurityRequest {
         let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
@@ -250,15 +209,14 @@ mod tests {
     #[test]
     fn the_pod_user_namespace_scc_scores_between_restricted_v3_and_nested_container() {
         use crate::admission::order::restriction_score;
-        use buildpolicy_api::Isolation;
-        let pod_level = modelcar_scc_in(Isolation::PodUserNamespace);
+        let pod_level = modelcar_scc(Isolation::PodUserNamespace);
         assert_eq!(restriction_score(&pod_level), 134_940);
         assert_eq!(
-            restriction_score(&modelcar_scc_in(Isolation::HostUserNamespace)),
+            restriction_score(&modelcar_scc(Isolation::HostUserNamespace)),
             154_940
         );
         assert_eq!(
-            restriction_score(&modelcar_scc_in(Isolation::CrioUserNamespace)),
+            restriction_score(&modelcar_scc(Isolation::CrioUserNamespace)),
             154_940
         );
         assert_eq!(restriction_score(&default_scc("restricted-v3")), 132_010);
@@ -267,7 +225,7 @@ mod tests {
 
     #[test]
     fn the_pod_user_namespace_scc_takes_no_pod_from_the_default_sccs() {
-        let generated = modelcar_scc_in(buildpolicy_api::Isolation::PodUserNamespace);
+        let generated = modelcar_scc(Isolation::PodUserNamespace);
         let usable = authenticated();
         // Pods in the host's user namespace: the SCC refuses them outright.
         let root: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
@@ -309,7 +267,7 @@ mod tests {
         // root-in-a-user-namespace pods got nested-container. The generated
         // SCC is more restrictive (134,940 < 135,020), sorts first, admits
         // them: the analysis must say so.
-        let generated = modelcar_scc_in(buildpolicy_api::Isolation::PodUserNamespace);
+        let generated = modelcar_scc(Isolation::PodUserNamespace);
         let mut usable = authenticated();
         usable.push(default_scc("nested-container"));
         let got = preemption(&generated, &refs(&usable), Some(&user_namespaced(Some(0))));
@@ -342,7 +300,7 @@ mod tests {
 
     #[test]
     fn rendered_scc_sorts_after_restricted_v2_so_ordinary_pods_keep_it() {
-        let generated = modelcar_scc();
+        let generated = modelcar_scc(Isolation::HostUserNamespace);
         let usable = authenticated();
         let got = preemption(&generated, &refs(&usable), None);
         assert_eq!(
@@ -368,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_priority_puts_the_generated_scc_ahead_of_restricted_v2() {
-        let mut generated = modelcar_scc();
+        let mut generated = modelcar_scc(Isolation::HostUserNamespace);
         generated.priority = Some(20);
         let usable = authenticated();
         let got = preemption(&generated, &refs(&usable), None);
@@ -392,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_service_account_granted_anyuid_keeps_getting_anyuid() {
-        let generated = modelcar_scc();
+        let generated = modelcar_scc(Isolation::HostUserNamespace);
         let mut usable = authenticated();
         usable.push(default_scc("anyuid"));
         let got = preemption(&generated, &refs(&usable), None);
@@ -411,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_priority_above_anyuid_beats_every_admitting_scc_in_order() {
-        let mut generated = modelcar_scc();
+        let mut generated = modelcar_scc(Isolation::HostUserNamespace);
         generated.priority = Some(20);
         let mut usable = authenticated();
         usable.push(default_scc("anyuid"));
@@ -468,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_build_pod_only_the_generated_scc_admits_is_reported_as_such() {
-        let generated = modelcar_scc();
+        let generated = modelcar_scc(Isolation::HostUserNamespace);
         let usable = authenticated();
         let pod = pod_adding(&["SYS_ADMIN"]);
         let got = preemption(&generated, &refs(&usable), Some(&pod));
@@ -487,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_pod_nothing_admits_is_reported_as_none_admits() {
-        let generated = modelcar_scc();
+        let generated = modelcar_scc(Isolation::HostUserNamespace);
         let usable = authenticated();
         let pod = PodSecurityRequest {
             host_network: true,
@@ -503,7 +461,7 @@ mod tests {
 
     #[test]
     fn a_generated_scc_tried_first_but_refusing_the_pod_is_safe() {
-        let mut generated = modelcar_scc();
+        let mut generated = modelcar_scc(Isolation::HostUserNamespace);
         generated.priority = Some(20);
         let usable = authenticated();
         // restricted-v2 allows NET_BIND_SERVICE; the generated SCC does not.
@@ -530,7 +488,7 @@ mod tests {
 
     #[test]
     fn the_generated_scc_listed_among_the_usable_ones_is_not_counted_twice() {
-        let generated = modelcar_scc();
+        let generated = modelcar_scc(Isolation::HostUserNamespace);
         let mut usable = authenticated();
         usable.push(generated.clone());
         let got = preemption(&generated, &refs(&usable), None);
@@ -542,7 +500,7 @@ mod tests {
     #[test]
     fn without_restricted_v2_ordinary_pods_fall_to_the_generated_scc() {
         // restricted-v3 alone refuses pods that do not set hostUsers: false.
-        let generated = modelcar_scc();
+        let generated = modelcar_scc(Isolation::HostUserNamespace);
         let usable = [default_scc("restricted-v3")];
         assert_eq!(
             preemption(&generated, &refs(&usable), None),
@@ -618,7 +576,11 @@ mod tests {
         let mut usable = authenticated();
         usable.push(invalidating("granted-by-hand", 20));
         assert_eq!(
-            preemption(&modelcar_scc(), &refs(&usable), None),
+            preemption(
+                &modelcar_scc(Isolation::HostUserNamespace),
+                &refs(&usable),
+                None
+            ),
             Preemption::NoneAdmits {
                 generated: "buildpolicy-modelcar-build".into()
             }
