@@ -7,7 +7,7 @@ use std::time::Duration;
 use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::{create_service_account, unused_scc};
+use buildpolicy_test_support::scene::{create_service_account, pin_of, refused_as, unused_scc};
 use buildpolicy_test_support::{unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{DeleteParams, PostParams};
@@ -30,14 +30,6 @@ async fn scene(client: &Client, ns: &str, task_annotations: serde_json::Value) {
         .unwrap();
 }
 
-fn reason_is(reason: &'static str) -> impl Fn(&BuildPolicy) -> bool {
-    move |p| p.condition("Ready").is_some_and(|c| c.reason == reason)
-}
-
-fn pin(task: &Task) -> Option<String> {
-    task.annotations().get(REQUIRED_SCC_ANNOTATION).cloned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_scc_with_the_derived_name_is_left_untouched_and_nothing_is_granted() {
     with_temp_ns(|client, ns| async move {
@@ -57,7 +49,7 @@ async fn a_foreign_scc_with_the_derived_name_is_left_untouched_and_nothing_is_gr
             &Api::<BuildPolicy>::all(client.clone()),
             &name,
             TIMEOUT,
-            reason_is("SCCConflict"),
+            refused_as("SCCConflict"),
         )
         .await;
         println!("Ready: {}", policy.condition("Ready").unwrap().message);
@@ -76,10 +68,13 @@ async fn a_foreign_scc_with_the_derived_name_is_left_untouched_and_nothing_is_gr
                 .is_none()
         );
         assert_eq!(
-            pin(&Api::<Task>::namespaced(client.clone(), &ns)
-                .get("build")
-                .await
-                .unwrap()),
+            pin_of(
+                &Api::<Task>::namespaced(client.clone(), &ns)
+                    .get("build")
+                    .await
+                    .unwrap()
+            )
+            .cloned(),
             None
         );
 
@@ -109,7 +104,7 @@ async fn a_task_pinned_by_hand_to_another_scc_is_left_alone() {
             &Api::<BuildPolicy>::all(client.clone()),
             &name,
             TIMEOUT,
-            reason_is("TaskConflict"),
+            refused_as("TaskConflict"),
         )
         .await;
         let message = &policy.condition("TasksPinned").unwrap().message;
@@ -124,7 +119,7 @@ async fn a_task_pinned_by_hand_to_another_scc_is_left_alone() {
         );
         op.delete_policies_and_stop().await;
         assert_eq!(
-            pin(&tasks.get("build").await.unwrap()).as_deref(),
+            pin_of(&tasks.get("build").await.unwrap()).map(String::as_str),
             Some("anyuid"),
             "revocation leaves a foreign pin alone"
         );
@@ -178,7 +173,7 @@ async fn two_policies_pinning_one_task_resolve_to_the_older_one_every_time() {
                 &policies,
                 &loser.name_any(),
                 TIMEOUT,
-                reason_is("TaskConflict"),
+                refused_as("TaskConflict"),
             )
             .await;
             let message = lost.condition("TasksPinned").unwrap().message.clone();
@@ -187,7 +182,7 @@ async fn two_policies_pinning_one_task_resolve_to_the_older_one_every_time() {
                 "{message}"
             );
             assert_eq!(
-                pin(&tasks.get("build").await.unwrap()),
+                pin_of(&tasks.get("build").await.unwrap()).cloned(),
                 Some(format!("buildpolicy-{}", winner.name_any()))
             );
 
@@ -201,7 +196,7 @@ async fn two_policies_pinning_one_task_resolve_to_the_older_one_every_time() {
             })
             .await;
             assert_eq!(
-                pin(&tasks.get("build").await.unwrap()),
+                pin_of(&tasks.get("build").await.unwrap()).cloned(),
                 Some(format!("buildpolicy-{}", loser.name_any()))
             );
             policies

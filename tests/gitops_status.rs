@@ -13,7 +13,6 @@
 //! stopped: its finalizer holds it) and `no-status` (created while the
 //! operator was stopped).
 
-use std::path::Path;
 use std::time::Duration;
 
 use buildpolicy_api::BuildPolicy;
@@ -22,7 +21,7 @@ use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_policy,
-    create_task, is_ready, modelcar_policy, modelcar_scene,
+    create_task, is_ready, modelcar_policy, modelcar_scene, refused_as,
 };
 use buildpolicy_test_support::{repo_root, unique_name, wait_for, with_temp_ns};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -43,7 +42,6 @@ async fn save(policies: &Api<BuildPolicy>, name: &str, case: &str) -> BuildPolic
     json["kind"] = json!("BuildPolicy");
     std::fs::write(&path, serde_json::to_string_pretty(&json).expect("json"))
         .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    assert!(Path::new(&path).exists());
     policy
 }
 
@@ -65,16 +63,6 @@ fn kstatus(policy: &BuildPolicy) -> Vec<(String, String)> {
 
 fn pair(type_: &str, reason: &str) -> Vec<(String, String)> {
     vec![(type_.to_owned(), reason.to_owned())]
-}
-
-fn ready_as(reason: &'static str) -> impl Fn(&BuildPolicy) -> bool {
-    move |policy| {
-        policy
-            .condition(conditions::READY)
-            .is_some_and(|c| c.reason == reason)
-            && policy.status.as_ref().and_then(|s| s.observed_generation)
-                == policy.metadata.generation
-    }
 }
 
 async fn create(op: &Operator, name: &str, ns: &str, capabilities: &[&str], tasks: &[&str]) {
@@ -110,7 +98,7 @@ async fn stalled_and_reconciling_tell_gitops_tools_what_a_policy_waits_for() {
             &policies,
             &over,
             TIMEOUT,
-            ready_as(reason::CAPABILITY_NOT_ALLOWED),
+            refused_as(reason::CAPABILITY_NOT_ALLOWED),
         )
         .await;
         let saved = save(&policies, &over, "capability-not-allowed").await;
@@ -144,7 +132,7 @@ async fn stalled_and_reconciling_tell_gitops_tools_what_a_policy_waits_for() {
             &policies,
             &conflict,
             TIMEOUT,
-            ready_as(reason::TASK_CONFLICT),
+            refused_as(reason::TASK_CONFLICT),
         )
         .await;
         let saved = save(&policies, &conflict, "task-conflict").await;
@@ -168,7 +156,7 @@ async fn stalled_and_reconciling_tell_gitops_tools_what_a_policy_waits_for() {
             &policies,
             &no_ns,
             TIMEOUT,
-            ready_as(reason::NAMESPACE_NOT_FOUND),
+            refused_as(reason::NAMESPACE_NOT_FOUND),
         )
         .await;
         let saved = save(&policies, &no_ns, "namespace-not-found").await;
@@ -189,7 +177,7 @@ async fn stalled_and_reconciling_tell_gitops_tools_what_a_policy_waits_for() {
             &policies,
             &no_task,
             TIMEOUT,
-            ready_as(reason::TASK_NOT_FOUND),
+            refused_as(reason::TASK_NOT_FOUND),
         )
         .await;
         let saved = save(&policies, &no_task, "task-not-found").await;
