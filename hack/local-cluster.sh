@@ -75,6 +75,17 @@ build_stamp() {
     <(echo "$K8S_VERSION") | sha256sum | cut -d' ' -f1
 }
 
+# The link flags that stamp a Kubernetes build with its version, in both
+# packages that report it (--version reads component-base's, the API
+# server's /version of older releases reads client-go's).
+k8s_ldflags() { # version (v1.Y.Z)
+  local minor="${1#v1.}" p flags="-s -w"; minor="${minor%%.*}"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $p.gitVersion=$1 -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  echo "$flags"
+}
+
 cmd_build() {
   need go "install Go 1.26 or newer (https://go.dev/doc/install or your distribution's golang package)"
   mkdir -p "$BIN"
@@ -85,14 +96,8 @@ cmd_build() {
     return 0
   fi
   local start=$SECONDS
-  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   log "building kube-apiserver, kube-controller-manager and kubectl $K8S_VERSION from the Go module proxy (first build takes several minutes)"
-  (cd "$HACK/k8s" && go build -trimpath -ldflags "-s -w \
-      -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
-      -X k8s.io/component-base/version.gitMajor=1 \
-      -X k8s.io/component-base/version.gitMinor=$minor \
-      -X k8s.io/component-base/version.gitTreeState=clean \
-      -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" \
+  (cd "$HACK/k8s" && go build -trimpath -ldflags "$(k8s_ldflags "$K8S_VERSION")" \
       -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
   log "building etcd"
   (cd "$HACK/etcd" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
@@ -131,13 +136,8 @@ build_old_kube() { # minor
   [[ " $KUBE_MINORS " == *" $minor "* ]] || die "unknown Kubernetes minor '$minor' (one of: $KUBE_MINORS)"
   version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$dir/go.mod")"
   [[ -n "$version" ]] || die "$dir/go.mod does not require k8s.io/kubernetes"
-  local out="$BIN/k8s-$minor" stamp ldflags p
-  # The version both the binaries' --version and the API server's /version
-  # report (they read different packages of the version).
-  ldflags="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $p.gitVersion=$version -X $p.gitMajor=1 -X $p.gitMinor=${minor#1.} -X $p.gitTreeState=clean"
-  done
+  local out="$BIN/k8s-$minor" stamp ldflags
+  ldflags="$(k8s_ldflags "$version")"
   local commands; mapfile -t commands < <(old_kube_commands "$minor")
   (( ${#commands[@]} )) || die "$dir/tools.go names no command"
   stamp="$(cat "$dir/go.mod" "$dir/go.sum" <(echo "${commands[*]} $ldflags") | sha256sum | cut -d' ' -f1)"
