@@ -16,6 +16,8 @@
 #       up --no-tekton             ... without Tekton's controller
 #       up --kube <minor>          ... with an older kube-apiserver and kube-controller-manager (1.27, 1.30)
 #   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data)
+#       stop-apiserver / start-apiserver   ... the two halves of restart, for an outage of any length
+#       pause-apiserver / resume-apiserver SIGSTOP / SIGCONT kube-apiserver: connections hang, nothing fails
 #   hack/local-cluster.sh down     stop everything it started and remove its state
 #   hack/local-cluster.sh status   say what runs
 #   hack/local-cluster.sh env      print the export line of the running cluster
@@ -391,6 +393,7 @@ stop_one() { # name [signal]
   pid="$(cat "$RUN/$1.pid")"
   if kill -0 "$pid" 2>/dev/null; then
     kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+    kill -CONT "$pid" 2>/dev/null || true # a paused process handles its signal once resumed
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
@@ -546,6 +549,29 @@ cmd_restart() {
   # reconnect by themselves.
 }
 
+cmd_stop_apiserver() {
+  running || die "no local cluster is running (hack/local-cluster.sh up)"
+  stop_one kube-apiserver KILL
+  stop_one etcd KILL
+  log "kube-apiserver and etcd killed"
+}
+
+cmd_start_apiserver() {
+  [[ -f "$RUN/api.port" ]] || die "no local cluster state in $RUN (hack/local-cluster.sh up)"
+  local t0=$SECONDS
+  alive etcd || start_etcd
+  alive kube-apiserver || start_apiserver
+  wait_for kube-apiserver 120 kubectl_ get --raw /readyz
+  log "kube-apiserver and etcd started in $((SECONDS - t0))s"
+}
+
+# A hung server: the process stays, its connections stay open, and no
+# request gets an answer until it is resumed.
+cmd_signal_apiserver() { # signal
+  alive kube-apiserver || die "kube-apiserver is not running"
+  kill "-$1" "$(cat "$RUN/kube-apiserver.pid")"
+}
+
 cmd_up() {
   need openssl "install it with your package manager (Debian: apt-get install openssl)"
   need python3 "install Python 3"
@@ -682,8 +708,12 @@ case "${1:-}" in
     cmd_up ;;
   scc-crd) cmd_scc_crd "${2:-}" ;;
   restart) cmd_restart ;;
+  stop-apiserver) cmd_stop_apiserver ;;
+  start-apiserver) cmd_start_apiserver ;;
+  pause-apiserver) cmd_signal_apiserver STOP ;;
+  resume-apiserver) cmd_signal_apiserver CONT ;;
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build [--kube <minor>|all]|up [--no-scc-admission] [--no-tekton] [--scc-crd <release>] [--kube <minor>]|scc-crd <release>|restart|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build [--kube <minor>|all]|up [--no-scc-admission] [--no-tekton] [--scc-crd <release>] [--kube <minor>]|scc-crd <release>|restart|stop-apiserver|start-apiserver|pause-apiserver|resume-apiserver|down|status|env" >&2; exit 2 ;;
 esac

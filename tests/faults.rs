@@ -454,6 +454,179 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
 }
 
 // --------------------------------------------------------------------------
+// What the probes say
+
+/// `--max-reconcile-seconds` of the probes test: short, so that a stuck
+/// reconcile shows within the test.
+const MAX_RECONCILE: Duration = Duration::from_secs(3);
+
+/// `--watch-failure-grace-seconds` of the probes test.
+const WATCH_GRACE: Duration = Duration::from_secs(2);
+
+/// The status and body of `/healthz` or `/readyz`; `None` when the listener
+/// does not answer.
+async fn probe(operator: &OperatorProcess, path: &str) -> Option<(u16, String)> {
+    operator.get(path).await.ok().map(|r| (r.status, r.body))
+}
+
+/// The real binary's probes mean what the Deployment's kubelet acts on:
+/// - `/healthz` (liveness) fails, naming the policy, while a reconcile is
+///   stuck: the API server hangs (SIGSTOP) just as a new ceiling, read from
+///   the ceiling file, makes the policy's reconcile revoke its grant. Once
+///   the server answers again the reconcile ends, the grant is revoked, and
+///   `/healthz` is fine again. A hung server breaks no watch: `/readyz`
+///   stays "leader" meanwhile.
+/// - `/readyz` (readiness) fails, naming a failing watch, while the API
+///   server is gone (killed) for longer than the grace, and is "leader"
+///   again once the watches are back; `/healthz` meanwhile stays fine, since
+///   requests to a server that is gone fail at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_fail_while_a_reconcile_is_stuck_or_a_watch_fails() {
+    let scope = unique_name("probes");
+    let cluster = PrivateCluster::start(&scope).await;
+    let client = cluster.client().await;
+    let ns = format!("{scope}-builds");
+    create_namespace(&client, &ns).await;
+    modelcar_scene(&client, &ns).await;
+    let ceiling_file =
+        buildpolicy_test_support::process::test_log_dir().join(format!("ceiling-{scope}.yaml"));
+    let ceiling = |capabilities: &[&str]| {
+        std::fs::write(
+            &ceiling_file,
+            format!("allowedCapabilities: [{}]\n", capabilities.join(", ")),
+        )
+        .expect("writing the ceiling file");
+    };
+    ceiling(&BUILDAH_CAPABILITIES);
+    let operator = OperatorProcess::builder(&scope)
+        .kubeconfig(cluster.operator_kubeconfig().await)
+        .args([
+            format!("--ceiling-file={}", ceiling_file.display()),
+            format!("--max-reconcile-seconds={}", MAX_RECONCILE.as_secs()),
+            format!("--watch-failure-grace-seconds={}", WATCH_GRACE.as_secs()),
+        ])
+        .start()
+        .await;
+    operator.wait_leading(TIMEOUT).await;
+    let policies: Api<BuildPolicy> = Api::all(client.clone());
+    let name = unique_name("stuck");
+    create_policy(&client, &modelcar_policy(&scope, &name, &ns)).await;
+    wait_for(&policies, &name, TIMEOUT, is_ready).await;
+    assert_eq!(probe(&operator, "/healthz").await, Some((200, "ok".into())));
+
+    // A reconcile that must write, against a server that does not answer.
+    cluster.pause_api_server().await;
+    let without_sys_admin: Vec<_> = BUILDAH_CAPABILITIES
+        .iter()
+        .copied()
+        .filter(|c| *c != "SYS_ADMIN")
+        .collect();
+    ceiling(&without_sys_admin);
+    let paused = Instant::now();
+    let (status, body) = eventually(
+        "/healthz to fail while the revoking reconcile hangs",
+        TIMEOUT,
+        || async {
+            probe(&operator, "/healthz")
+                .await
+                .filter(|(status, _)| *status == 500)
+        },
+    )
+    .await;
+    let failed_after = paused.elapsed();
+    assert!(
+        body.contains(&format!("of BuildPolicy {name}")),
+        "/healthz names the stuck reconcile's policy: {status} {body:?}"
+    );
+    assert!(
+        failed_after >= MAX_RECONCILE,
+        "/healthz failed after {failed_after:?}, before any reconcile could have run for {MAX_RECONCILE:?}"
+    );
+    assert_eq!(
+        probe(&operator, "/readyz").await,
+        Some((200, "leader".into())),
+        "a hung server breaks no watch"
+    );
+    cluster.resume_api_server().await;
+    eventually(
+        "/healthz to be fine once the server answers",
+        TIMEOUT,
+        || async {
+            probe(&operator, "/healthz")
+                .await
+                .filter(|(status, _)| *status == 200)
+        },
+    )
+    .await;
+    wait_for(
+        &policies,
+        &name,
+        TIMEOUT,
+        refused_as(buildpolicy_api::conditions::reason::CAPABILITY_NOT_ALLOWED),
+    )
+    .await;
+    eprintln!(
+        "probes: /healthz failed {} after the server hung, with {body:?}",
+        secs(failed_after)
+    );
+
+    // A server that is gone: every watch fails.
+    assert_eq!(
+        probe(&operator, "/readyz").await,
+        Some((200, "leader".into()))
+    );
+    let stopped = Instant::now();
+    cluster.stop_api_server().await;
+    let (_, body) = eventually(
+        "/readyz to fail while the API server is gone",
+        TIMEOUT,
+        || async {
+            probe(&operator, "/readyz")
+                .await
+                .filter(|(status, _)| *status == 503)
+        },
+    )
+    .await;
+    let unready_after = stopped.elapsed();
+    assert!(
+        body.starts_with("leader, not ready: the ")
+            && body.contains(" watch has been failing for "),
+        "/readyz names the failing watches: {body:?}"
+    );
+    assert!(
+        unready_after >= WATCH_GRACE,
+        "/readyz failed after {unready_after:?}, within the grace of {WATCH_GRACE:?}: {body:?}"
+    );
+    assert_eq!(
+        probe(&operator, "/healthz").await,
+        Some((200, "ok".into())),
+        "requests to a server that is gone fail at once: nothing is stuck"
+    );
+    cluster.start_api_server().await;
+    after_restart(
+        &operator,
+        "/readyz to answer \"leader\" once the watches are back",
+        eventually(
+            "/readyz to answer \"leader\"",
+            WAIT_INSIDE_BUDGET,
+            || async {
+                probe(&operator, "/readyz")
+                    .await
+                    .filter(|answer| *answer == (200, "leader".to_owned()))
+            },
+        ),
+    )
+    .await;
+    eprintln!(
+        "probes: /readyz failed {} after the server went, with {body:?}",
+        secs(unready_after)
+    );
+    let _ = std::fs::remove_file(&ceiling_file);
+    let client = cluster.client().await;
+    delete_scope_policies(&client, &scope, TIMEOUT).await;
+}
+
+// --------------------------------------------------------------------------
 // The namespace of a policy deleted, then recreated
 
 /// How long kube-controller-manager may take to empty and remove a

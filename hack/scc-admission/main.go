@@ -88,72 +88,24 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string, useR
 	if err != nil {
 		return err
 	}
-
-	kubeInformers := informers.NewSharedInformerFactory(kubeClient, 0)
-	securityInformers := securityinformers.NewSharedInformerFactory(securityClient, 0)
-	sccInformer := securityInformers.Security().V1().SecurityContextConstraints()
-	namespaceInformer := kubeInformers.Core().V1().Namespaces()
-
-	// `use` is asked of the API server for every request: OpenShift's plugin
-	// asks the in-process authorizer, which has no cache either. The
-	// delegating authorizer's cache is set to zero TTL (an entry expires as it
-	// is written), so RBAC changes take effect on the next pod. The questions
-	// of one request are asked in parallel (see prefetchingAuthorizer).
-	delegating, err := authorizerfactory.DelegatingAuthorizerConfig{
-		SubjectAccessReviewClient: kubeClient.AuthorizationV1(),
-		AllowCacheTTL:             0,
-		DenyCacheTTL:              0,
-		WebhookRetryBackoff:       &wait.Backoff{Duration: 100 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5},
-	}.New()
-	if err != nil {
-		return fmt.Errorf("authorizer: %w", err)
-	}
-	authz := &prefetchingAuthorizer{delegate: delegating, sccs: sccInformer.Lister(), parallel: 32}
+	var rules func(context.Context, string, user.Info) ([]authorizationv1.ResourceRule, bool)
 	if useRules {
-		authz.rules = rulesReview(config)
+		rules = rulesReview(config)
 	}
 
-	plugin := sccadmission.NewConstraint()
-	plugin.SetSecurityInformers(sccInformer)
-	plugin.SetExternalKubeInformerFactory(kubeInformers)
-	plugin.SetAuthorizer(authz)
-	if err := plugin.ValidateInitialization(); err != nil {
-		return err
-	}
-
-	allocator, err := newAllocator(kubeClient, namespaceInformer, uidRange, mcsPrefix)
+	w, err := newWebhook(kubeClient, securityClient, kubeClient.AuthorizationV1(), rules, uidRange, mcsPrefix)
 	if err != nil {
 		return err
 	}
-
-	kubeInformers.Start(ctx.Done())
-	securityInformers.Start(ctx.Done())
-	synced := []cache.InformerSynced{sccInformer.Informer().HasSynced, namespaceInformer.Informer().HasSynced}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return errors.New("informers did not sync")
+	if err := w.start(ctx); err != nil {
+		return err
 	}
-	go allocator.run(ctx)
-
-	mux := http.NewServeMux()
-	h := &handler{plugin: plugin, authz: authz, sccLister: sccInformer.Lister()}
-	mux.HandleFunc("/mutate", h.serveMutate)
-	mux.HandleFunc("/validate", h.serveValidate)
-	mux.HandleFunc("/debug/sccs", h.serveSCCs)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		for _, s := range synced {
-			if !s() {
-				http.Error(w, "informers not synced", http.StatusServiceUnavailable)
-				return
-			}
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
 
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Handler: w.mux(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
@@ -165,6 +117,94 @@ func run(kubeconfig, listen, certFile, keyFile, uidRange, mcsPrefix string, useR
 		return err
 	}
 	return nil
+}
+
+// webhook is everything run serves: the plugin with its informers and
+// authorizer, the HTTP handler, and the namespace allocator.
+type webhook struct {
+	kubeInformers     informers.SharedInformerFactory
+	securityInformers securityinformers.SharedInformerFactory
+	synced            []cache.InformerSynced
+	handler           *handler
+	allocator         *allocator
+}
+
+// newWebhook wires the plugin as OpenShift's kube-apiserver does: SCC and
+// namespace informers, and an authorizer that asks `sar` (the API server's
+// SubjectAccessReviews) during the request, or reads the answers from
+// `rules` (SelfSubjectRulesReviews) when that is not nil.
+func newWebhook(kubeClient kubernetes.Interface, securityClient securityclient.Interface, sar authorizationclient.AuthorizationV1Interface,
+	rules func(context.Context, string, user.Info) ([]authorizationv1.ResourceRule, bool), uidRange, mcsPrefix string) (*webhook, error) {
+	kubeInformers := informers.NewSharedInformerFactory(kubeClient, 0)
+	securityInformers := securityinformers.NewSharedInformerFactory(securityClient, 0)
+	sccInformer := securityInformers.Security().V1().SecurityContextConstraints()
+	namespaceInformer := kubeInformers.Core().V1().Namespaces()
+
+	// `use` is asked of the API server for every request: OpenShift's plugin
+	// asks the in-process authorizer, which has no cache either. The
+	// delegating authorizer's cache is set to zero TTL (an entry expires as it
+	// is written), so RBAC changes take effect on the next pod. The questions
+	// of one request are asked in parallel (see prefetchingAuthorizer).
+	delegating, err := authorizerfactory.DelegatingAuthorizerConfig{
+		SubjectAccessReviewClient: sar,
+		AllowCacheTTL:             0,
+		DenyCacheTTL:              0,
+		WebhookRetryBackoff:       &wait.Backoff{Duration: 100 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5},
+	}.New()
+	if err != nil {
+		return nil, fmt.Errorf("authorizer: %w", err)
+	}
+	authz := &prefetchingAuthorizer{delegate: delegating, sccs: sccInformer.Lister(), parallel: 32, rules: rules}
+
+	plugin := sccadmission.NewConstraint()
+	plugin.SetSecurityInformers(sccInformer)
+	plugin.SetExternalKubeInformerFactory(kubeInformers)
+	plugin.SetAuthorizer(authz)
+	if err := plugin.ValidateInitialization(); err != nil {
+		return nil, err
+	}
+
+	allocator, err := newAllocator(kubeClient, namespaceInformer, uidRange, mcsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return &webhook{
+		kubeInformers:     kubeInformers,
+		securityInformers: securityInformers,
+		synced:            []cache.InformerSynced{sccInformer.Informer().HasSynced, namespaceInformer.Informer().HasSynced},
+		handler:           &handler{plugin: plugin, authz: authz, sccLister: sccInformer.Lister()},
+		allocator:         allocator,
+	}, nil
+}
+
+// start starts the informers, waits until they have synced, and starts the
+// allocator; all of them stop with ctx.
+func (w *webhook) start(ctx context.Context) error {
+	w.kubeInformers.Start(ctx.Done())
+	w.securityInformers.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
+		return errors.New("informers did not sync")
+	}
+	go w.allocator.run(ctx)
+	return nil
+}
+
+// mux serves the endpoints listed at the top of this file.
+func (w *webhook) mux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/mutate", w.handler.serveMutate)
+	mux.HandleFunc("/validate", w.handler.serveValidate)
+	mux.HandleFunc("/debug/sccs", w.handler.serveSCCs)
+	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		for _, s := range w.synced {
+			if !s() {
+				http.Error(rw, "informers not synced", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = rw.Write([]byte("ok"))
+	})
+	return mux
 }
 
 // rulesReview asks the API server, as `identity` (impersonated by the admin),

@@ -56,4 +56,6 @@ pub struct Context {
     pub(crate) task_checks: crate::analysis::TaskChecks,
     /// What the reconciles in flight did, published as one Event each.
     pub(crate) journal: crate::events::Journal,
+    /// Which reconciles are running, and since when (for `/healthz`).
+    pub(crate) health: crate::health::Health,
 }

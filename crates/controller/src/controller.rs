@@ -7,22 +7,18 @@ use buildpolicy_api::keys::{
     FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL,
 };
 use buildpolicy_api::tekton::TASK_LABEL;
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun, scc};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, TaskRun, scc};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_policy::rbac::grants_scc_use;
 use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
-use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -35,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::caches::Caches;
 use crate::context::{Config, Context};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 
@@ -49,10 +46,70 @@ impl Drop for WatchTasks {
     }
 }
 
-/// The watch tasks being built, and where they report a re-list.
+/// The watch tasks being built, where they report a re-list, their
+/// synced flags (for [`Caches::ready`]) and their health.
 struct Watches {
+    client: Client,
     tasks: Vec<JoinHandle<()>>,
     relisted: mpsc::UnboundedSender<()>,
+    synced: Vec<tokio::sync::watch::Receiver<bool>>,
+    health: Health,
+}
+
+impl Watches {
+    /// [`cached`] for a watch of every `K` in the cluster, filtered by
+    /// `config`, whose deletions are passed on.
+    fn all<K>(
+        &mut self,
+        config: watcher::Config,
+        prune: fn(&mut K),
+    ) -> (
+        Store<K>,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static + use<K>,
+    )
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let stream = watcher(Api::<K>::all(self.client.clone()), config);
+        let (store, synced, stream) = cached(stream, true, prune, never, self);
+        self.synced.push(synced);
+        (store, stream)
+    }
+
+    /// [`Watches::all`] when `served`; otherwise an empty cache that counts
+    /// as synced and a stream that never yields.
+    fn all_if_served<K>(
+        &mut self,
+        served: bool,
+        config: watcher::Config,
+    ) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        if served {
+            let (store, stream) = self.all(config, keep_all);
+            (store, stream.boxed())
+        } else {
+            let (store, _writer) = reflector::store();
+            (store, futures::stream::pending().boxed())
+        }
+    }
+}
+
+fn never(_: &watcher::Error) -> bool {
+    false
 }
 
 /// A cache fed by its own task: the cache, a flag that turns true once the
@@ -62,10 +119,14 @@ struct Watches {
 /// while the controller applies backpressure (a reconcile waiting for the
 /// caches would otherwise starve the very stream it waits for). Readiness is
 /// a `watch` channel because any number of tasks may wait on it.
+///
+/// Errors for which `tolerated` is true (an optional permission) do not
+/// count against the watch's health.
 fn cached<K, S>(
     stream: S,
     include_deleted: bool,
     prune: fn(&mut K),
+    tolerated: fn(&watcher::Error) -> bool,
     watches: &mut Watches,
 ) -> (
     Store<K>,
@@ -98,13 +159,18 @@ where
         })
         .reflect(writer);
     let relisted = watches.relisted.clone();
+    let health = watches.health.watch_started(&K::kind(&()));
     watches.tasks.push(tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
+            if event.is_ok() {
+                health.ok();
+            }
             let item = match event {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Ok(o),
                 Ok(watcher::Event::Delete(o)) if include_deleted => Ok(o),
                 Ok(watcher::Event::InitDone) => {
+                    health.synced();
                     // A list after the first one follows a broken watch:
                     // whatever was deleted meanwhile left no Delete event,
                     // so every policy takes a look.
@@ -119,7 +185,12 @@ where
                 // watch's at once, for a backoff per error: after an API
                 // server restart, minutes of queued errors and no reconcile.
                 Err(error) => {
-                    warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
+                    if tolerated(&error) {
+                        health.synced();
+                    } else {
+                        warn!(%error, kind = %K::kind(&()), "watch failed; retrying");
+                        health.failed(&error);
+                    }
                     continue;
                 }
             };
@@ -129,32 +200,6 @@ where
         }
     }));
     (reader, synced_rx, UnboundedReceiverStream::new(rx))
-}
-
-/// [`cached`] when `served`; otherwise an empty cache that counts as
-/// synced and a stream that never yields.
-#[allow(clippy::type_complexity)]
-fn optionally_cached<K, S>(
-    served: bool,
-    stream: impl FnOnce() -> S,
-    watches: &mut Watches,
-) -> (
-    Store<K>,
-    tokio::sync::watch::Receiver<bool>,
-    BoxStream<'static, Result<K, watcher::Error>>,
-)
-where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-{
-    if served {
-        let (store, synced, stream) = cached(stream(), true, keep_all, watches);
-        (store, synced, stream.boxed())
-    } else {
-        let (store, _writer) = reflector::store();
-        let (_, synced) = tokio::sync::watch::channel(true);
-        (store, synced, futures::stream::pending().boxed())
-    }
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -321,16 +366,14 @@ fn is_forbidden(error: &watcher::Error) -> bool {
 /// readiness never waits on an optional permission. Either way, until the
 /// CRD is read the operator renders for the newest SCC schema.
 fn cached_scc_crd(
-    client: &Client,
     watches: &mut Watches,
 ) -> (
     Store<CustomResourceDefinition>,
-    tokio::sync::watch::Receiver<bool>,
     impl Stream<Item = Result<CustomResourceDefinition, watcher::Error>> + Send + 'static + use<>,
 ) {
     let (forbidden_tx, mut forbidden) = tokio::sync::watch::channel(false);
     let stream = watcher(
-        Api::<CustomResourceDefinition>::all(client.clone()),
+        Api::<CustomResourceDefinition>::all(watches.client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={}", scc::CRD_NAME)),
     )
     .inspect(move |event| {
@@ -345,7 +388,8 @@ fn cached_scc_crd(
             );
         }
     });
-    let (store, mut synced, stream) = cached(stream, true, prune_crd, watches);
+    // Forbidden is an answer here, not a failure of the watch.
+    let (store, mut synced, stream) = cached(stream, true, prune_crd, is_forbidden, watches);
     let (settled_tx, settled) = tokio::sync::watch::channel(false);
     let listed = store.clone();
     watches.tasks.push(tokio::spawn(async move {
@@ -359,7 +403,8 @@ fn cached_scc_crd(
         }
         settled_tx.send_replace(true);
     }));
-    (store, settled, stream)
+    watches.synced.push(settled);
+    (store, stream)
 }
 
 /// Fires when the SCC schema the cluster serves changes (a CRD upgrade or
@@ -452,6 +497,8 @@ impl RoleRules {
 pub struct Handle {
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
+    /// What `/readyz` and `/healthz` report.
+    pub health: Health,
     /// Sending a new ceiling re-validates every policy against it: grants
     /// now over the ceiling are revoked.
     pub ceiling: tokio::sync::watch::Sender<Ceiling>,
@@ -470,126 +517,51 @@ pub fn build(
         None => watcher::Config::default(),
     };
     let (relisted_tx, relisted_rx) = mpsc::unbounded_channel();
-    let mut watch_tasks = Watches {
+    let mut watches = Watches {
+        client: client.clone(),
         tasks: Vec::new(),
         relisted: relisted_tx,
+        synced: Vec::new(),
+        health: Health::default(),
     };
-    let (policies_reader, policies_synced, policy_stream) = cached(
-        watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch),
-        false,
-        keep_all,
-        &mut watch_tasks,
-    );
-    let (sccs, sccs_synced, scc_stream) = cached(
-        watcher(
-            Api::<SecurityContextConstraints>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        true,
-        keep_all,
-        &mut watch_tasks,
-    );
-    let (roles, roles_synced, role_stream) = cached(
-        watcher(Api::<Role>::all(client.clone()), watcher::Config::default()),
-        true,
-        prune_role,
-        &mut watch_tasks,
-    );
-    let (role_bindings, role_bindings_synced, binding_stream) = cached(
-        watcher(
-            Api::<RoleBinding>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        true,
-        prune_binding,
-        &mut watch_tasks,
-    );
-    let (cluster_roles, cluster_roles_synced, cluster_role_stream) = cached(
-        watcher(
-            Api::<ClusterRole>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        true,
-        prune_cluster_role,
-        &mut watch_tasks,
-    );
-    let (cluster_role_bindings, cluster_role_bindings_synced, cluster_binding_stream) = cached(
-        watcher(
-            Api::<ClusterRoleBinding>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        true,
-        prune_binding,
-        &mut watch_tasks,
-    );
-    let (tasks, tasks_synced, task_stream) = cached(
-        watcher(
-            Api::<PartialObjectMeta<Task>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        true,
-        keep_own_annotations,
-        &mut watch_tasks,
-    );
-    let (namespaces, namespaces_synced, namespace_stream) = cached(
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        true,
-        keep_all,
-        &mut watch_tasks,
-    );
-    let (service_accounts, service_accounts_synced, sa_stream) = cached(
-        watcher(
-            Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        true,
-        keep_all,
-        &mut watch_tasks,
-    );
-
-    let (scc_crd, scc_crd_settled, scc_crd_stream) = cached_scc_crd(&client, &mut watch_tasks);
+    let (policies_reader, policy_stream) = {
+        let stream = watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch);
+        let (store, synced, stream) = cached(stream, false, keep_all, never, &mut watches);
+        watches.synced.push(synced);
+        (store, stream)
+    };
+    let everything = watcher::Config::default;
+    let (sccs, scc_stream) = watches.all::<SecurityContextConstraints>(everything(), keep_all);
+    let (roles, role_stream) = watches.all(everything(), prune_role);
+    let (role_bindings, binding_stream) = watches.all(everything(), prune_binding);
+    let (cluster_roles, cluster_role_stream) = watches.all(everything(), prune_cluster_role);
+    let (cluster_role_bindings, cluster_binding_stream) = watches.all(everything(), prune_binding);
+    let (tasks, task_stream) = watches.all(everything(), keep_own_annotations);
+    let (namespaces, namespace_stream) = watches.all(everything(), keep_all);
+    let (service_accounts, sa_stream) = watches.all(everything(), keep_all);
+    let (scc_crd, scc_crd_stream) = cached_scc_crd(&mut watches);
     // Only TaskRuns of Tasks some policy pinned: Tekton copies the Task's
-    // policy label onto them.
-    let (task_runs, task_runs_synced, task_run_stream) = cached(
-        watcher(
+    // policy label onto them. Their deletions say nothing.
+    let (task_runs, task_run_stream) = {
+        let stream = watcher(
             Api::<TaskRun>::all(client.clone()),
-            watcher::Config::default().labels(POLICY_LABEL),
-        ),
-        false,
-        prune_task_run,
-        &mut watch_tasks,
-    );
-
+            everything().labels(POLICY_LABEL),
+        );
+        let (store, synced, stream) = cached(stream, false, prune_task_run, never, &mut watches);
+        watches.synced.push(synced);
+        (store, stream)
+    };
     // Confinement: the one ValidatingAdmissionPolicy and the bindings the
     // operator manages; nothing to watch where the server lacks the API.
     let served = config.admission_policies_served;
-    let (admission_policies, admission_policies_synced, admission_policy_stream) =
-        optionally_cached(
-            served,
-            || {
-                watcher(
-                    Api::<ValidatingAdmissionPolicy>::all(client.clone()),
-                    watcher::Config::default()
-                        .fields(&format!("metadata.name={ADMISSION_POLICY_NAME}")),
-                )
-            },
-            &mut watch_tasks,
-        );
-    let (admission_bindings, admission_bindings_synced, admission_binding_stream) =
-        optionally_cached(
-            served,
-            || {
-                watcher(
-                    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()),
-                    watcher::Config::default()
-                        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-                )
-            },
-            &mut watch_tasks,
-        );
+    let (admission_policies, admission_policy_stream) = watches.all_if_served(
+        served,
+        everything().fields(&format!("metadata.name={ADMISSION_POLICY_NAME}")),
+    );
+    let (admission_bindings, admission_binding_stream) = watches.all_if_served(
+        served,
+        everything().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+    );
 
     let caches = Caches {
         policies: policies_reader.clone(),
@@ -605,21 +577,7 @@ pub fn build(
         task_runs,
         admission_policies,
         admission_bindings,
-        synced: vec![
-            policies_synced,
-            sccs_synced,
-            roles_synced,
-            role_bindings_synced,
-            cluster_roles_synced,
-            cluster_role_bindings_synced,
-            tasks_synced,
-            namespaces_synced,
-            service_accounts_synced,
-            scc_crd_settled,
-            task_runs_synced,
-            admission_policies_synced,
-            admission_bindings_synced,
-        ],
+        synced: std::mem::take(&mut watches.synced),
     };
     let recorder = Recorder::new(
         client.clone(),
@@ -645,6 +603,7 @@ pub fn build(
         ceiling: ceiling_rx,
         task_checks: Default::default(),
         journal: Default::default(),
+        health: watches.health.clone(),
     });
 
     let by_task = policies_reader.clone();
@@ -729,7 +688,8 @@ pub fn build(
         .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);
 
-    let watch_tasks = WatchTasks(watch_tasks.tasks);
+    let health = watches.health.clone();
+    let watch_tasks = WatchTasks(watches.tasks);
     let run = async move {
         let _watch_tasks = watch_tasks;
         info!("controller started");
@@ -748,6 +708,7 @@ pub fn build(
         Handle {
             metrics,
             caches,
+            health,
             ceiling: ceiling_tx,
         },
         run,

@@ -43,6 +43,7 @@ use crate::status;
 pub async fn reconcile(policy: Arc<BuildPolicy>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
     ctx.caches.ready().await;
+    let _running = ctx.health.reconcile_running(&policy.name_any());
     let api: Api<BuildPolicy> = Api::all(ctx.client.clone());
     let target = policy.clone();
     let result = finalizer(&api, FINALIZER, policy, |event| async {

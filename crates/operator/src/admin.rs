@@ -1,15 +1,17 @@
-//! The admin HTTP listener: `/metrics`, `/healthz` (liveness) and `/readyz`
-//! (ready once the caches have synced).
+//! The admin HTTP listener: `/metrics`, `/healthz` (liveness: no reconcile
+//! is stuck) and `/readyz` (a standby, or a leader whose watches are synced
+//! and alive). What each checks is in [`buildpolicy_controller::health`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use buildpolicy_controller::Metrics;
+use buildpolicy_controller::{Health, Metrics};
 use tokio::sync::watch;
 
 /// Where this replica is in its life.
@@ -30,6 +32,12 @@ pub enum Readiness {
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub readiness: watch::Receiver<Readiness>,
+    /// The controller's, once this replica leads.
+    pub health: Arc<OnceLock<Health>>,
+    /// `--watch-failure-grace-seconds`.
+    pub watch_failure_grace: Duration,
+    /// `--max-reconcile-seconds`.
+    pub max_reconcile: Duration,
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
@@ -39,18 +47,34 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+/// 200 "ok", or 500 naming the reconcile that has run too long.
+async fn healthz(State(state): State<AdminState>) -> (StatusCode, String) {
+    match state.health.get().map(|h| h.liveness(state.max_reconcile)) {
+        Some(Err(stuck)) => (StatusCode::INTERNAL_SERVER_ERROR, stuck),
+        _ => (StatusCode::OK, "ok".into()),
+    }
 }
 
-/// A standby is ready (it can take over at once); a leader is ready once its
-/// caches have synced. The body says which.
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    match *state.readiness.borrow() {
-        Readiness::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
-        Readiness::Standby => (StatusCode::OK, "standby"),
-        Readiness::Syncing => (StatusCode::SERVICE_UNAVAILABLE, "leader, caches not synced"),
-        Readiness::Leader => (StatusCode::OK, "leader"),
+/// A standby is ready (it can take over at once); a leader is ready while
+/// its caches are synced and its watches alive. The body says which, or
+/// what is wrong.
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
+    let readiness = *state.readiness.borrow();
+    let unavailable = |why: &str| (StatusCode::SERVICE_UNAVAILABLE, why.to_owned());
+    match readiness {
+        Readiness::Starting => unavailable("starting"),
+        Readiness::Standby => (StatusCode::OK, "standby".into()),
+        Readiness::Syncing | Readiness::Leader => {
+            match state
+                .health
+                .get()
+                .map(|h| h.readiness(state.watch_failure_grace))
+            {
+                Some(Ok(())) if readiness == Readiness::Leader => (StatusCode::OK, "leader".into()),
+                Some(Err(why)) => unavailable(&format!("leader, not ready: {why}")),
+                _ => unavailable("leader, caches not synced"),
+            }
+        }
     }
 }
 

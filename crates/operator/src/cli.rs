@@ -79,6 +79,15 @@ pub struct RunArgs {
     /// over within this time after the leader dies.
     #[arg(long, default_value_t = 15)]
     pub lease_duration_seconds: u64,
+    /// /healthz fails while a reconcile has been running longer than this:
+    /// it waits on something that will not answer, and a restart is what
+    /// unsticks the controller.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_reconcile_seconds: u64,
+    /// /readyz fails once a watch has been failing (every retry, no event in
+    /// between) for longer than this.
+    #[arg(long, default_value_t = 10)]
+    pub watch_failure_grace_seconds: u64,
     /// This replica's identity in the Lease (default: POD_NAME, else random).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,

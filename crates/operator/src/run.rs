@@ -70,11 +70,15 @@ async fn run_controller(args: RunArgs) -> Result<()> {
     };
     let metrics = Arc::new(Metrics::new());
     let (readiness_tx, readiness) = watch::channel(Readiness::Starting);
+    let health = Arc::new(std::sync::OnceLock::new());
     let admin = tokio::spawn(serve(
         args.metrics_addr,
         AdminState {
             metrics: metrics.clone(),
             readiness,
+            health: health.clone(),
+            watch_failure_grace: Duration::from_secs(args.watch_failure_grace_seconds),
+            max_reconcile: Duration::from_secs(args.max_reconcile_seconds),
         },
     ));
     let admin = async move {
@@ -119,6 +123,7 @@ async fn run_controller(args: RunArgs) -> Result<()> {
     let (handle, controller) =
         buildpolicy_controller::build(client, config, metrics.clone(), shutdown_signal());
     let caches = handle.caches.clone();
+    let _ = health.set(handle.health.clone());
     if let Some(path) = args.ceiling.ceiling_file.clone() {
         tokio::spawn(follow_ceiling_file(
             path,

@@ -256,6 +256,47 @@ impl PrivateCluster {
         started.elapsed()
     }
 
+    /// `hack/local-cluster.sh stop-apiserver`: SIGKILLs its kube-apiserver
+    /// and etcd, until [`PrivateCluster::start_api_server`]. Every client's
+    /// connections drop and new ones are refused.
+    ///
+    /// # Panics
+    ///
+    /// When the script fails, with the end of its log.
+    pub async fn stop_api_server(&self) {
+        self.script(&["stop-apiserver"]).await;
+    }
+
+    /// `hack/local-cluster.sh start-apiserver`: starts them again on the same
+    /// ports with the same data; returns once `/readyz` answers.
+    ///
+    /// # Panics
+    ///
+    /// When the script fails, with the end of its log.
+    pub async fn start_api_server(&self) {
+        self.script(&["start-apiserver"]).await;
+    }
+
+    /// `hack/local-cluster.sh pause-apiserver`: SIGSTOPs kube-apiserver, a
+    /// hung server: connections stay open and no request is answered until
+    /// [`PrivateCluster::resume_api_server`].
+    ///
+    /// # Panics
+    ///
+    /// When the script fails, with the end of its log.
+    pub async fn pause_api_server(&self) {
+        self.script(&["pause-apiserver"]).await;
+    }
+
+    /// `hack/local-cluster.sh resume-apiserver`: SIGCONT.
+    ///
+    /// # Panics
+    ///
+    /// When the script fails, with the end of its log.
+    pub async fn resume_api_server(&self) {
+        self.script(&["resume-apiserver"]).await;
+    }
+
     /// `hack/local-cluster.sh scc-crd <release>`: replaces its SCC CRD with
     /// that OpenShift release's, as an upgrade of the cluster would, and
     /// returns once the API server applies SCCs with the new schema.

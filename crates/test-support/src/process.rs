@@ -464,8 +464,8 @@ impl OperatorProcess {
         http_get(&self.url(path)).await
     }
 
-    /// `/readyz`: 200 "leader" or "standby", 503 "starting" or "leader,
-    /// caches not synced".
+    /// `/readyz`: 200 "leader" or "standby", 503 "starting", "leader,
+    /// caches not synced" or "leader, not ready: <what>".
     ///
     /// # Errors
     ///
