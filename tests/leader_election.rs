@@ -1,19 +1,23 @@
-//! Two replicas of the real binary, as the Deployment runs them: one holds
-//! the Lease and writes, the other stands by and writes nothing, and takes
-//! over when the leader dies without a chance to let go of the Lease.
+//! Replicas of the real binary, as the Deployment runs them: one holds the
+//! Lease and writes; a standby sends no write, as the API server counts
+//! them; it takes over when the leader dies without a chance to let go of
+//! the Lease, or is stopped.
 
 use std::time::{Duration, Instant};
 
 use buildpolicy_api::BuildPolicy;
-use buildpolicy_test_support::exposition::metric_sum;
+use buildpolicy_test_support::exposition::{metric_sum, samples};
 use buildpolicy_test_support::operator::OPERATOR_NAMESPACE;
+use buildpolicy_test_support::private_cluster::PrivateCluster;
 use buildpolicy_test_support::process::OperatorProcess;
 use buildpolicy_test_support::scene::{
     create_policy, create_task, delete_scope_policies, is_ready, modelcar_policy, modelcar_scene,
 };
 use buildpolicy_test_support::{HttpResponse, eventually, unique_name, wait_for, with_temp_ns};
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff;
+use kube::api::PostParams;
 use kube::{Api, Client};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -104,7 +108,7 @@ async fn lease_acquired(client: &Client, lease: &str) -> jiff::Timestamp {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_replica_leads_the_standby_writes_nothing_and_takes_over_when_the_leader_is_killed() {
+async fn one_replica_leads_and_the_standby_takes_over_when_the_leader_is_killed() {
     with_temp_ns(|client, ns| async move {
         modelcar_scene(&client, &ns).await;
         create_task(&client, &ns, SECOND_TASK).await;
@@ -268,4 +272,171 @@ async fn a_leader_stopped_with_sigterm_exits_cleanly_and_the_standby_takes_over(
         delete_lease(&client, &lease).await;
     })
     .await;
+}
+
+/// How long the other replica's Lease runs from its creation: the replica
+/// under test stands by until then (kube-lease-manager sleeps until a held
+/// Lease expires), and is watched for writes until a second before.
+const OTHER_LEASE_SECONDS: i32 = 16;
+
+/// Write requests the API server counted (`apiserver_request_total`) on the
+/// resources the operator writes, by `group/resource verb`. Events are left
+/// out: kube-controller-manager writes them too.
+async fn writes_to_operator_resources(
+    cluster: &PrivateCluster,
+) -> std::collections::BTreeMap<String, f64> {
+    const RESOURCES: [(&str, &str); 7] = [
+        ("buildpolicy.dev", "buildpolicies"),
+        ("security.openshift.io", "securitycontextconstraints"),
+        ("rbac.authorization.k8s.io", "roles"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("tekton.dev", "tasks"),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+        ),
+    ];
+    const WRITES: [&str; 6] = [
+        "POST",
+        "PUT",
+        "PATCH",
+        "APPLY",
+        "DELETE",
+        "DELETECOLLECTION",
+    ];
+    let text = cluster.api_server_metrics().await;
+    let mut counts = std::collections::BTreeMap::new();
+    for sample in samples(&text) {
+        let label = |k: &str| sample.labels.get(k).map(String::as_str).unwrap_or_default();
+        if sample.name == "apiserver_request_total"
+            && RESOURCES.contains(&(label("group"), label("resource")))
+            && WRITES.contains(&label("verb"))
+        {
+            *counts
+                .entry(format!(
+                    "{}/{} {}",
+                    label("group"),
+                    label("resource"),
+                    label("verb")
+                ))
+                .or_insert(0.0) += sample.value;
+        }
+    }
+    counts
+}
+
+/// A standby sends the API server no write at all, as the API server counts
+/// them (on a private cluster, where nothing else writes the operator's
+/// resources): its policy waits, ungranted, while another identity holds
+/// the Lease. A replica that reconciled would write within a second or two
+/// of its caches syncing. Once the Lease expires, the same replica leads,
+/// and the same count shows its writes: the measure is not blind to them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_sends_the_api_server_no_write() {
+    let scope = unique_name("standby");
+    let cluster = PrivateCluster::start(&scope).await;
+    let admin = cluster.client().await;
+    let kubeconfig = cluster.operator_kubeconfig().await;
+    let ns = format!("{scope}-builds");
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+                .expect("a Namespace"),
+        )
+        .await
+        .expect("creating the namespace");
+    modelcar_scene(&admin, &ns).await;
+    let lease = "buildpolicy-operator";
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), OPERATOR_NAMESPACE);
+    let now = MicroTime(jiff::Timestamp::now());
+    leases
+        .create(
+            &PostParams::default(),
+            &Lease {
+                metadata: ObjectMeta {
+                    name: Some(lease.into()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some("another-replica".into()),
+                    lease_duration_seconds: Some(OTHER_LEASE_SECONDS),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    ..LeaseSpec::default()
+                }),
+            },
+        )
+        .await
+        .expect("creating the Lease, held by another replica");
+    let lease_created = Instant::now();
+    let expires = lease_created + Duration::from_secs(OTHER_LEASE_SECONDS.unsigned_abs().into());
+    let policy = unique_name("waits");
+    create_policy(&admin, &modelcar_policy(&scope, &policy, &ns)).await;
+
+    let replica = OperatorProcess::builder(&scope)
+        .kubeconfig(kubeconfig)
+        .leader_election(lease, "standby", LEASE_DURATION_SECONDS)
+        .start()
+        .await;
+    eventually(
+        "the replica to answer /readyz \"standby\"",
+        TIMEOUT,
+        || async { answers(readyz(&replica).await.as_ref(), "standby").then_some(()) },
+    )
+    .await;
+    let before = writes_to_operator_resources(&cluster).await;
+    let watched = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while Instant::now() + Duration::from_secs(1) < expires {
+        tick.tick().await;
+        let now = writes_to_operator_resources(&cluster).await;
+        assert_eq!(
+            now,
+            before,
+            "writes to the operator's resources changed {:?} into the standby's window",
+            watched.elapsed()
+        );
+        assert!(
+            answers(readyz(&replica).await.as_ref(), "standby"),
+            "the replica stopped standing by while the other replica's Lease ran"
+        );
+    }
+    let window = watched.elapsed();
+
+    // The other replica never renews: once its Lease expires, this one leads.
+    let policies: Api<BuildPolicy> = Api::all(admin.clone());
+    wait_for(&policies, &policy, TIMEOUT, is_ready).await;
+    let granted_after = expires.elapsed();
+    let after = writes_to_operator_resources(&cluster).await;
+    assert_ne!(
+        after, before,
+        "the API server counted no write from the replica once it led"
+    );
+    assert_eq!(
+        holder(&admin, lease).await.as_deref(),
+        Some("standby"),
+        "the replica under test holds the Lease"
+    );
+    let led: Vec<_> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} +{}", v - before.get(k).unwrap_or(&0.0)))
+        .collect();
+    println!(
+        "standby: no write to the operator's resources in {:.1}s as a standby; policy {policy} was \
+         Ready {:.2}s after the other replica's Lease expired, with these writes: {}",
+        window.as_secs_f64(),
+        granted_after.as_secs_f64(),
+        led.join(", ")
+    );
+    assert!(
+        window >= Duration::from_secs(5),
+        "the standby was watched for only {window:?}"
+    );
+    delete_scope_policies(&admin, &scope, TIMEOUT).await;
 }

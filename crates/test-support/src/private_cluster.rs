@@ -256,6 +256,24 @@ impl PrivateCluster {
         started.elapsed()
     }
 
+    /// The API server's own `/metrics` (Prometheus text), read as the admin:
+    /// `apiserver_request_total` counts every request by verb and resource,
+    /// whoever sent it.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not answer.
+    pub async fn api_server_metrics(&self) -> String {
+        let request = http::Request::get("/metrics")
+            .body(Vec::new())
+            .expect("a GET request");
+        self.client()
+            .await
+            .request_text(request)
+            .await
+            .unwrap_or_else(|e| panic!("GET /metrics of private cluster {}: {e}", self.name))
+    }
+
     /// `hack/local-cluster.sh stop-apiserver`: SIGKILLs its kube-apiserver
     /// and etcd, until [`PrivateCluster::start_api_server`]. Every client's
     /// connections drop and new ones are refused.
