@@ -57,7 +57,7 @@
 //! preemption verdicts and the model's refusal reasons are printed and
 //! checked against minimums, so a generator that stops reaching a branch
 //! fails the test. Each disagreement found so far is a regression test of
-//! the policy crate (`regression_*` in `admission/admit.rs`,
+//! the policy crate (`regression_*` in `admission/admit/`,
 //! `admission/preemption.rs` and `task_check.rs`).
 //!
 //! Deliberately left out (the generator never produces them):
