@@ -591,14 +591,19 @@ type harness struct {
 func newHarness(t testing.TB) *harness {
 	t.Helper()
 	sccs := loadSCCs(t)
-	objs := make([]runtime.Object, 0, len(sccs))
+	// Created through the client: the fake's tracker would file objects
+	// given to NewClientset under a resource guessed from the kind
+	// ("securitycontextconstraintses").
+	security := securityfake.NewClientset()
 	for _, scc := range sccs {
-		objs = append(objs, scc.DeepCopy())
+		if _, err := security.SecurityV1().SecurityContextConstraints().Create(context.Background(), scc.DeepCopy(), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return &harness{
 		api:      newAPIServer(t),
 		kube:     k8sfake.NewClientset(annotatedNamespace(nsA, 5), annotatedNamespace(nsB, 6)),
-		security: securityfake.NewClientset(objs...),
+		security: security,
 		sccs:     sccs,
 	}
 }

@@ -18,3 +18,4 @@ pub use controller::{Handle, build};
 pub use error::{Error, Result};
 pub use health::Health;
 pub use metrics::Metrics;
+pub use reconcile::ERROR_REQUEUE;

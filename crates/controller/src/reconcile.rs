@@ -69,11 +69,14 @@ pub async fn reconcile(policy: Arc<BuildPolicy>, ctx: Arc<Context>) -> Result<Ac
     result
 }
 
+/// How long after a failed reconcile the policy is tried again.
+pub const ERROR_REQUEUE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What to do after a failed reconcile: retry soon, without hot-looping.
 pub fn error_policy(policy: Arc<BuildPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(policy = %policy.name_any(), %error, "reconcile failed");
     ctx.metrics.reconcile_failed(&error.metric_label());
-    Action::requeue(std::time::Duration::from_secs(5))
+    Action::requeue(ERROR_REQUEUE)
 }
 
 fn owned_by(meta: &ObjectMeta, owner: &Owner) -> bool {

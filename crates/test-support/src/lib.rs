@@ -40,6 +40,8 @@
 //! ```
 
 mod cluster;
+/// How long the controller waits before it retries a failed reconcile.
+pub use buildpolicy_controller::ERROR_REQUEUE;
 pub mod exposition;
 pub mod fleet;
 mod http;
