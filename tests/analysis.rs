@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use buildpolicy_api::{BuildPolicy, Task};
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::{create_service_account, may_use_scc};
+use buildpolicy_test_support::scc_admission::may_use_scc;
+use buildpolicy_test_support::scene::create_service_account;
 use buildpolicy_test_support::{repo_root, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::PostParams;
@@ -291,7 +292,7 @@ async fn reading_rbac_agrees_with_the_api_servers_authorizer() {
         let names = ["restricted-v2", "restricted-v3", "anyuid", "made-up", "nonroot-v2", "nonroot", "privileged", "hostaccess", "hostmount-anyuid", "nested-container", "buildpolicy-none"];
         let mut allowed = Vec::new();
         for scc in names {
-let server = may_use_scc(&client, &who.user_name(), &who.groups(), &ns, scc).await;
+let server = may_use_scc(&client, &who.user_name(), &ns, scc).await;
             assert_eq!(grant.allows(scc), server, "SCC {scc}: cache reading says {}, the authorizer says {server}", grant.allows(scc));
             if server {
                 allowed.push(scc);

@@ -28,10 +28,11 @@ use buildpolicy_test_support::exposition::metric_sum;
 use buildpolicy_test_support::matrix::{Feature, Row};
 use buildpolicy_test_support::private_cluster::PrivateCluster;
 use buildpolicy_test_support::process::OperatorProcess;
+use buildpolicy_test_support::scc_admission::{may_use_scc, service_account_user};
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, buildah_pod,
-    create_policy, delete_scope_policies, is_ready, may_use_scc, modelcar_policy, modelcar_scene,
-    pin_of, refused_as,
+    create_policy, delete_scope_policies, is_ready, modelcar_policy, modelcar_scene, pin_of,
+    refused_as,
 };
 use buildpolicy_test_support::{
     TempNamespace, eventually, feed, unique_name, wait_for, wait_for_deletion,
@@ -48,16 +49,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a converged SCC is watched for a write it should not get.
 const STEADY_STATE: Duration = Duration::from_secs(15);
-
-async fn may_use(client: &Client, ns: &str, scc: &str) -> bool {
-    let groups = [
-        "system:serviceaccounts".to_owned(),
-        format!("system:serviceaccounts:{ns}"),
-        "system:authenticated".to_owned(),
-    ];
-    let user = format!("system:serviceaccount:{ns}:{MODELCAR_SERVICE_ACCOUNT}");
-    may_use_scc(client, &user, &groups, ns, scc).await
-}
 
 async fn counter(operator: &OperatorProcess, name: &str) -> u64 {
     // Counters are whole numbers far below 2^53.
@@ -224,7 +215,15 @@ impl Compat {
             "the {} schema",
             self.release
         );
-        assert!(may_use(&self.client, ns, &host_scc).await);
+        assert!(
+            may_use_scc(
+                &self.client,
+                &service_account_user(ns, MODELCAR_SERVICE_ACCOUNT),
+                ns,
+                &host_scc
+            )
+            .await
+        );
         assert_eq!(
             build_task_pin(&self.client, ns).await.as_ref(),
             Some(&host_scc)
@@ -309,7 +308,15 @@ impl Compat {
             wait_for(&self.policies, &userns, TIMEOUT, is_ready).await;
             let scc = self.sccs.get(&userns_scc).await.expect("the SCC");
             assert_eq!(scc.user_namespace_level.as_deref(), Some("RequirePodLevel"));
-            assert!(may_use(&self.client, ns, &userns_scc).await);
+            assert!(
+                may_use_scc(
+                    &self.client,
+                    &service_account_user(ns, MODELCAR_SERVICE_ACCOUNT),
+                    ns,
+                    &userns_scc
+                )
+                .await
+            );
             self.row.saw(Feature::PodUserNamespace, "yes");
             return userns;
         }
@@ -352,7 +359,15 @@ impl Compat {
         assert!(roles.get_opt(scc).await.expect("get").is_none());
         let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), ns);
         assert!(bindings.get_opt(scc).await.expect("get").is_none());
-        assert!(!may_use(&self.client, ns, scc).await);
+        assert!(
+            !may_use_scc(
+                &self.client,
+                &service_account_user(ns, MODELCAR_SERVICE_ACCOUNT),
+                ns,
+                scc
+            )
+            .await
+        );
         assert_eq!(build_task_pin(&self.client, ns).await, None);
     }
 
@@ -541,7 +556,15 @@ async fn on_the_openshift_4_18_scc_schema_builds_are_granted_and_pod_user_namesp
         .await
         .expect("the user-namespace SCC");
     assert_eq!(scc.user_namespace_level.as_deref(), Some("RequirePodLevel"));
-    assert!(may_use(&compat.client, compat.userns_ns.name(), &userns_scc).await);
+    assert!(
+        may_use_scc(
+            &compat.client,
+            &service_account_user(compat.userns_ns.name(), MODELCAR_SERVICE_ACCOUNT),
+            compat.userns_ns.name(),
+            &userns_scc
+        )
+        .await
+    );
     let refused = compat.row.features[&Feature::PodUserNamespace].clone();
     compat.row.saw(
         Feature::PodUserNamespace,

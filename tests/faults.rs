@@ -21,10 +21,11 @@ use buildpolicy_test_support::fleet::{Fleet, ready_count};
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::private_cluster::PrivateCluster;
 use buildpolicy_test_support::process::OperatorProcess;
+use buildpolicy_test_support::scc_admission::{may_use_scc, service_account_user};
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, create_policy,
-    create_service_account, create_task, delete_scope_policies, is_ready, may_use_scc,
-    modelcar_policy, modelcar_scene, pin_of, refused_as,
+    create_service_account, create_task, delete_scope_policies, is_ready, modelcar_policy,
+    modelcar_scene, pin_of, refused_as,
 };
 use buildpolicy_test_support::{
     ERROR_REQUEUE, HttpResponse, TEST_LABEL, client, eventually, unique_name, wait_for,
@@ -54,22 +55,6 @@ async fn counter(operator: &OperatorProcess, name: &str, labels: &[(&str, &str)]
 
 fn secs(duration: Duration) -> String {
     format!("{:.2}s", duration.as_secs_f64())
-}
-
-async fn can_use_scc(client: &Client, ns: &str, sa: &str, scc: &str) -> bool {
-    let groups = [
-        "system:serviceaccounts".to_owned(),
-        format!("system:serviceaccounts:{ns}"),
-        "system:authenticated".to_owned(),
-    ];
-    may_use_scc(
-        client,
-        &format!("system:serviceaccount:{ns}:{sa}"),
-        &groups,
-        ns,
-        scc,
-    )
-    .await
 }
 
 async fn create_namespace(client: &Client, name: &str) {
@@ -649,7 +634,15 @@ async fn deleting_and_recreating_the_namespace_of_a_policy_reports_it_then_conve
         let policies: Api<BuildPolicy> = Api::all(client.clone());
         wait_for(&policies, &name, TIMEOUT, is_ready).await;
         let scc = owned_name(&name);
-        assert!(can_use_scc(&client, &target, MODELCAR_SERVICE_ACCOUNT, &scc).await);
+        assert!(
+            may_use_scc(
+                &client,
+                &service_account_user(&target, MODELCAR_SERVICE_ACCOUNT),
+                &target,
+                &scc
+            )
+            .await
+        );
 
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let t = Instant::now();
@@ -715,7 +708,13 @@ async fn deleting_and_recreating_the_namespace_of_a_policy_reports_it_then_conve
             .await
             .expect("the RoleBinding is back");
         assert!(
-            can_use_scc(&client, &target, MODELCAR_SERVICE_ACCOUNT, &scc).await,
+            may_use_scc(
+                &client,
+                &service_account_user(&target, MODELCAR_SERVICE_ACCOUNT),
+                &target,
+                &scc
+            )
+            .await,
             "the recreated service account may use the SCC again"
         );
         eprintln!(

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION};
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::scc_admission::may_use_scc;
 use buildpolicy_test_support::scene::{
-    create_service_account, create_task, is_ready, may_use_scc, pin_of, policy_events, refused_as,
+    create_service_account, create_task, is_ready, pin_of, policy_events, refused_as,
 };
 use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::Namespace;
@@ -61,14 +62,6 @@ async fn wait_ready(client: &Client, name: &str) -> BuildPolicy {
         is_ready,
     )
     .await
-}
-
-async fn can_use_scc(client: &Client, user: &str, namespace: &str, scc: &str) -> bool {
-    let groups = [
-        "system:serviceaccounts".to_owned(),
-        "system:authenticated".to_owned(),
-    ];
-    may_use_scc(client, user, &groups, namespace, scc).await
 }
 
 async fn patch_policy(client: &Client, name: &str, spec: serde_json::Value) {
@@ -151,11 +144,11 @@ async fn modelcar_policy_grants_exactly_four_capabilities_to_one_service_account
 
         let sa_user = format!("system:serviceaccount:{ns}:model-build-sa");
         assert!(
-            can_use_scc(&client, &sa_user, &ns, &scc_name).await,
+            may_use_scc(&client, &sa_user, &ns, &scc_name).await,
             "the build SA may use the SCC"
         );
         assert!(
-            !can_use_scc(
+            !may_use_scc(
                 &client,
                 &format!("system:serviceaccount:{ns}:default"),
                 &ns,
@@ -165,7 +158,7 @@ async fn modelcar_policy_grants_exactly_four_capabilities_to_one_service_account
         );
         let elsewhere = format!("{ns}-other");
         assert!(
-            !can_use_scc(
+            !may_use_scc(
                 &client,
                 &format!("system:serviceaccount:{elsewhere}:model-build-sa"),
                 &elsewhere,
@@ -174,7 +167,7 @@ async fn modelcar_policy_grants_exactly_four_capabilities_to_one_service_account
             .await
         );
         assert!(
-            !can_use_scc(&client, &sa_user, &ns, "privileged").await,
+            !may_use_scc(&client, &sa_user, &ns, "privileged").await,
             "no other SCC is granted"
         );
 
@@ -312,7 +305,7 @@ async fn moving_the_policy_to_another_namespace_and_service_account_revokes_the_
             None
         );
         assert!(
-            !can_use_scc(
+            !may_use_scc(
                 &client,
                 &format!("system:serviceaccount:{ns}:model-build-sa"),
                 &ns,
@@ -321,7 +314,7 @@ async fn moving_the_policy_to_another_namespace_and_service_account_revokes_the_
             .await
         );
         assert!(
-            can_use_scc(
+            may_use_scc(
                 &client,
                 &format!("system:serviceaccount:{other}:builder"),
                 &other,
@@ -580,7 +573,7 @@ async fn deleted_rolebinding_and_edited_role_are_restored() {
         })
         .await;
         println!("drift repair: Role widened to privileged reverted in {:?}", start.elapsed());
-        assert!(can_use_scc(&client, &format!("system:serviceaccount:{ns}:model-build-sa"), &ns, &rb_name).await);
+        assert!(may_use_scc(&client, &format!("system:serviceaccount:{ns}:model-build-sa"), &ns, &rb_name).await);
         op.delete_policies_and_stop().await;
     })
     .await;

@@ -524,9 +524,10 @@ func withImpersonation(next http.Handler) http.Handler {
 }
 
 func (s *apiServer) decode(w http.ResponseWriter, r *http.Request, external, internal runtime.Object) bool {
+	// JSON (the delegating authorizer) or protobuf (typed clients)
 	body, err := io.ReadAll(r.Body)
 	if err == nil {
-		err = json.Unmarshal(body, external)
+		_, _, err = legacyscheme.Codecs.UniversalDeserializer().Decode(body, nil, external)
 	}
 	if err == nil {
 		err = legacyscheme.Scheme.Convert(external, internal, nil)

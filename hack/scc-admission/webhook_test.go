@@ -220,6 +220,12 @@ func TestInternalPodRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := generic(t, raw)
+	// The conversion leaves the type meta out; jsonPatch never looks at it.
+	if back["apiVersion"] != nil || back["kind"] != nil {
+		t.Errorf("type meta after the round trip: %v %v", back["apiVersion"], back["kind"])
+	}
+	delete(want, "apiVersion")
+	delete(want, "kind")
 	if !reflect.DeepEqual(back, want) {
 		t.Errorf("round trip changed the pod:\n got %s\nwant %s", marshal(t, back), marshal(t, want))
 	}
@@ -1027,7 +1033,7 @@ func TestRulesReviewModeAgreesWithSubjectAccessReviews(t *testing.T) {
 		nsA + " bob default  privileged":                                  "privileged",
 		nsA + " carol default  runAsUser 0":                               customSCC,
 		nsB + " carol default  runAsUser 0":                               "denied",
-		nsA + " kube-admin default  privileged":                           "privileged",
+		nsA + " kube-admin default  privileged":                           "insights-runtime-extractor-scc", // privileged containers, more restrictive than privileged
 		nsA + " kube-admin default anyuid none":                           "anyuid",
 		nsA + " " + user.Anonymous + " default  none":                     customSCC,
 		nsB + " " + user.Anonymous + " default  none":                     "nonroot",
@@ -1042,56 +1048,78 @@ func TestRulesReviewModeAgreesWithSubjectAccessReviews(t *testing.T) {
 }
 
 // TestMutatePatchLeavesUnknownFieldsAlone: a pod with fields 1.32 does not
-// know gets a patch that leaves them as they are, and gives the same known
-// fields as the pod without them.
+// know gets the same decision as without them, and a patch that leaves them
+// as they are and gives the known fields the plugin's result.
 func TestMutatePatchLeavesUnknownFieldsAlone(t *testing.T) {
 	h := newHarness(t)
 	mux := h.webhook(t, true).mux()
-	for _, pin := range []string{"", "anyuid", customSCC, "privileged"} {
-		for _, variant := range podVariants {
-			name := fmt.Sprintf("pin %q %s", pin, variant)
-			plain := marshal(t, gridPod(nsA, "builder", pin, variant))
-			unknown := withUnknownFields(t, plain)
-			requester := authenticated("kube-admin", user.SystemPrivilegedGroup)
-			_, outPlain := post(t, mux, "/mutate", reviewBody(t, podRequest(t, "a", nsA, plain, requester, admissionv1.Create)))
-			_, outUnknown := post(t, mux, "/mutate", reviewBody(t, podRequest(t, "b", nsA, unknown, requester, admissionv1.Create)))
-			respPlain, respUnknown := decodeResponse(t, outPlain), decodeResponse(t, outUnknown)
-			if !respPlain.Allowed || !respUnknown.Allowed || respUnknown.Patch == nil {
-				t.Errorf("%s: not admitted: %s / %s", name, outPlain, outUnknown)
-				continue
-			}
-			if !reflect.DeepEqual(respPlain.AuditAnnotations, respUnknown.AuditAnnotations) {
-				t.Errorf("%s: unknown fields changed the decision: %v / %v", name, respPlain.AuditAnnotations, respUnknown.AuditAnnotations)
-			}
-			var ops []patchOp
-			if err := json.Unmarshal(respUnknown.Patch, &ops); err != nil {
-				t.Fatal(err)
-			}
-			for _, op := range ops {
-				if strings.Contains(strings.ToLower(op.Path), "future") {
-					t.Errorf("%s: the patch touches %s", name, op.Path)
+	admitted := 0
+	for _, requester := range []*user.DefaultInfo{authenticated("kube-admin", user.SystemPrivilegedGroup), authenticated("frank")} {
+		for _, pin := range []string{"", "anyuid", customSCC, "privileged"} {
+			for _, variant := range podVariants {
+				name := fmt.Sprintf("%s pin %q %s", requester.Name, pin, variant)
+				plain := marshal(t, gridPod(nsA, "builder", pin, variant))
+				unknown := withUnknownFields(t, plain)
+				_, outPlain := post(t, mux, "/mutate", reviewBody(t, podRequest(t, "a", nsA, plain, requester, admissionv1.Create)))
+				_, outUnknown := post(t, mux, "/mutate", reviewBody(t, podRequest(t, "a", nsA, unknown, requester, admissionv1.Create)))
+				respPlain, respUnknown := decodeResponse(t, outPlain), decodeResponse(t, outUnknown)
+				if respPlain.Allowed != respUnknown.Allowed || !reflect.DeepEqual(respPlain.AuditAnnotations, respUnknown.AuditAnnotations) {
+					t.Errorf("%s: unknown fields changed the decision:\n%s\n%s", name, outPlain, outUnknown)
+					continue
 				}
-			}
-			patched := applyPatch(t, unknown, respUnknown.Patch)
-			obj := generic(t, patched)
-			for _, f := range unknownFields {
-				if got, ok := getPath(obj, f.path...); !ok || !reflect.DeepEqual(got, f.value) {
-					t.Errorf("%s: %v is %v after the patch, want %v", name, f.path, got, f.value)
+				if !respUnknown.Allowed {
+					if !bytes.Equal(outPlain, outUnknown) {
+						t.Errorf("%s: refusals differ:\n%s\n%s", name, outPlain, outUnknown)
+					}
+					continue
 				}
-			}
-			a, err := internalPod(patched)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := internalPod(applyPatch(t, plain, respPlain.Patch))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !equality.Semantic.DeepEqual(a, b) {
-				ja, _ := externalJSON(a)
-				jb, _ := externalJSON(b)
-				t.Errorf("%s: the known fields differ with and without unknown ones:\n%s\n%s", name, marshal(t, ja), marshal(t, jb))
+				admitted++
+				var ops []patchOp
+				if err := json.Unmarshal(respUnknown.Patch, &ops); err != nil {
+					t.Fatal(err)
+				}
+				for _, op := range ops {
+					if strings.Contains(strings.ToLower(op.Path), "future") {
+						t.Errorf("%s: the patch touches %s", name, op.Path)
+					}
+				}
+				patched := applyPatch(t, unknown, respUnknown.Patch)
+				obj := generic(t, patched)
+				for _, f := range unknownFields {
+					if got, ok := getPath(obj, f.path...); !ok || !reflect.DeepEqual(got, f.value) {
+						t.Errorf("%s: %v is %v after the patch, want %v", name, f.path, got, f.value)
+					}
+				}
+				// The known fields are those of the patch applied to the pod as
+				// the plugin saw it (its conversion to 1.32 and back).
+				before, err := internalPod(unknown)
+				if err != nil {
+					t.Fatal(err)
+				}
+				beforeJSON, err := externalJSON(before)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, err := internalPod(patched)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := internalPod(applyPatch(t, marshal(t, beforeJSON), respUnknown.Patch))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !equality.Semantic.DeepEqual(a, b) {
+					ja, _ := externalJSON(a)
+					jb, _ := externalJSON(b)
+					t.Errorf("%s: the patched pod differs from the plugin's:\n%s\n%s", name, marshal(t, ja), marshal(t, jb))
+				}
+				if scc := a.Annotations[securityv1.ValidatedSCCAnnotation]; scc == "" || (pin != "" && scc != pin) {
+					t.Errorf("%s: admitted with %q", name, scc)
+				}
 			}
 		}
+	}
+	if admitted < 10 {
+		t.Errorf("only %d pods admitted", admitted)
 	}
 }

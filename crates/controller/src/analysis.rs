@@ -7,18 +7,19 @@
 //!   first)? Computed from the SCCs actually in the cluster and what the
 //!   service account may use through RBAC, both from caches.
 //! - `TasksAdmissible`: would SCC admission accept the pinned Tasks' pods,
-//!   step by step (seeds 000 and 003)?
+//!   step by step, in the policy's namespace (its allocated UID range and
+//!   SELinux level decide `restricted-v2`-like strategies)?
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use buildpolicy_api::conditions::reason;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
-use buildpolicy_policy::admission::{PodSecurityRequest, Preemption, preemption};
+use buildpolicy_policy::admission::preemption::probe_requests;
+use buildpolicy_policy::admission::{NamespaceAllocation, Preemption, preemption};
 use buildpolicy_policy::rbac::{RoleKey, SccGrant, ServiceAccountUser, scc_use_in_namespace};
 use buildpolicy_policy::status::Advice;
-use buildpolicy_policy::task_check::{HOST_USERS_FIX, TaskReport, check_task};
-use k8s_openapi::api::core::v1::PodSpec;
+use buildpolicy_policy::task_check::{HOST_USERS_FIX, TaskReport, check_task_in};
 use kube::Api;
 use kube::runtime::reflector::ObjectRef;
 
@@ -57,25 +58,12 @@ fn may_use(who: &ServiceAccountUser, grant: &SccGrant, scc: &SecurityContextCons
         || grant.allows(scc.name())
 }
 
-/// Pods the analysis tries: an ordinary one (restricted-v2 admits it), one
-/// that runs as root, as unpinned build-adjacent steps often do, and both
-/// again in a pod user namespace (`hostUsers: false`).
-fn probe_pods() -> Vec<(&'static str, PodSecurityRequest)> {
-    let pod = |host_users: Option<bool>, run_as_user: Option<i64>| {
-        let spec: PodSpec = serde_json::from_value(serde_json::json!({
-            "hostUsers": host_users,
-            "securityContext": {"runAsUser": run_as_user},
-            "containers": [{"name": "step", "image": "image"}]
-        }))
-        .expect("static pod spec");
-        PodSecurityRequest::from_pod_spec(&spec)
-    };
-    vec![
-        ("ordinary", PodSecurityRequest::ordinary()),
-        ("root", pod(None, Some(0))),
-        ("user-namespaced", pod(Some(false), None)),
-        ("user-namespaced root", pod(Some(false), Some(0))),
-    ]
+/// The namespace's UID range, groups and MCS level, as the namespace
+/// allocator annotated it; `None` until it has (the checks then accept
+/// whatever the allocation decides).
+fn allocation(caches: &Caches, namespace: &str) -> Option<NamespaceAllocation> {
+    let ns = caches.namespaces.get(&ObjectRef::new(namespace))?;
+    NamespaceAllocation::from_annotations(ns.metadata.annotations.as_ref()?).ok()
 }
 
 /// The `PreemptionSafe` advice for a policy whose SCC is `generated`;
@@ -100,7 +88,7 @@ pub fn preemption_advice(
     let subject = format!("{ns}/{sa}");
     let mut safe_message = None;
     let mut widened = None;
-    for (kind, pod) in probe_pods() {
+    for (kind, pod) in probe_requests(allocation(caches, ns).as_ref()) {
         let verdict = preemption(generated, &usable, Some(&pod));
         let message = verdict.message(&subject);
         match verdict {
@@ -191,7 +179,15 @@ pub async fn tasks_advice(
     }
     let ns = &policy.spec.namespace;
     let api: Api<Task> = Api::namespaced(ctx.client.clone(), ns);
-    let scc_fingerprint = fingerprint(scc);
+    let allocation = allocation(&ctx.caches, ns);
+    // The answer depends on the SCC and on the namespace's allocation.
+    let scc_fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        fingerprint(scc).hash(&mut hasher);
+        format!("{allocation:?}").hash(&mut hasher);
+        hasher.finish()
+    };
     let mut problems = Vec::new();
     let mut privileged_steps = Vec::new();
     let mut needs_host_users_false = false;
@@ -220,10 +216,11 @@ pub async fn tasks_advice(
                         None => continue,
                     },
                 };
-                let report = check_task(
+                let report = check_task_in(
                     name,
                     task.spec.as_ref().unwrap_or(&serde_json::Value::Null),
                     scc,
+                    allocation.as_ref(),
                 );
                 if let Some(version) = task.metadata.resource_version {
                     ctx.task_checks

@@ -481,6 +481,30 @@ pub async fn webhook_holds_all(admin: &Client, names: &[&str]) {
     .await;
 }
 
+/// The resourceVersion at which the webhook's informer holds SCC `name`;
+/// `None` when it does not hold it, or there is no webhook to ask.
+pub async fn webhook_version(name: &str) -> Option<String> {
+    let (url, ca) = webhook_endpoint()?;
+    webhook_sccs(&url, &ca).await.remove(name)
+}
+
+/// Waits, for at most `timeout`, until the webhook's informer holds SCC
+/// `name` at another version than `seen`, or not at all; whether it did.
+pub async fn webhook_moved_on(name: &str, seen: &str, timeout: Duration) -> bool {
+    let Some((url, ca)) = webhook_endpoint() else {
+        return false;
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while tokio::time::Instant::now() < deadline {
+        tick.tick().await;
+        if webhook_sccs(&url, &ca).await.get(name).map(String::as_str) != Some(seen) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Waits until SCC `name` is gone from the API server and from the webhook.
 ///
 /// # Panics

@@ -154,47 +154,6 @@ pub async fn delete_scope_policies(client: &Client, scope: &str, timeout: Durati
     .await;
 }
 
-/// The API server's own answer (a SubjectAccessReview) to "may `user`, in
-/// `groups`, `use` SCC `scc` in `namespace`?", the question SCC admission asks.
-///
-/// # Panics
-///
-/// When the server does not answer.
-pub async fn may_use_scc(
-    client: &Client,
-    user: &str,
-    groups: &[String],
-    namespace: &str,
-    scc: &str,
-) -> bool {
-    use k8s_openapi::api::authorization::v1::{
-        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-    };
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.to_owned()),
-            groups: Some(groups.to_vec()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some("security.openshift.io".into()),
-                resource: Some("securitycontextconstraints".into()),
-                name: Some(scc.into()),
-                namespace: Some(namespace.into()),
-                verb: Some("use".into()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    Api::<SubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("SubjectAccessReview")
-        .status
-        .expect("SubjectAccessReview status")
-        .allowed
-}
-
 /// A pod as the build service account adding Buildah's capabilities, with
 /// or without the pin (`openshift.io/required-scc`): what an editor would
 /// write to get the SCC.

@@ -14,11 +14,51 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use buildpolicy_api::SecurityContextConstraints;
+use k8s_openapi::api::core::v1::PodSpec;
 
+use super::admit::service_account_token_volume;
 use super::{
-    OrderReason, PodSecurityRequest, Refusal, admits, as_stored, compare, refusals, selects,
-    sort_sccs,
+    NamespaceAllocation, OrderReason, PodSecurityRequest, Refusal, admits, as_stored, compare,
+    refusals, selects, sort_sccs,
 };
+
+/// The pods the `PreemptionSafe` analysis tries, by kind: an ordinary one
+/// (restricted-v2 admits it), one that runs as root, as unpinned
+/// build-adjacent steps often do, and both again in a pod user namespace
+/// (`hostUsers: false`).
+pub fn probe_pods() -> Vec<(&'static str, PodSpec)> {
+    let pod = |host_users: Option<bool>, run_as_user: Option<i64>| {
+        serde_json::from_value(serde_json::json!({
+            "hostUsers": host_users,
+            "securityContext": {"runAsUser": run_as_user},
+            "containers": [{"name": "step", "image": "image"}]
+        }))
+        .expect("static pod spec")
+    };
+    vec![
+        ("ordinary", pod(None, None)),
+        ("root", pod(None, Some(0))),
+        ("user-namespaced", pod(Some(false), None)),
+        ("user-namespaced root", pod(Some(false), Some(0))),
+    ]
+}
+
+/// [`probe_pods`] as admission sees them: with the service account token
+/// volume the API server adds, in a namespace with `namespace`'s
+/// allocation (unknown: `None`).
+pub fn probe_requests(
+    namespace: Option<&NamespaceAllocation>,
+) -> Vec<(&'static str, PodSecurityRequest)> {
+    probe_pods()
+        .into_iter()
+        .map(|(kind, spec)| {
+            let mut request = PodSecurityRequest::from_pod_spec(&spec);
+            request.volumes.push(service_account_token_volume());
+            request.namespace = namespace.cloned();
+            (kind, request)
+        })
+        .collect()
+}
 
 /// What admission would do with an unpinned pod of the service account.
 #[derive(Clone, Debug, PartialEq, Eq)]
