@@ -107,7 +107,7 @@ async fn granting_the_service_account_hostmount_anyuid_makes_the_generated_scc_p
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_seeds_privileged_build_task_is_reported_with_the_fix() {
+async fn a_privileged_build_task_is_reported_with_the_fix() {
     with_temp_ns(|client, ns| async move {
         service_account(&client, &ns).await;
         fixture_task(&client, &ns, "build-and-push-v2.privileged.yaml").await;

@@ -7,36 +7,13 @@ use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::create_service_account;
+use buildpolicy_test_support::scene::{buildah_scene, refused_as};
 use buildpolicy_test_support::{unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn scene(client: &Client, ns: &str) {
-    create_service_account(client, ns, "builder").await;
-    let task: Task = serde_json::from_value(json!({
-        "apiVersion": "tekton.dev/v1", "kind": "Task",
-        "metadata": {"name": "build"},
-        "spec": {"steps": [{"name": "build", "image": "quay.io/buildah/stable", "script": "buildah bud ."}]}
-    }))
-    .unwrap();
-    Api::<Task>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &task)
-        .await
-        .unwrap();
-}
-
-fn refused_with(reason: &'static str) -> impl Fn(&BuildPolicy) -> bool {
-    move |p| {
-        p.condition("Ready")
-            .is_some_and(|c| c.status == "False" && c.reason == reason)
-            && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
-    }
-}
 
 fn ready(p: &BuildPolicy) -> bool {
     p.condition("Ready").is_some_and(|c| c.status == "True")
@@ -88,7 +65,7 @@ async fn assert_nothing_granted(client: &Client, ns: &str, name: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn capability_over_the_ceiling_gets_capability_not_allowed_and_nothing_is_created() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        buildah_scene(&client, &ns, json!({})).await;
         let op = Operator::start(&client, &ns).await;
         let name = unique_name("net-admin");
         op.create(&op.policy(&name, &ns, "builder", &["SETUID", "NET_ADMIN"], &["build"]))
@@ -97,7 +74,7 @@ async fn capability_over_the_ceiling_gets_capability_not_allowed_and_nothing_is_
             &Api::<BuildPolicy>::all(client.clone()),
             &name,
             TIMEOUT,
-            refused_with("CapabilityNotAllowed"),
+            refused_as("CapabilityNotAllowed"),
         )
         .await;
         let message = &policy.condition("Ready").unwrap().message;
@@ -120,7 +97,7 @@ async fn protected_namespace_gets_namespace_not_allowed_and_nothing_is_created()
             &Api::<BuildPolicy>::all(client.clone()),
             &name,
             TIMEOUT,
-            refused_with("NamespaceNotAllowed"),
+            refused_as("NamespaceNotAllowed"),
         )
         .await;
         assert!(
@@ -139,7 +116,7 @@ async fn protected_namespace_gets_namespace_not_allowed_and_nothing_is_created()
 #[tokio::test(flavor = "multi_thread")]
 async fn lowering_the_ceiling_on_a_running_operator_revokes_an_existing_grant() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
+        buildah_scene(&client, &ns, json!({})).await;
         let op = Operator::start(&client, &ns).await;
         let name = unique_name("lowered");
         op.create(&op.policy(
@@ -160,7 +137,7 @@ async fn lowering_the_ceiling_on_a_running_operator_revokes_an_existing_grant() 
             &policies,
             &name,
             TIMEOUT,
-            refused_with("CapabilityNotAllowed"),
+            refused_as("CapabilityNotAllowed"),
         )
         .await;
         assert!(

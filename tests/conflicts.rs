@@ -7,33 +7,19 @@ use std::time::Duration;
 use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::{create_service_account, pin_of, refused_as, unused_scc};
+use buildpolicy_test_support::scene::{buildah_scene, pin_of, refused_as, unused_scc};
 use buildpolicy_test_support::{unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn scene(client: &Client, ns: &str, task_annotations: serde_json::Value) {
-    create_service_account(client, ns, "builder").await;
-    let task: Task = serde_json::from_value(json!({
-        "apiVersion": "tekton.dev/v1", "kind": "Task",
-        "metadata": {"name": "build", "annotations": task_annotations},
-        "spec": {"steps": [{"name": "build", "image": "quay.io/buildah/stable", "script": "buildah bud ."}]}
-    }))
-    .unwrap();
-    Api::<Task>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &task)
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_scc_with_the_derived_name_is_left_untouched_and_nothing_is_granted() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns, json!({})).await;
+        buildah_scene(&client, &ns, json!({})).await;
         let name = unique_name("squatted");
         let sccs: Api<SecurityContextConstraints> = Api::all(client.clone());
         let mut foreign = unused_scc(&format!("buildpolicy-{name}"));
@@ -93,7 +79,7 @@ async fn a_foreign_scc_with_the_derived_name_is_left_untouched_and_nothing_is_gr
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_pinned_by_hand_to_another_scc_is_left_alone() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns, json!({REQUIRED_SCC_ANNOTATION: "anyuid"})).await;
+        buildah_scene(&client, &ns, json!({REQUIRED_SCC_ANNOTATION: "anyuid"})).await;
         let tasks: Api<Task> = Api::namespaced(client.clone(), &ns);
         let before = tasks.get("build").await.unwrap();
         let op = Operator::start(&client, &ns).await;
@@ -130,7 +116,7 @@ async fn a_task_pinned_by_hand_to_another_scc_is_left_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_policies_pinning_one_task_resolve_to_the_older_one_every_time() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns, json!({})).await;
+        buildah_scene(&client, &ns, json!({})).await;
         let op = Operator::start(&client, &ns).await;
         let policies: Api<BuildPolicy> = Api::all(client.clone());
         let tasks: Api<Task> = Api::namespaced(client.clone(), &ns);

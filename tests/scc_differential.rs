@@ -91,7 +91,7 @@
 //!   system:masters), and Tasks' workspaces and StepActions (which
 //!   `check_task` reports as unchecked).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -1103,6 +1103,118 @@ fn reason_kind(reason: &Reason) -> &'static str {
     }
 }
 
+/// OpenShift's reasons in a 403 (`unable to validate against any security
+/// context constraint: [provider <scc>: <field path>: <error>, ...]`).
+///
+/// Per SCC, the kinds of [`reason_kind`] its entries name, read from each
+/// error's field path (for `runAsUser`, also its message), or
+/// `Unclassified: <error>`; SCCs the requester and the service account may
+/// not use ("not usable") are left out. Seccomp and volume errors carry
+/// absolute field paths (`pod.metadata.annotations[...]`,
+/// `spec.volumes[i]`) without their SCC's name, between the entries of the
+/// SCCs tried, and identical ones (the same volume refused by two SCCs)
+/// appear once: they are compared apart, by kind only.
+#[derive(Debug, Default, PartialEq)]
+struct OpenShiftReasons {
+    by_scc: BTreeMap<String, BTreeSet<String>>,
+    unattributed: BTreeSet<&'static str>,
+}
+
+fn openshift_reasons(message: &str) -> OpenShiftReasons {
+    let mut out = OpenShiftReasons::default();
+    let Some((_, list)) =
+        message.split_once("unable to validate against any security context constraint: ")
+    else {
+        return out;
+    };
+    let list = list.trim();
+    let list = list
+        .strip_prefix('[')
+        .and_then(|l| l.strip_suffix(']'))
+        .unwrap_or(list);
+    for entry in list.split(", ") {
+        // A comma inside an error ("ranges: [1000, 65534]") starts no entry.
+        let entry = entry.trim();
+        if entry.starts_with("pod.metadata.annotations[")
+            && entry.contains("seccomp")
+            && entry.contains(": Forbidden: ")
+        {
+            out.unattributed.insert("Seccomp");
+            continue;
+        }
+        if entry.starts_with("spec.volumes[")
+            && entry.contains(" volumes are not allowed to be used")
+        {
+            out.unattributed.insert("Volume");
+            continue;
+        }
+        let Some(entry) = entry.strip_prefix("provider ") else {
+            continue;
+        };
+        let Some((scc, error)) = entry.split_once(": ") else {
+            continue;
+        };
+        let scc = scc.trim_matches('"').to_owned();
+        if error.contains("not usable by user or serviceaccount") {
+            continue;
+        }
+        let path = error.split(": ").next().unwrap_or_default();
+        let last = path.rsplit('.').next().unwrap_or_default();
+        let kind = match last {
+            "privileged" => "Privileged",
+            "add" if path.ends_with("capabilities.add") => "Capability",
+            "allowPrivilegeEscalation" => "PrivilegeEscalation",
+            "runAsUser" if error.contains("running with the root UID is forbidden") => "RootUser",
+            "runAsUser" => "RunAsUser",
+            "runAsNonRoot" => "RunAsNonRootFalse",
+            "level" | "role" | "type" | "user" if path.contains("seLinuxOptions") => "SeLinux",
+            "readOnlyRootFilesystem" => "ReadOnlyRootFilesystem",
+            "hostPort" => "HostPort",
+            "hostNetwork" => "HostNetwork",
+            "hostPID" => "HostPid",
+            "hostIPC" => "HostIpc",
+            "hostUsers" => "HostUsers",
+            "fsGroup" | "supplementalGroups" => "Group",
+            _ => "",
+        };
+        let kind = if kind.is_empty() {
+            format!("Unclassified: {error}")
+        } else {
+            kind.to_owned()
+        };
+        out.by_scc.entry(scc).or_default().insert(kind);
+    }
+    out
+}
+
+/// The model's refusals of the same pod by `tried`, the SCCs admission
+/// tried, as [`openshift_reasons`] reads a 403. What pod validation refuses
+/// after admission (`EscalationConflict`) is not in a 403.
+fn model_reasons(
+    tried: &[&SecurityContextConstraints],
+    request: &PodSecurityRequest,
+) -> OpenShiftReasons {
+    let mut out = OpenShiftReasons::default();
+    for scc in tried {
+        let mut kinds = BTreeSet::new();
+        for refusal in refusals(scc, request) {
+            match reason_kind(&refusal.reason) {
+                "EscalationConflict" => {}
+                kind @ ("Seccomp" | "Volume") => {
+                    out.unattributed.insert(kind);
+                }
+                kind => {
+                    kinds.insert(kind.to_owned());
+                }
+            }
+        }
+        if !kinds.is_empty() {
+            out.by_scc.insert(scc.name().to_owned(), kinds);
+        }
+    }
+    out
+}
+
 /// The namespace's allocation, once the allocator has annotated it.
 fn allocation(ns: &Namespace) -> Result<NamespaceAllocation, String> {
     NamespaceAllocation::from_annotations(
@@ -1427,6 +1539,29 @@ async fn batch_in(admin: &Client, ns: &str, seed: u64, index: u64) -> (Counts, V
                 "the SCC",
                 format!("model picks {}", model.as_deref().unwrap_or("no SCC")),
             );
+        } else if let Decision::Refused(message) = &webhook {
+            // Both refuse: OpenShift's reasons, SCC by SCC, are the model's.
+            let openshift = openshift_reasons(message);
+            if openshift == OpenShiftReasons::default() {
+                counts.add("refusal reasons: none listed");
+            } else {
+                let tried: Vec<&SecurityContextConstraints> = world
+                    .usable(&service_account)
+                    .into_iter()
+                    .filter(|scc| pin.as_deref().is_none_or(|p| p == scc.name()))
+                    .collect();
+                let model = model_reasons(&tried, &request);
+                if model == openshift {
+                    counts.add("refusal reasons: the same");
+                } else {
+                    disagree(
+                        "the refusal reasons",
+                        format!(
+                            "OpenShift's refusal reasons are {openshift:?}, the model's {model:?}"
+                        ),
+                    );
+                }
+            }
         }
 
         if let Some((task, task_spec)) = &case.task {
@@ -1634,6 +1769,7 @@ async fn the_model_agrees_with_openshift_scc_admission_on_generated_cases() {
         ("preemption: Unsafe", 10),
         ("preemption: OnlyGenerated", 5),
         ("preemption: NoneAdmits", 100),
+        ("refusal reasons: the same", 300),
     ];
     let mut missing = Vec::new();
     for (key, min) in minimums {

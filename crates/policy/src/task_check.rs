@@ -447,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn the_privileged_seed_task_is_refused_with_the_capabilities_to_use_instead() {
+    fn a_privileged_build_task_is_refused_with_the_capabilities_to_use_instead() {
         let spec = task_spec(include_str!(
             "../tests/fixtures/build-and-push-v2.privileged.yaml"
         ));

@@ -463,6 +463,35 @@ fn by_policy<K: kube::Resource>(objects: &[K]) -> BTreeMap<&str, Vec<&K>> {
     groups
 }
 
+/// What is wrong unless `found`, the `kind`s labelled for `policy`, is
+/// exactly one object named `derived` in `namespace` (`None`: cluster-scoped)
+/// that does not differ from the rendered one (`drift`: the fields that do).
+fn exactly_one<K: kube::Resource>(
+    kind: &str,
+    policy: &str,
+    found: &[&K],
+    derived: &str,
+    namespace: Option<&str>,
+    drift: impl Fn(&K) -> Vec<&'static str>,
+) -> Option<String> {
+    let want = match namespace {
+        Some(ns) => format!("{ns}/{derived}"),
+        None => derived.to_owned(),
+    };
+    match found {
+        [object] if location(object.meta()) == want => {
+            let drift = drift(object);
+            (!drift.is_empty())
+                .then(|| format!("{kind} {want} differs from the rendered one in {drift:?}"))
+        }
+        other => Some(format!(
+            "policy {policy}: {} {kind}s labelled for it ({:?}), want exactly {want}",
+            other.len(),
+            other.iter().map(|o| location(o.meta())).collect::<Vec<_>>()
+        )),
+    }
+}
+
 fn location(meta: &ObjectMeta) -> String {
     match &meta.namespace {
         Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or_default()),
@@ -506,69 +535,31 @@ impl Audit {
             let desired = render(&Owner::of(policy), &policy.spec);
             let derived = owned_name(name);
 
-            let found = sccs.get(name).map(Vec::as_slice).unwrap_or_default();
-            match found {
-                [scc] if scc.name() == derived => {
-                    let drift = scc_drift(&desired.scc, scc);
-                    if !drift.is_empty() {
-                        problems.push(format!(
-                            "SCC {derived} differs from the rendered one in {drift:?}"
-                        ));
-                    }
-                }
-                other => problems.push(format!(
-                    "policy {name}: {} SCCs labelled for it ({:?}), want exactly {derived}",
-                    other.len(),
-                    other
-                        .iter()
-                        .map(|s| location(&s.metadata))
-                        .collect::<Vec<_>>()
-                )),
-            }
-            let found = roles.get(name).map(Vec::as_slice).unwrap_or_default();
-            match found {
-                [role]
-                    if role.metadata.namespace.as_ref() == Some(&member.namespace)
-                        && role.name_any() == derived =>
-                {
-                    let drift = role_drift(&desired.role, role);
-                    if !drift.is_empty() {
-                        problems.push(format!(
-                            "Role {} differs from the rendered one in {drift:?}",
-                            location(&role.metadata)
-                        ));
-                    }
-                }
-                other => problems.push(format!(
-                    "policy {name}: {} Roles labelled for it ({:?}), want exactly {}/{derived}",
-                    other.len(),
-                    other
-                        .iter()
-                        .map(|r| location(&r.metadata))
-                        .collect::<Vec<_>>(),
-                    member.namespace
-                )),
-            }
-            let found = role_bindings
-                .get(name)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            match found {
-                [binding] if binding.metadata.namespace.as_ref() == Some(&member.namespace)
-                    && binding.name_any() == derived =>
-                {
-                    let drift = role_binding_drift(&desired.role_binding, binding);
-                    if !drift.is_empty() {
-                        problems.push(format!("RoleBinding {} differs from the rendered one in {drift:?}", location(&binding.metadata)));
-                    }
-                }
-                other => problems.push(format!(
-                    "policy {name}: {} RoleBindings labelled for it ({:?}), want exactly {}/{derived}",
-                    other.len(),
-                    other.iter().map(|b| location(&b.metadata)).collect::<Vec<_>>(),
-                    member.namespace
-                )),
-            }
+            let ns = member.namespace.as_str();
+            problems.extend(exactly_one(
+                "SCC",
+                name,
+                &sccs.get(name).cloned().unwrap_or_default(),
+                &derived,
+                None,
+                |scc| scc_drift(&desired.scc, scc),
+            ));
+            problems.extend(exactly_one(
+                "Role",
+                name,
+                &roles.get(name).cloned().unwrap_or_default(),
+                &derived,
+                Some(ns),
+                |role| role_drift(&desired.role, role),
+            ));
+            problems.extend(exactly_one(
+                "RoleBinding",
+                name,
+                &role_bindings.get(name).cloned().unwrap_or_default(),
+                &derived,
+                Some(ns),
+                |binding| role_binding_drift(&desired.role_binding, binding),
+            ));
             let key = (member.namespace.clone(), member.task.clone());
             match tasks.get(&key) {
                 None => problems.push(format!("Task {}/{} does not exist", key.0, key.1)),

@@ -62,6 +62,23 @@ pub async fn create_task(client: &Client, ns: &str, name: &str) -> Task {
         .unwrap_or_else(|e| panic!("creating Task {ns}/{name}: {e}"))
 }
 
+/// The smallest scene a policy can be Ready in: the build service account
+/// `builder` and a Task `build` that runs Buildah, with `task_annotations`,
+/// in `ns`.
+pub async fn buildah_scene(client: &Client, ns: &str, task_annotations: serde_json::Value) {
+    create_service_account(client, ns, "builder").await;
+    let task: Task = serde_json::from_value(json!({
+        "apiVersion": "tekton.dev/v1", "kind": "Task",
+        "metadata": {"name": "build", "annotations": task_annotations},
+        "spec": {"steps": [{"name": "build", "image": "quay.io/buildah/stable", "script": "buildah bud ."}]}
+    }))
+    .expect("a Task");
+    Api::<Task>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &task)
+        .await
+        .unwrap_or_else(|e| panic!("creating Task {ns}/build: {e}"));
+}
+
 /// The ModelCar build's service account and Task in `ns`.
 pub async fn modelcar_scene(client: &Client, ns: &str) {
     create_service_account(client, ns, MODELCAR_SERVICE_ACCOUNT).await;
