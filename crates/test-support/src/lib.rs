@@ -53,6 +53,7 @@ pub mod private_cluster;
 pub mod process;
 pub mod prometheus;
 pub mod scc_admission;
+pub mod scc_generators;
 pub mod scene;
 pub mod schemas;
 pub mod tekton;
