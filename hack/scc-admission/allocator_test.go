@@ -194,8 +194,11 @@ func TestAllocatorAnnotatesNamespaces(t *testing.T) {
 	held.Annotations["other"] = "kept"
 	partial := bareNamespace("partial", "8")
 	partial.Annotations = map[string]string{securityv1.UIDRangeAnnotation: "1000030000/10000"}
+	// its own supplemental groups, no MCS label
+	partial2 := bareNamespace("partial-2", "9")
+	partial2.Annotations = map[string]string{securityv1.UIDRangeAnnotation: "1000070000/10000", securityv1.SupplementalGroupsAnnotation: "5000/1000"}
 	var initial []*corev1.Namespace
-	initial = append(initial, held, partial)
+	initial = append(initial, held, partial, partial2)
 	for i := 1; i <= 4; i++ {
 		initial = append(initial, bareNamespace(fmt.Sprintf("new-%d", i), fmt.Sprint(10+i)))
 	}
@@ -215,7 +218,7 @@ func TestAllocatorAnnotatesNamespaces(t *testing.T) {
 				return false
 			}
 		}
-		return len(namespaces) == 7
+		return len(namespaces) == 8
 	})
 
 	if got := namespaces["held"]; !reflect.DeepEqual(got.Annotations, held.Annotations) {
@@ -226,7 +229,12 @@ func TestAllocatorAnnotatesNamespaces(t *testing.T) {
 		t.Errorf("partial: %v", p.Annotations)
 	}
 
-	blocks := map[uint32]string{0: "held", 3: "partial"}
+	p2 := namespaces["partial-2"]
+	if p2.Annotations[securityv1.UIDRangeAnnotation] != "1000070000/10000" || p2.Annotations[securityv1.SupplementalGroupsAnnotation] != "5000/1000" || p2.Annotations[securityv1.MCSAnnotation] != "s0:c4,c1" {
+		t.Errorf("partial-2: %v", p2.Annotations)
+	}
+
+	blocks := map[uint32]string{0: "held", 3: "partial", 7: "partial-2"}
 	labels := map[string]string{}
 	var fresh []uint32
 	for _, name := range []string{"new-1", "new-2", "new-3", "new-4", "late"} {
@@ -271,8 +279,14 @@ func TestAllocatorAnnotatesNamespaces(t *testing.T) {
 		if meta["resourceVersion"] != ns.ResourceVersion {
 			t.Errorf("%s: patch is not conditional on resourceVersion %s: %v", ns.Name, ns.ResourceVersion, ps[0])
 		}
-		if _, ok := meta["annotations"].(map[string]any)[securityv1.UIDRangeAnnotation]; ok && ns.Name == "partial" {
-			t.Errorf("partial: its uid-range was patched: %v", ps[0])
+		patched := meta["annotations"].(map[string]any)
+		for key := range ns.Annotations {
+			if _, ok := patched[key]; ok {
+				t.Errorf("%s: its own %s was patched: %v", ns.Name, key, ps[0])
+			}
+		}
+		if len(patched)+len(ns.Annotations) != 3 {
+			t.Errorf("%s: patched %v", ns.Name, patched)
 		}
 	}
 }

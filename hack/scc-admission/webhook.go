@@ -287,7 +287,7 @@ func diff(ops []patchOp, path string, before any, hadBefore bool, after any, has
 	}
 	bm, bIsMap := before.(map[string]any)
 	am, aIsMap := after.(map[string]any)
-	if false && bIsMap && aIsMap {
+	if bIsMap && aIsMap {
 		keys := map[string]struct{}{}
 		for k := range bm {
 			keys[k] = struct{}{}
