@@ -11,7 +11,6 @@
 //!   SELinux level decide `restricted-v2`-like strategies)?
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use buildpolicy_api::conditions::reason;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
@@ -19,13 +18,14 @@ use buildpolicy_policy::admission::preemption::probe_requests;
 use buildpolicy_policy::admission::{NamespaceAllocation, Preemption, preemption};
 use buildpolicy_policy::rbac::{RoleKey, SccGrant, ServiceAccountUser, scc_use_in_namespace};
 use buildpolicy_policy::status::Advice;
-use buildpolicy_policy::task_check::{HOST_USERS_FIX, TaskReport, check_task_in};
+use buildpolicy_policy::task_check::{HOST_USERS_FIX, check_task_in};
 use kube::Api;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::caches::Caches;
 use crate::context::Context;
-use crate::error::{Context as _, Result};
+use crate::error::{Doing as _, Result};
+use crate::task_checks::fingerprint;
 
 /// The SCCs `who` may use through RBAC, read from the RBAC caches (no
 /// request: a resync of a converged cluster sends nothing).
@@ -118,52 +118,6 @@ pub fn preemption_advice(
     Advice::good(reason::SORTS_AFTER_DEFAULT, message)
 }
 
-/// What the SCC is, in a number: the Task check's answer depends on it.
-fn fingerprint(scc: &SecurityContextConstraints) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(scc)
-        .expect("an SCC serialises")
-        .hash(&mut hasher);
-    hasher.finish()
-}
-
-/// (namespace, Task).
-type TaskKey = (String, String);
-
-/// A Task check and what it was made from: the Task's resourceVersion and
-/// the SCC's fingerprint.
-type TaskCheck = (String, u64, TaskReport);
-
-/// The last Task check of each pinned Task.
-#[derive(Default)]
-pub struct TaskChecks(Mutex<HashMap<TaskKey, TaskCheck>>);
-
-impl TaskChecks {
-    fn get(&self, key: &TaskKey, version: &str, scc: u64) -> Option<TaskReport> {
-        let checks = self.0.lock().expect("task check cache lock");
-        checks
-            .get(key)
-            .filter(|(v, s, _)| v == version && *s == scc)
-            .map(|(_, _, report)| report.clone())
-    }
-
-    fn put(&self, key: TaskKey, version: String, scc: u64, report: TaskReport) {
-        self.0
-            .lock()
-            .expect("task check cache lock")
-            .insert(key, (version, scc, report));
-    }
-
-    /// Forgets the Tasks of a namespace and name no longer pinned.
-    pub fn forget(&self, namespace: &str, name: &str) {
-        self.0
-            .lock()
-            .expect("task check cache lock")
-            .remove(&(namespace.to_owned(), name.to_owned()));
-    }
-}
-
 /// The `TasksAdmissible` advice: each pinned Task checked against the SCC.
 /// `pinned_now` holds the Tasks this reconcile just pinned, as the server
 /// answered the pin: checked from there, they are not read again.
@@ -180,14 +134,7 @@ pub async fn tasks_advice(
     let ns = &policy.spec.namespace;
     let api: Api<Task> = Api::namespaced(ctx.client.clone(), ns);
     let allocation = allocation(&ctx.caches, ns);
-    // The answer depends on the SCC and on the namespace's allocation.
-    let scc_fingerprint = {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        fingerprint(scc).hash(&mut hasher);
-        format!("{allocation:?}").hash(&mut hasher);
-        hasher.finish()
-    };
+    let scc_fingerprint = fingerprint(scc, allocation.as_ref());
     let mut problems = Vec::new();
     let mut privileged_steps = Vec::new();
     let mut needs_host_users_false = false;

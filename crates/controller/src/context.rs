@@ -53,7 +53,7 @@ pub struct Context {
     /// The ceiling in force (it may change at run time).
     pub ceiling: tokio::sync::watch::Receiver<Ceiling>,
     /// The last `TasksAdmissible` check of each pinned Task.
-    pub(crate) task_checks: crate::analysis::TaskChecks,
+    pub(crate) task_checks: crate::task_checks::TaskChecks,
     /// What the reconciles in flight did, published as one Event each.
     pub(crate) journal: crate::events::Journal,
     /// Which reconciles are running, and since when (for `/healthz`).

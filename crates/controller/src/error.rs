@@ -85,11 +85,11 @@ impl Error {
 }
 
 /// Attaches what the controller was doing to a kube error.
-pub(crate) trait Context<T> {
+pub(crate) trait Doing<T> {
     fn doing(self, action: impl FnOnce() -> String) -> Result<T>;
 }
 
-impl<T> Context<T> for std::result::Result<T, kube::Error> {
+impl<T> Doing<T> for std::result::Result<T, kube::Error> {
     fn doing(self, action: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| Error::Kube {
             action: action(),

@@ -12,6 +12,7 @@ pub mod health;
 pub mod metrics;
 mod reconcile;
 mod status;
+mod task_checks;
 
 pub use context::Config;
 pub use controller::{Handle, build};

@@ -34,7 +34,7 @@ use tracing::{info, instrument, warn};
 use crate::analysis;
 use crate::caches::Caches;
 use crate::context::Context;
-use crate::error::{Context as _, Error, Result};
+use crate::error::{Doing as _, Error, Result};
 use crate::events;
 use crate::status;
 

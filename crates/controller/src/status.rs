@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::error::{Context as _, Result};
+use crate::error::{Doing as _, Result};
 use crate::events;
 
 /// The status for `obs`, keeping `lastTransitionTime` of conditions whose

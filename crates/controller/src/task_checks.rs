@@ -1,0 +1,120 @@
+//! The last `TasksAdmissible` check of each pinned Task, kept while the
+//! Task, the SCC and the namespace's allocation stay the same, so a resync
+//! reads no Task.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use buildpolicy_api::SecurityContextConstraints;
+use buildpolicy_policy::admission::NamespaceAllocation;
+use buildpolicy_policy::task_check::TaskReport;
+
+/// What the check is made from, in a number: the SCC, and the namespace's
+/// allocation (its UID range and SELinux level decide some strategies).
+pub(crate) fn fingerprint(
+    scc: &SecurityContextConstraints,
+    allocation: Option<&NamespaceAllocation>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(scc)
+        .expect("an SCC serialises")
+        .hash(&mut hasher);
+    format!("{allocation:?}").hash(&mut hasher);
+    hasher.finish()
+}
+
+/// (namespace, Task).
+pub(crate) type TaskKey = (String, String);
+
+/// A Task check and what it was made from: the Task's resourceVersion and
+/// the [`fingerprint`] of the SCC and the namespace's allocation.
+type TaskCheck = (String, u64, TaskReport);
+
+/// The last Task check of each pinned Task.
+#[derive(Default)]
+pub struct TaskChecks(Mutex<HashMap<TaskKey, TaskCheck>>);
+
+impl TaskChecks {
+    pub(crate) fn get(&self, key: &TaskKey, version: &str, scc: u64) -> Option<TaskReport> {
+        let checks = self.0.lock().expect("task check cache lock");
+        checks
+            .get(key)
+            .filter(|(v, s, _)| v == version && *s == scc)
+            .map(|(_, _, report)| report.clone())
+    }
+
+    pub(crate) fn put(&self, key: TaskKey, version: String, scc: u64, report: TaskReport) {
+        self.0
+            .lock()
+            .expect("task check cache lock")
+            .insert(key, (version, scc, report));
+    }
+
+    /// Forgets the Tasks of a namespace and name no longer pinned.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.0
+            .lock()
+            .expect("task check cache lock")
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn allocation(uids: &str) -> NamespaceAllocation {
+        let annotations: BTreeMap<String, String> = [
+            ("openshift.io/sa.scc.uid-range", uids),
+            ("openshift.io/sa.scc.supplemental-groups", uids),
+            ("openshift.io/sa.scc.mcs", "s0:c26,c5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        NamespaceAllocation::from_annotations(&annotations).expect("a valid allocation")
+    }
+
+    #[test]
+    fn a_check_stands_while_the_task_the_scc_and_the_allocation_stay_the_same() {
+        let scc: SecurityContextConstraints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "buildpolicy-build"},
+            "allowedCapabilities": ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"],
+        }))
+        .expect("an SCC");
+        let (a, b) = (
+            allocation("1000680000/10000"),
+            allocation("1000690000/10000"),
+        );
+        let here = fingerprint(&scc, Some(&a));
+        assert_ne!(
+            here,
+            fingerprint(&scc, Some(&b)),
+            "another namespace's allocation"
+        );
+        assert_ne!(here, fingerprint(&scc, None), "the allocation unknown");
+        let mut other = scc.clone();
+        other.allowed_capabilities = Some(vec!["SETUID".into()]);
+        assert_ne!(here, fingerprint(&other, Some(&a)), "another SCC");
+
+        let checks = TaskChecks::default();
+        let key = ("ns".to_owned(), "build".to_owned());
+        let report = TaskReport {
+            task: "build".into(),
+            ..TaskReport::default()
+        };
+        checks.put(key.clone(), "7".into(), here, report.clone());
+        assert_eq!(checks.get(&key, "7", here), Some(report));
+        assert_eq!(checks.get(&key, "8", here), None, "the Task changed");
+        assert_eq!(
+            checks.get(&key, "7", fingerprint(&scc, Some(&b))),
+            None,
+            "the allocation changed"
+        );
+        checks.forget("ns", "build");
+        assert_eq!(checks.get(&key, "7", here), None, "forgotten");
+    }
+}
