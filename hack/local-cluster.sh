@@ -426,11 +426,19 @@ start_scc_admission() {
   local ca rules
   ca="$(base64 -w0 < "$pki/ca.crt")"
   rules='[{"apiGroups":[""],"apiVersions":["v1"],"operations":["CREATE","UPDATE"],"resources":["pods","pods/ephemeralcontainers"],"scope":"Namespaced"}]'
-  local kind path
+  local kind path hook defaulting
+  hook='{"name":"%s","clientConfig":{"url":"https://127.0.0.1:%s/%s","caBundle":"%s"},"rules":%s,"failurePolicy":"Fail","sideEffects":"None","admissionReviewVersions":["v1"],"timeoutSeconds":30}'
+  # SCCs are stored defaulted, as OpenShift's kube-apiserver stores them
+  # (sccdefaults.SetDefaults_SCC).
+  # shellcheck disable=SC2059
+  defaulting="$(printf "$hook" "scc-defaulting.${SCC_WEBHOOK#scc-admission.}" "$port" default-sccs "$ca" \
+    '[{"apiGroups":["security.openshift.io"],"apiVersions":["v1"],"operations":["CREATE","UPDATE"],"resources":["securitycontextconstraints"],"scope":"Cluster"}]')"
   for kind in MutatingWebhookConfiguration ValidatingWebhookConfiguration; do
     path=validate; [[ $kind == Mutating* ]] && path=mutate
-    printf '{"apiVersion":"admissionregistration.k8s.io/v1","kind":"%s","metadata":{"name":"%s"},"webhooks":[{"name":"%s","clientConfig":{"url":"https://127.0.0.1:%s/%s","caBundle":"%s"},"rules":%s,"failurePolicy":"Fail","sideEffects":"None","admissionReviewVersions":["v1"],"timeoutSeconds":30}]}' \
-      "$kind" "$SCC_WEBHOOK" "$SCC_WEBHOOK" "$port" "$path" "$ca" "$rules" |
+    # shellcheck disable=SC2059
+    printf '{"apiVersion":"admissionregistration.k8s.io/v1","kind":"%s","metadata":{"name":"%s"},"webhooks":[%s%s]}' \
+      "$kind" "$SCC_WEBHOOK" "$(printf "$hook" "$SCC_WEBHOOK" "$port" "$path" "$ca" "$rules")" \
+      "$([[ $kind == Mutating* ]] && echo ",$defaulting")" |
       kubectl_ apply --server-side --force-conflicts --field-manager=local-cluster -f - >/dev/null
   done
   log "scc-admission serving on 127.0.0.1:$port and registered in $((SECONDS - t0))s"

@@ -140,6 +140,14 @@ check_gitops_status_samples() {
   (cd hack/gitops-status && STATUS_SAMPLES="$ROOT/target/status-samples" go test -count=1 ./...)
 }
 
+# The local control plane's SCC admission webhook (hack/scc-admission): its
+# own code (rule matching against RBAC's, both authorization modes giving
+# byte-identical responses, the namespace allocator, pod conversion and
+# JSON patches, SCC defaulting), with fakes and no cluster.
+check_scc_admission() {
+  (cd hack/scc-admission && go vet ./... && go test -count=1 ./...)
+}
+
 start_control_plane() {
   if [[ -n "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
     echo "  BUILDPOLICY_TEST_KUBECONFIG=$BUILDPOLICY_TEST_KUBECONFIG: the tests use that cluster; nothing started"
@@ -233,6 +241,7 @@ timed "cargo fmt --all --check" check_fmt
 timed "cargo clippy -D warnings" check_clippy
 timed "generated files are up to date" check_generated
 timed "OLM bundle and catalog (hack/olm)" check_olm
+timed "SCC admission webhook's Go tests (hack/scc-admission)" check_scc_admission
 timed "start the local control plane" start_control_plane
 timed "cargo-nextest" ensure_nextest
 timed "test tools (promtool, prometheus, kubeconform)" install_test_tools

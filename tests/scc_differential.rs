@@ -16,7 +16,11 @@
 //! SCC rendered from a BuildPolicy in one of its isolation modes. They are
 //! granted to `builder` alone through a Role and RoleBinding in the batch
 //! namespace (never to groups or users: other tests share the cluster), and
-//! created as OpenShift stores SCCs (`as_stored`). Once the webhook's
+//! created as generated, without defaults: the local cluster defaults them
+//! with OpenShift's own code (`sccdefaults.SetDefaults_SCC`, served by
+//! `hack/scc-admission`), and the model's defaulting (`as_stored`) must give
+//! exactly what was stored; the model is then given the SCCs as written and
+//! defaults them itself. Once the webhook's
 //! informer holds them, the batch's pods are created with server-side
 //! dry-run, eight at a time: random pod and container securityContexts,
 //! host namespaces and ports, user namespaces, volumes of many types,
@@ -85,8 +89,6 @@
 //!   cannot be created), and SCCs whose strategies cannot be built (one such
 //!   SCC anywhere makes OpenShift refuse every unpinned pod in the cluster,
 //!   which would break every other test on the shared cluster);
-//! - SCC defaulting itself (`as_stored`): the local cluster has no SCC
-//!   defaulting admission, so the SCCs are created already defaulted;
 //! - requesting users who may use SCCs themselves (the admin,
 //!   system:masters), and Tasks' workspaces and StepActions (which
 //!   `check_task` reports as unchecked).
@@ -537,26 +539,52 @@ async fn decide(requester: &Client, ns: &str, pod: &Pod) -> Decision {
     }
 }
 
-/// Creates the batch's SCCs as stored, grants them to `builder` alone, and
-/// waits until RBAC answers and the webhook holds them. Returns them as the
-/// API server has them.
+/// Creates the batch's SCCs as generated (not defaulted: the server
+/// defaults them, as OpenShift does, and the model's defaulting must give
+/// the same), grants them to `builder` alone, and waits until RBAC answers
+/// and the webhook holds them. Returns them as written, undefaulted: the
+/// model defaults them itself wherever it compares.
 async fn install_sccs(
     admin: &Client,
     ns: &str,
     sccs: &[SecurityContextConstraints],
 ) -> Vec<SecurityContextConstraints> {
     let api = Api::<SecurityContextConstraints>::all(admin.clone());
-    let mut stored = Vec::new();
+    let mut written = Vec::new();
     for scc in sccs {
-        let mut scc = as_stored(scc);
+        let mut scc = scc.clone();
         scc.metadata.labels = Some(test_labels(ns));
-        stored.push(
-            api.create(&PostParams::default(), &scc)
-                .await
-                .unwrap_or_else(|e| panic!("creating SCC {}: {e}\n{scc:#?}", scc.name())),
+        let stored = api
+            .create(&PostParams::default(), &scc)
+            .await
+            .unwrap_or_else(|e| panic!("creating SCC {}: {e}\n{scc:#?}", scc.name()));
+        // The server defaults it as OpenShift does; the model must agree.
+        let without_metadata = |scc: &SecurityContextConstraints| {
+            let mut value = serde_json::to_value(scc).expect("an SCC serialises");
+            value.as_object_mut().expect("an object").remove("metadata");
+            value
+        };
+        let mut stored = without_metadata(&stored);
+        // The CRD's schema defaults `userNamespaceLevel` (OpenShift 4.19 and
+        // later), not SCC defaulting; the model reads its absence the same.
+        if scc.user_namespace_level.is_none()
+            && stored["userNamespaceLevel"] == json!("AllowHostLevel")
+        {
+            stored
+                .as_object_mut()
+                .expect("an object")
+                .remove("userNamespaceLevel");
+        }
+        assert_eq!(
+            without_metadata(&as_stored(&scc)),
+            stored,
+            "SCC {}: the model's defaulting (left) differs from OpenShift's (right), for\n{}",
+            scc.name(),
+            serde_json::to_string(&without_metadata(&scc)).unwrap_or_default()
         );
+        written.push(scc);
     }
-    let names: Vec<&str> = stored.iter().map(|s| s.name()).collect();
+    let names: Vec<&str> = written.iter().map(|s| s.name()).collect();
     let role: Role = serde_json::from_value(json!({
         "metadata": {"name": "use-batch-sccs"},
         "rules": [{
@@ -590,7 +618,7 @@ async fn install_sccs(
     )
     .await;
     webhook_holds_all(admin, &names).await;
-    stored
+    written
 }
 
 /// Runs batch `index`: sets it up, asks the webhook about every case,

@@ -4,8 +4,8 @@ package main
 // and their RBAC (hack/local-cluster/default-sccs), a custom SCC, RBAC grants
 // for a set of identities, annotated namespaces, and an in-process stand-in
 // for the API server's authorization endpoints (SubjectAccessReview and
-// SelfSubjectRulesReview, with impersonation) built from Kubernetes' own
-// RBAC authorizer, impersonation filter and registry code.
+// SelfSubjectRulesReview) built from Kubernetes' own RBAC authorizer and
+// registry code, with impersonation resolved as kube-apiserver resolves it.
 
 import (
 	"bufio"
@@ -55,7 +55,6 @@ import (
 	"k8s.io/kubernetes/pkg/registry/authorization/subjectaccessreview"
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac"
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
-	"k8s.io/utils/ptr"
 )
 
 const (
@@ -145,7 +144,7 @@ func buildSCC() *securityv1.SecurityContextConstraints {
 	return &securityv1.SecurityContextConstraints{
 		TypeMeta:                 metav1.TypeMeta{APIVersion: "security.openshift.io/v1", Kind: "SecurityContextConstraints"},
 		ObjectMeta:               metav1.ObjectMeta{Name: customSCC},
-		AllowPrivilegeEscalation: ptr.To(true),
+		AllowPrivilegeEscalation: ref(true),
 		AllowedCapabilities:      []corev1.Capability{"SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"},
 		RequiredDropCapabilities: []corev1.Capability{"KILL", "MKNOD"},
 		RunAsUser:                securityv1.RunAsUserStrategyOptions{Type: securityv1.RunAsUserStrategyRunAsAny},
@@ -643,3 +642,6 @@ func poll(t testing.TB, what string, cond func() bool) {
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
+
+// ref is a pointer to a copy of v.
+func ref[T any](v T) *T { return &v }

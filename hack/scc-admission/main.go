@@ -11,6 +11,7 @@
 //	POST /mutate       AdmissionReview (admission.k8s.io/v1): the plugin's Admit
 //	POST /validate     AdmissionReview (admission.k8s.io/v1): the plugin's Validate
 //	GET  /healthz      200 once the SCC and namespace informers have synced
+//	POST /default-sccs AdmissionReview for a SecurityContextConstraints: OpenShift's SCC defaulting (sccdefaults.SetDefaults_SCC)
 //	GET  /debug/sccs   the SCCs the informer holds: {"sccs":[{"name":..,"resourceVersion":..}]}
 //
 // See README.md.
@@ -194,6 +195,7 @@ func (w *webhook) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mutate", w.handler.serveMutate)
 	mux.HandleFunc("/validate", w.handler.serveValidate)
+	mux.HandleFunc("/default-sccs", serveDefaultSCC)
 	mux.HandleFunc("/debug/sccs", w.handler.serveSCCs)
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		for _, s := range w.synced {

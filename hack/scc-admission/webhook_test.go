@@ -33,7 +33,6 @@ import (
 	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/kubernetes/pkg/api/legacyscheme"
 	coreapi "k8s.io/kubernetes/pkg/apis/core"
-	"k8s.io/utils/ptr"
 )
 
 // ---------------------------------------------------------------- pods ----
@@ -51,7 +50,7 @@ func richPod() *corev1.Pod {
 			Labels:      map[string]string{"app": "web", "pod-template-hash": "abc"},
 			Annotations: map[string]string{"example.com/a": "1", "example.com/b~c": "2"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web",
-				UID: "6f1c2d9e-0000-4000-8000-000000000002", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
+				UID: "6f1c2d9e-0000-4000-8000-000000000002", Controller: ref(true), BlockOwnerDeletion: ref(true)}},
 			Finalizers: []string{"example.com/keep"},
 		},
 		Spec: corev1.PodSpec{
@@ -60,7 +59,7 @@ func richPod() *corev1.Pod {
 			NodeSelector:             map[string]string{"kubernetes.io/os": "linux"},
 			InitContainers: []corev1.Container{{
 				Name: "init", Image: "registry.example/init:1", Command: []string{"sh", "-c", "true"},
-				SecurityContext: &corev1.SecurityContext{RunAsNonRoot: ptr.To(true), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+				SecurityContext: &corev1.SecurityContext{RunAsNonRoot: ref(true), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 			}},
 			Containers: []corev1.Container{{
 				Name: "web", Image: "registry.example/web:1", Args: []string{"--port=8080"}, WorkingDir: "/srv",
@@ -76,31 +75,31 @@ func richPod() *corev1.Pod {
 				VolumeMounts:   []corev1.VolumeMount{{Name: "data", MountPath: "/data"}, {Name: "kube-api-access", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}}},
 				SecurityContext: &corev1.SecurityContext{
-					RunAsUser: ptr.To(int64(1000)), AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+					RunAsUser: ref(int64(1000)), AllowPrivilegeEscalation: ref(false), ReadOnlyRootFilesystem: ref(true),
 					Capabilities:   &corev1.Capabilities{Add: []corev1.Capability{"NET_BIND_SERVICE"}, Drop: []corev1.Capability{"ALL"}},
 					SELinuxOptions: &corev1.SELinuxOptions{Level: "s0:c5,c0"},
 					SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 				},
 			}},
 			SecurityContext: &corev1.PodSecurityContext{
-				FSGroup: ptr.To(int64(1000)), SupplementalGroups: []int64{1000, 2000},
+				FSGroup: ref(int64(1000)), SupplementalGroups: []int64{1000, 2000},
 				Sysctls: []corev1.Sysctl{{Name: "net.ipv4.ping_group_range", Value: "0 2147483647"}},
 			},
 			Volumes: []corev1.Volume{
-				{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("1Gi"))}}},
+				{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ref(resource.MustParse("1Gi"))}}},
 				{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To(int64(3607))}},
+					{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ref(int64(3607))}},
 					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
 				}}}},
 			},
-			Tolerations: []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To(int64(300))}},
+			Tolerations: []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ref(int64(300))}},
 			Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
 				Weight: 10, PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: "kubernetes.io/hostname", LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
 			}}}},
 			TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.ScheduleAnyway,
 				LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}},
 			HostAliases:    []corev1.HostAlias{{IP: "10.0.0.1", Hostnames: []string{"db"}}},
-			DNSConfig:      &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptr.To("2")}}},
+			DNSConfig:      &corev1.PodDNSConfig{Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: ref("2")}}},
 			ReadinessGates: []corev1.PodReadinessGate{{ConditionType: "example.com/ready"}},
 			Hostname:       "web-0", Subdomain: "web",
 		},
@@ -655,7 +654,7 @@ func podRequest(t testing.TB, uid, namespace string, raw []byte, requester user.
 		Operation:       op,
 		UserInfo:        authenticationv1.UserInfo{Username: requester.GetName(), UID: requester.GetUID(), Groups: requester.GetGroups(), Extra: extra},
 		Object:          runtime.RawExtension{Raw: raw},
-		DryRun:          ptr.To(false),
+		DryRun:          ref(false),
 	}
 }
 
@@ -668,13 +667,13 @@ func TestReviewBuildsAttributes(t *testing.T) {
 	p := &stubPlugin{handles: true, admit: func(a admission.Attributes) error {
 		pod := a.GetObject().(*coreapi.Pod)
 		pod.Annotations[securityv1.ValidatedSCCAnnotation] = "anyuid"
-		pod.Spec.Containers[0].SecurityContext.RunAsUser = ptr.To(int64(0))
+		pod.Spec.Containers[0].SecurityContext.RunAsUser = ref(int64(0))
 		return a.AddAnnotation("securitycontextconstraints.admission.openshift.io/reason", "because")
 	}}
 	h := stubHandler(t, p)
 	req := podRequest(t, "uid-1", nsA, raw, requester, admissionv1.Create)
 	req.SubResource = ""
-	req.DryRun = ptr.To(true)
+	req.DryRun = ref(true)
 	resp := h.review(context.Background(), req, true)
 	if !resp.Allowed || resp.Result != nil {
 		t.Fatalf("not allowed: %+v", resp)
@@ -902,7 +901,7 @@ func gridPod(namespace, sa, pin, variant string) *corev1.Pod {
 				VolumeMounts: []corev1.VolumeMount{{Name: "kube-api-access", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}},
 			}},
 			Volumes: []corev1.Volume{{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
-				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To(int64(3607))}},
+				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ref(int64(3607))}},
 				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
 			}}}}},
 		},
@@ -914,11 +913,11 @@ func gridPod(namespace, sa, pin, variant string) *corev1.Pod {
 	switch variant {
 	case "none":
 	case "runAsUser 0":
-		c.SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To(int64(0))}
+		c.SecurityContext = &corev1.SecurityContext{RunAsUser: ref(int64(0))}
 	case "SYS_ADMIN":
 		c.SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}}
 	case "privileged":
-		c.SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+		c.SecurityContext = &corev1.SecurityContext{Privileged: ref(true)}
 	case "hostNetwork":
 		pod.Spec.HostNetwork = true
 		c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
