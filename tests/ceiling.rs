@@ -7,17 +7,13 @@ use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_test_support::operator::Operator;
-use buildpolicy_test_support::scene::{buildah_scene, refused_as};
+use buildpolicy_test_support::scene::{buildah_scene, is_ready, refused_as};
 use buildpolicy_test_support::{unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Api, Client};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn ready(p: &BuildPolicy) -> bool {
-    p.condition("Ready").is_some_and(|c| c.status == "True")
-}
 
 /// Asserts that nothing at all is granted for the policy `name` in `ns`.
 async fn assert_nothing_granted(client: &Client, ns: &str, name: &str) {
@@ -128,7 +124,7 @@ async fn lowering_the_ceiling_on_a_running_operator_revokes_an_existing_grant() 
         ))
         .await;
         let policies: Api<BuildPolicy> = Api::all(client.clone());
-        wait_for(&policies, &name, TIMEOUT, ready).await;
+        wait_for(&policies, &name, TIMEOUT, is_ready).await;
 
         let mut lowered = Ceiling::default();
         lowered.allowed_capabilities.remove("SYS_ADMIN");
@@ -150,7 +146,7 @@ async fn lowering_the_ceiling_on_a_running_operator_revokes_an_existing_grant() 
         assert_nothing_granted(&client, &ns, &name).await;
 
         op.set_ceiling(Ceiling::default());
-        wait_for(&policies, &name, TIMEOUT, ready).await;
+        wait_for(&policies, &name, TIMEOUT, is_ready).await;
         op.delete_policies_and_stop().await;
     })
     .await;

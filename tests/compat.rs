@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use buildpolicy_api::conditions::{self, reason};
 use buildpolicy_api::keys::owned_name;
 use buildpolicy_api::{BuildPolicy, Isolation, SecurityContextConstraints, Task};
-use buildpolicy_test_support::exposition::metric_sum;
 use buildpolicy_test_support::matrix::{Feature, Row};
 use buildpolicy_test_support::private_cluster::PrivateCluster;
 use buildpolicy_test_support::process::OperatorProcess;
@@ -49,11 +48,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a converged SCC is watched for a write it should not get.
 const STEADY_STATE: Duration = Duration::from_secs(15);
-
-async fn counter(operator: &OperatorProcess, name: &str) -> u64 {
-    // Counters are whole numbers far below 2^53.
-    metric_sum(&operator.scrape().await, name, &[]).unwrap_or(0.0) as u64
-}
 
 /// Watches SCC `name` from `resource_version` for `window` and fails on any
 /// change: the operator must not rewrite an SCC that is as it wants it.
@@ -239,7 +233,9 @@ impl Compat {
         let scc = self.sccs.get(&host_scc).await.expect("the ModelCar SCC");
         let resource_version = scc.resource_version().expect("a resourceVersion");
         let operator = &self.operator;
-        let reconciles = counter(operator, "buildpolicy_reconciliations_total").await;
+        let reconciles = operator
+            .counter("buildpolicy_reconciliations_total", &[])
+            .await;
         self.policies
             .patch(
                 host,
@@ -254,7 +250,10 @@ impl Compat {
                 "the annotated policy to be reconciled",
                 STEADY_STATE,
                 || async {
-                    (counter(operator, "buildpolicy_reconciliations_total").await > reconciles)
+                    (operator
+                        .counter("buildpolicy_reconciliations_total", &[])
+                        .await
+                        > reconciles)
                         .then_some(())
                 },
             )
@@ -262,7 +261,9 @@ impl Compat {
         };
         tokio::join!(observed, reconciled);
         assert_eq!(
-            counter(operator, "buildpolicy_drift_corrections_total").await,
+            operator
+                .counter("buildpolicy_drift_corrections_total", &[])
+                .await,
             0,
             "nothing drifted, so nothing is repaired"
         );

@@ -12,7 +12,7 @@ use buildpolicy_api::scc::{
 use buildpolicy_api::{BuildPolicy, BuildPolicySpec, SecurityContextConstraints};
 use buildpolicy_test_support::scene::unused_scc;
 use buildpolicy_test_support::{
-    TempNamespace, client, client_with_token, eventually, test_labels, unique_name,
+    TempNamespace, client, client_with_token, eventually, strings, test_labels, unique_name,
     wait_for_deletion, with_temp_ns,
 };
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest, TokenRequestSpec};
@@ -32,10 +32,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 const BUILDAH_CAPABILITIES: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
 
-fn strings(values: &[&str]) -> Vec<String> {
-    values.iter().map(|&v| v.to_owned()).collect()
-}
-
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
@@ -52,8 +48,8 @@ async fn buildpolicy_and_scc_round_trip_in_a_temp_namespace() {
             BuildPolicySpec {
                 namespace: ns.clone(),
                 service_account_name: "model-build-sa".to_owned(),
-                capabilities: strings(&BUILDAH_CAPABILITIES),
-                tasks: strings(&["build-and-push-v2"]),
+                capabilities: strings(BUILDAH_CAPABILITIES),
+                tasks: strings(["build-and-push-v2"]),
                 isolation: Default::default(),
             },
         );
@@ -74,13 +70,13 @@ async fn buildpolicy_and_scc_round_trip_in_a_temp_namespace() {
         // only, never outranking the built-in SCCs.
         let sccs = Api::<SecurityContextConstraints>::all(client.clone());
         let mut scc = SecurityContextConstraints {
-            allowed_capabilities: Some(strings(&BUILDAH_CAPABILITIES)),
+            allowed_capabilities: Some(strings(BUILDAH_CAPABILITIES)),
             allow_privileged_container: false,
             allow_privilege_escalation: Some(true),
             users: Some(vec![]),
             groups: Some(vec![]),
             priority: None,
-            volumes: Some(strings(&[
+            volumes: Some(strings([
                 "configMap",
                 "downwardAPI",
                 "emptyDir",
@@ -113,7 +109,7 @@ async fn buildpolicy_and_scc_round_trip_in_a_temp_namespace() {
         let stored = sccs.get(&scc_name).await.expect("the SCC is stored");
         assert_eq!(
             stored.allowed_capabilities,
-            Some(strings(&BUILDAH_CAPABILITIES))
+            Some(strings(BUILDAH_CAPABILITIES))
         );
         assert!(!stored.allow_privileged_container);
         assert_eq!(stored.users, Some(vec![]));
@@ -194,8 +190,8 @@ async fn rbac_is_enforced_for_service_accounts() {
                     metadata: meta("pod-creator"),
                     rules: Some(vec![PolicyRule {
                         api_groups: Some(vec![String::new()]),
-                        resources: Some(strings(&["pods"])),
-                        verbs: strings(&["create"]),
+                        resources: Some(strings(["pods"])),
+                        verbs: strings(["create"]),
                         ..PolicyRule::default()
                     }]),
                 },
@@ -313,7 +309,7 @@ async fn default_sccs_are_installed() {
     assert!(!restricted.allow_privileged_container);
     assert_eq!(
         restricted.allowed_capabilities,
-        Some(strings(&["NET_BIND_SERVICE"]))
+        Some(strings(["NET_BIND_SERVICE"]))
     );
     assert_eq!(
         anyuid.priority,
@@ -382,8 +378,8 @@ async fn garbage_collection_deletes_the_scc_of_a_deleted_buildpolicy() {
             BuildPolicySpec {
                 namespace: ns.clone(),
                 service_account_name: "model-build-sa".to_owned(),
-                capabilities: strings(&BUILDAH_CAPABILITIES),
-                tasks: strings(&["build-and-push-v2"]),
+                capabilities: strings(BUILDAH_CAPABILITIES),
+                tasks: strings(["build-and-push-v2"]),
                 isolation: Default::default(),
             },
         );

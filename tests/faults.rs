@@ -43,16 +43,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A capability the policies never ask for, which the ceiling allows no one.
 const FOREIGN_CAPABILITY: &str = "NET_ADMIN";
 
-/// `buildpolicy_reconciliations_total`, every result added up.
-async fn reconciles(operator: &OperatorProcess) -> u64 {
-    counter(operator, "buildpolicy_reconciliations_total", &[]).await
-}
-
-async fn counter(operator: &OperatorProcess, name: &str, labels: &[(&str, &str)]) -> u64 {
-    // Counters are whole numbers far below 2^53.
-    metric_sum(&operator.scrape().await, name, labels).unwrap_or(0.0) as u64
-}
-
 fn secs(duration: Duration) -> String {
     format!("{:.2}s", duration.as_secs_f64())
 }
@@ -138,7 +128,7 @@ async fn operator_killed_while_200_policies_converge_recovers_without_orphans_or
     eprintln!(
         "SIGKILL: the restarted operator converged all {KILL_POLICIES} in {} ({} reconciles); {}",
         secs(converged),
-        reconciles(&second).await,
+        second.reconciles().await,
         audit.counts()
     );
     let problems = audit.converged_problems();
@@ -239,7 +229,7 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
     let before = unique_name("before");
     create_policy(&client, &modelcar_policy(&scope, &before, &ns)).await;
     wait_for(&policies, &before, TIMEOUT, is_ready).await;
-    let reconciles_before = reconciles(&operator).await;
+    let reconciles_before = operator.reconciles().await;
 
     let outage = cluster.restart().await;
     let restarted = Instant::now();
@@ -433,7 +423,7 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
     eprintln!(
         "restart: {} reconciles before the restart, {} after the drift repairs",
         reconciles_before,
-        reconciles(&operator).await
+        operator.reconciles().await
     );
     delete_scope_policies(&client, &scope, TIMEOUT).await;
 }
@@ -768,7 +758,7 @@ async fn settled_reconciles(
     since: Instant,
     budget: Duration,
 ) -> (u64, Instant) {
-    let last = std::sync::Mutex::new((reconciles(operator).await, Instant::now()));
+    let last = std::sync::Mutex::new((operator.reconciles().await, Instant::now()));
     eventually(
         &format!(
             "the operator's reconcile count to stay unchanged for {QUIET:?}, from at most \
@@ -776,7 +766,7 @@ async fn settled_reconciles(
         ),
         budget + QUIET + Duration::from_secs(1),
         || async {
-            let now = reconciles(operator).await;
+            let now = operator.reconciles().await;
             let mut last = last.lock().expect("not poisoned");
             if now != last.0 {
                 *last = (now, Instant::now());
@@ -818,9 +808,7 @@ async fn operator_outlasts_a_conflicting_writer_without_hot_looping() {
 
         let (baseline, _) =
             settled_reconciles(&operator, "the policy was Ready", Instant::now(), TIMEOUT).await;
-        let repairs_before = counter(
-            &operator,
-            "buildpolicy_drift_corrections_total",
+        let repairs_before = operator.counter("buildpolicy_drift_corrections_total",
             &[("kind", "SecurityContextConstraints")],
         )
         .await;
@@ -856,7 +844,7 @@ async fn operator_outlasts_a_conflicting_writer_without_hot_looping() {
             }
         }
         let stopped = Instant::now();
-        let during = reconciles(&operator).await - baseline;
+        let during = operator.reconciles().await - baseline;
 
         let scc = wait_for(&sccs, &scc_name, WIN_BUDGET, exactly_rendered).await;
         let won_after = stopped.elapsed();
@@ -866,9 +854,7 @@ async fn operator_outlasts_a_conflicting_writer_without_hot_looping() {
         let (settled, last_change) =
             settled_reconciles(&operator, "the writes stopped", stopped, SETTLE_BUDGET).await;
         let total = settled - baseline;
-        let repairs = counter(
-            &operator,
-            "buildpolicy_drift_corrections_total",
+        let repairs = operator.counter("buildpolicy_drift_corrections_total",
             &[("kind", "SecurityContextConstraints")],
         )
         .await
@@ -958,7 +944,7 @@ async fn deleting_500_policies_at_once_leaves_nothing_behind() {
         problems.len(),
         problems.join("\n")
     );
-    let reconciles_converged = reconciles(&operator).await;
+    let reconciles_converged = operator.reconciles().await;
 
     let started = Instant::now();
     fleet.delete_policies(&client).await;
@@ -966,7 +952,7 @@ async fn deleting_500_policies_at_once_leaves_nothing_behind() {
     fleet.wait_all_gone(&client, MASS_DELETE_BUDGET).await;
     let gone = started.elapsed();
     let audit = fleet.audit(&client).await;
-    let revoked = counter(&operator, "buildpolicy_revocations_total", &[]).await;
+    let revoked = operator.counter("buildpolicy_revocations_total", &[]).await;
     eprintln!(
         "mass delete: one delete request for {MASS_POLICIES} policies took {}; all were revoked \
          and gone {} after it was sent ({:.0} policies/s; {} reconciles, {revoked} objects \
@@ -974,7 +960,7 @@ async fn deleting_500_policies_at_once_leaves_nothing_behind() {
         secs(requested),
         secs(gone),
         MASS_POLICIES as f64 / gone.as_secs_f64().max(0.001),
-        reconciles(&operator).await - reconciles_converged,
+        operator.reconciles().await - reconciles_converged,
         audit.counts()
     );
     let left = audit.leftovers();

@@ -28,8 +28,10 @@ const MODELCAR_TASKS: [&str; 4] = [
 const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The seed's ModelCar scene in `ns`: the build service account and four Tasks.
-async fn modelcar_scene(client: &Client, ns: &str) {
+/// The ModelCar scene in `ns` with all four of its Tasks (test-support's
+/// `modelcar_scene` has only the build Task): the build service account
+/// and `MODELCAR_TASKS`.
+async fn four_task_scene(client: &Client, ns: &str) {
     create_service_account(client, ns, "model-build-sa").await;
     for task in MODELCAR_TASKS {
         create_task(client, ns, task).await;
@@ -39,7 +41,7 @@ async fn modelcar_scene(client: &Client, ns: &str) {
 /// The ModelCar scene in `ns` with a converged policy pinning
 /// build-and-push-v2, and the operator that converged it.
 async fn converged_modelcar(client: &Client, ns: &str, prefix: &str) -> (Operator, String) {
-    modelcar_scene(client, ns).await;
+    four_task_scene(client, ns).await;
     let op = Operator::start(client, ns).await;
     let name = unique_name(prefix);
     op.create(&op.policy(
@@ -78,7 +80,7 @@ async fn patch_policy(client: &Client, name: &str, spec: serde_json::Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn modelcar_policy_grants_exactly_four_capabilities_to_one_service_account() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
+        four_task_scene(&client, &ns).await;
         let tasks: Api<Task> = Api::namespaced(client.clone(), &ns);
         let before: BTreeMap<String, Task> = tasks
             .list(&Default::default())
@@ -343,7 +345,7 @@ async fn moving_the_policy_to_another_namespace_and_service_account_revokes_the_
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_the_policy_leaves_no_scc_rbac_or_annotation() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
+        four_task_scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
         let name = unique_name("delete");
         op.create(&op.policy(
@@ -503,7 +505,7 @@ fn reconciles(op: &Operator) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn hand_edits_that_widen_the_scc_are_reverted() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
+        four_task_scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
         let name = unique_name("drift-scc");
         op.create(&op.policy(&name, &ns, "model-build-sa", &BUILDAH, &["build-and-push-v2"])).await;
@@ -545,7 +547,7 @@ async fn hand_edits_that_widen_the_scc_are_reverted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deleted_rolebinding_and_edited_role_are_restored() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
+        four_task_scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
         let name = unique_name("drift-rbac");
         op.create(&op.policy(&name, &ns, "model-build-sa", &BUILDAH, &["build-and-push-v2"])).await;
@@ -586,7 +588,7 @@ async fn deleted_rolebinding_and_edited_role_are_restored() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_stripped_of_its_policy_label_and_widened_is_repaired() {
     with_temp_ns(|client, ns| async move {
-        modelcar_scene(&client, &ns).await;
+        four_task_scene(&client, &ns).await;
         let op = Operator::start(&client, &ns).await;
         let name = unique_name("drift-hidden");
         op.create(&op.policy(&name, &ns, "model-build-sa", &BUILDAH, &["build-and-push-v2"])).await;

@@ -16,7 +16,7 @@ use buildpolicy_api::capability::KNOWN_CAPABILITIES;
 use buildpolicy_api::conditions::reason;
 use buildpolicy_policy::ceiling::DEFAULT_ALLOWED_CAPABILITIES;
 use buildpolicy_policy::{Ceiling, validate};
-use buildpolicy_test_support::{client, kubectl, unique_name};
+use buildpolicy_test_support::{client, kubectl, strings, unique_name};
 use kube::api::{ApiResource, DynamicObject, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -46,10 +46,6 @@ struct Case {
     /// Fragment of `validate`'s message, or of the deserialisation error
     /// when the policy cannot even be read (for rejected cases).
     offline_says: &'static str,
-}
-
-fn strings<I: IntoIterator<Item = S>, S: ToString>(items: I) -> Vec<String> {
-    items.into_iter().map(|s| s.to_string()).collect()
 }
 
 /// The ModelCar policy of the product brief, under a unique name, after `edit`.

@@ -40,6 +40,11 @@
 //! ```
 
 mod cluster;
+/// Owned strings of `items`, for the `Vec<String>` fields of API objects.
+pub fn strings<I: IntoIterator<Item = S>, S: ToString>(items: I) -> Vec<String> {
+    items.into_iter().map(|s| s.to_string()).collect()
+}
+
 /// How long the controller waits before it retries a failed reconcile.
 pub use buildpolicy_controller::ERROR_REQUEUE;
 pub mod exposition;

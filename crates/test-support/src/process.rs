@@ -521,6 +521,29 @@ impl OperatorProcess {
         }
     }
 
+    /// The sum of counter `name`'s series whose labels include `labels`
+    /// (0 when it has none yet).
+    ///
+    /// # Panics
+    ///
+    /// As [`OperatorProcess::scrape`].
+    pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let sum = crate::exposition::metric_sum(&self.scrape().await, name, labels);
+        // Counters are whole numbers far below 2^53.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let whole = sum.unwrap_or(0.0) as u64;
+        whole
+    }
+
+    /// `buildpolicy_reconciliations_total`, every result added up.
+    ///
+    /// # Panics
+    ///
+    /// As [`OperatorProcess::scrape`].
+    pub async fn reconciles(&self) -> u64 {
+        self.counter("buildpolicy_reconciliations_total", &[]).await
+    }
+
     /// Its exit status, if it has exited.
     pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {

@@ -18,6 +18,8 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
 
+use crate::strings;
+
 /// The build service account of every batch.
 pub const BUILDER: &str = "builder";
 
@@ -115,10 +117,6 @@ impl Gen {
         let max = max.min(items.len());
         self.draw(proptest::sample::subsequence(items.to_vec(), min..=max))
     }
-}
-
-pub fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
 }
 
 /// What the namespace allocator gave the batch namespace
@@ -315,17 +313,17 @@ pub fn wild_scc(g: &mut Gen, name: &str, alloc: &Allocation) -> SecurityContextC
 
     let allow_all = g.chance(0.1);
     scc.allowed_capabilities = if allow_all {
-        Some(strings(&["*"]))
+        Some(strings(["*"]))
     } else if g.chance(0.3) {
         None
     } else {
-        Some(strings(&g.some(&CAPABILITIES, 1, 4)))
+        Some(strings(g.some(&CAPABILITIES, 1, 4)))
     };
-    scc.default_add_capabilities = g.chance(0.3).then(|| strings(&g.some(&CAPABILITIES, 1, 2)));
+    scc.default_add_capabilities = g.chance(0.3).then(|| strings(g.some(&CAPABILITIES, 1, 2)));
     scc.required_drop_capabilities = match g.int(0..=2) {
         _ if allow_all => None,
         0 => None,
-        1 => Some(strings(&[g.pick(&["ALL", "ALL", "all"])])),
+        1 => Some(strings([g.pick(&["ALL", "ALL", "all"])])),
         _ => {
             let granted: Vec<&String> = scc
                 .allowed_capabilities
@@ -338,7 +336,7 @@ pub fn wild_scc(g: &mut Gen, name: &str, alloc: &Allocation) -> SecurityContextC
                 .copied()
                 .filter(|c| !granted.iter().any(|g| g.as_str() == *c))
                 .collect();
-            Some(strings(&g.some(&droppable, 1, 3)))
+            Some(strings(g.some(&droppable, 1, 3)))
         }
     };
 
@@ -380,20 +378,20 @@ pub fn wild_scc(g: &mut Gen, name: &str, alloc: &Allocation) -> SecurityContextC
     scc.supplemental_groups = group_strategy(g, alloc);
     scc.seccomp_profiles = g.pick(&[
         None,
-        Some(strings(&["runtime/default"])),
-        Some(strings(&["*"])),
-        Some(strings(&["runtime/default", "unconfined"])),
-        Some(strings(&["localhost/profile.json"])),
-        Some(strings(&["unconfined"])),
-        Some(strings(&["localhost/profile.json", "runtime/default"])),
-        Some(strings(&["docker/default"])),
+        Some(strings(["runtime/default"])),
+        Some(strings(["*"])),
+        Some(strings(["runtime/default", "unconfined"])),
+        Some(strings(["localhost/profile.json"])),
+        Some(strings(["unconfined"])),
+        Some(strings(["localhost/profile.json", "runtime/default"])),
+        Some(strings(["docker/default"])),
     ]);
     scc.volumes = match g.int(0..=7) {
         0 => None,
-        1 => Some(strings(&["*"])),
+        1 => Some(strings(["*"])),
         2 => Some(Vec::new()),
-        3 => Some(strings(&g.some(&VOLUME_TYPES, 1, 4))),
-        _ => Some(strings(&g.some(&VOLUME_TYPES, 6, 11))),
+        3 => Some(strings(g.some(&VOLUME_TYPES, 1, 4))),
+        _ => Some(strings(g.some(&VOLUME_TYPES, 6, 11))),
     };
     scc.user_namespace_level = g
         .pick(&[
