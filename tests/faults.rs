@@ -444,6 +444,23 @@ async fn probe(operator: &OperatorProcess, path: &str) -> Option<(u16, String)> 
     operator.get(path).await.ok().map(|r| (r.status, r.body))
 }
 
+/// Polls `path` until it answers `status`, for at most `timeout`; its body.
+async fn probe_until(
+    operator: &OperatorProcess,
+    path: &str,
+    status: u16,
+    what: &str,
+    timeout: Duration,
+) -> String {
+    eventually(what, timeout, || async {
+        probe(operator, path)
+            .await
+            .filter(|(answered, _)| *answered == status)
+            .map(|(_, body)| body)
+    })
+    .await
+}
+
 /// The real binary's probes mean what the Deployment's kubelet acts on:
 /// - `/healthz` (liveness) fails, naming the policy, while a reconcile is
 ///   stuck: the API server hangs (SIGSTOP) just as a new ceiling, read from
@@ -498,20 +515,18 @@ async fn probes_fail_while_a_reconcile_is_stuck_or_a_watch_fails() {
         .collect();
     ceiling(&without_sys_admin);
     let paused = Instant::now();
-    let (status, body) = eventually(
+    let body = probe_until(
+        &operator,
+        "/healthz",
+        500,
         "/healthz to fail while the revoking reconcile hangs",
         TIMEOUT,
-        || async {
-            probe(&operator, "/healthz")
-                .await
-                .filter(|(status, _)| *status == 500)
-        },
     )
     .await;
     let failed_after = paused.elapsed();
     assert!(
         body.contains(&format!("of BuildPolicy {name}")),
-        "/healthz names the stuck reconcile's policy: {status} {body:?}"
+        "/healthz names the stuck reconcile's policy: {body:?}"
     );
     assert!(
         failed_after >= MAX_RECONCILE,
@@ -523,14 +538,12 @@ async fn probes_fail_while_a_reconcile_is_stuck_or_a_watch_fails() {
         "a hung server breaks no watch"
     );
     cluster.resume_api_server().await;
-    eventually(
+    probe_until(
+        &operator,
+        "/healthz",
+        200,
         "/healthz to be fine once the server answers",
         TIMEOUT,
-        || async {
-            probe(&operator, "/healthz")
-                .await
-                .filter(|(status, _)| *status == 200)
-        },
     )
     .await;
     wait_for(
@@ -552,14 +565,12 @@ async fn probes_fail_while_a_reconcile_is_stuck_or_a_watch_fails() {
     );
     let stopped = Instant::now();
     cluster.stop_api_server().await;
-    let (_, body) = eventually(
+    let body = probe_until(
+        &operator,
+        "/readyz",
+        503,
         "/readyz to fail while the API server is gone",
         TIMEOUT,
-        || async {
-            probe(&operator, "/readyz")
-                .await
-                .filter(|(status, _)| *status == 503)
-        },
     )
     .await;
     let unready_after = stopped.elapsed();

@@ -45,6 +45,17 @@ func (h *handler) serveMutate(w http.ResponseWriter, r *http.Request)   { h.serv
 func (h *handler) serveValidate(w http.ResponseWriter, r *http.Request) { h.serve(w, r, false) }
 
 func (h *handler) serve(w http.ResponseWriter, r *http.Request, mutate bool) {
+	// The API server gives a webhook at most 30 s; the plugin itself waits up
+	// to 10 s for its caches and for the namespace's annotations.
+	serveReview(w, r, 25*time.Second, func(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		return h.review(ctx, req, mutate)
+	})
+}
+
+// serveReview reads an admission.k8s.io/v1 AdmissionReview, answers its
+// request with `answer` (given at most `timeout`) and writes the review
+// back with the request's UID.
+func serveReview(w http.ResponseWriter, r *http.Request, timeout time.Duration, answer func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST an admission.k8s.io/v1 AdmissionReview", http.StatusMethodNotAllowed)
 		return
@@ -59,11 +70,9 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, mutate bool) {
 		http.Error(w, fmt.Sprintf("not an AdmissionReview with a request: %v", err), http.StatusBadRequest)
 		return
 	}
-	// The API server gives a webhook at most 30 s; the plugin itself waits up
-	// to 10 s for its caches and for the namespace's annotations.
-	ctx, cancel := context.WithTimeout(r.Context(), 25*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	response := h.review(ctx, review.Request, mutate)
+	response := answer(ctx, review.Request)
 	response.UID = review.Request.UID
 	out, err := json.Marshal(admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
