@@ -59,24 +59,93 @@ impl Journal {
     }
 }
 
-/// Notes what the reconcile of `policy` did; published by [`flush`].
-pub fn record(
-    ctx: &Context,
-    policy: &BuildPolicy,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    text: String,
-) {
-    ctx.journal.push(
-        &policy.name_any(),
-        Note {
+/// One thing a reconcile did that the pipeline owner hears of. `kind` is
+/// the kind of object concerned (`SecurityContextConstraints`, `Role`,
+/// `RoleBinding`, `Task` for a pin, ...), as the metrics label it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// An object created, or brought to what the policy asks, for the grant.
+    Granted { kind: String, text: String },
+    /// A hand edit of a granted object undone (counted as a drift
+    /// correction).
+    Repaired { kind: String, text: String },
+    /// Part of a grant withdrawn (counted as a revocation).
+    Revoked { kind: String, text: String },
+    /// Admission refused the pod of a pinned Task's run.
+    BuildRefused { reason: String, text: String },
+    /// `Ready` changed.
+    ReadyChanged {
+        ready: bool,
+        reason: String,
+        text: String,
+    },
+}
+
+impl Outcome {
+    /// The Event note this outcome becomes: its type, reason and action.
+    fn note(self) -> Note {
+        let note = |type_, reason: &str, action: String, text| Note {
             type_,
             reason: reason.to_owned(),
-            action: action.to_owned(),
+            action,
             text,
-        },
-    );
+        };
+        match self {
+            Self::Granted { kind, text } => match kind.as_str() {
+                "SecurityContextConstraints" => {
+                    note(EventType::Normal, "SCCApplied", "CreateSCC".into(), text)
+                }
+                "Task" => note(EventType::Normal, "TaskPinned", "PinTask".into(), text),
+                _ => note(
+                    EventType::Normal,
+                    "RBACApplied",
+                    format!("Create{kind}"),
+                    text,
+                ),
+            },
+            Self::Repaired { kind, text } => {
+                let action = match kind.as_str() {
+                    "SecurityContextConstraints" => "RepairSCC".to_owned(),
+                    "Task" => "RepairPin".to_owned(),
+                    _ => format!("Repair{kind}"),
+                };
+                note(EventType::Warning, "DriftCorrected", action, text)
+            }
+            Self::Revoked { kind, text } => {
+                let action = match kind.as_str() {
+                    "Task" => "UnpinTask".to_owned(),
+                    _ => format!("Delete{kind}"),
+                };
+                note(EventType::Normal, "Revoked", action, text)
+            }
+            Self::BuildRefused { reason, text } => {
+                note(EventType::Warning, &reason, "ObserveBuild".into(), text)
+            }
+            Self::ReadyChanged {
+                ready,
+                reason,
+                text,
+            } => {
+                let type_ = if ready {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                };
+                note(type_, &reason, READY_ACTION.into(), text)
+            }
+        }
+    }
+}
+
+/// Notes what the reconcile of `policy` did, and counts repairs and
+/// revocations in the metrics; published as one Event by [`flush`].
+pub fn record(ctx: &Context, policy: &BuildPolicy, outcome: Outcome) {
+    match &outcome {
+        Outcome::Repaired { kind, .. } => ctx.metrics.drift_corrected(kind),
+        Outcome::Revoked { kind, .. } => ctx.metrics.revoked(kind),
+        _ => {}
+    }
+    ctx.journal.push(&policy.name_any(), outcome.note());
 }
 
 /// Publishes the notes of the reconcile of `policy` that just ended as one
@@ -147,6 +216,96 @@ mod tests {
             reason: reason.into(),
             action: action.into(),
             text: text.into(),
+        }
+    }
+
+    #[test]
+    fn each_outcome_has_its_type_reason_and_action() {
+        let text = || "t".to_owned();
+        let kind = |k: &str| k.to_owned();
+        let cases = [
+            (
+                Outcome::Granted {
+                    kind: kind("SecurityContextConstraints"),
+                    text: text(),
+                },
+                note(EventType::Normal, "SCCApplied", "CreateSCC", "t"),
+            ),
+            (
+                Outcome::Granted {
+                    kind: kind("RoleBinding"),
+                    text: text(),
+                },
+                note(EventType::Normal, "RBACApplied", "CreateRoleBinding", "t"),
+            ),
+            (
+                Outcome::Granted {
+                    kind: kind("Task"),
+                    text: text(),
+                },
+                note(EventType::Normal, "TaskPinned", "PinTask", "t"),
+            ),
+            (
+                Outcome::Repaired {
+                    kind: kind("SecurityContextConstraints"),
+                    text: text(),
+                },
+                note(EventType::Warning, "DriftCorrected", "RepairSCC", "t"),
+            ),
+            (
+                Outcome::Repaired {
+                    kind: kind("Role"),
+                    text: text(),
+                },
+                note(EventType::Warning, "DriftCorrected", "RepairRole", "t"),
+            ),
+            (
+                Outcome::Repaired {
+                    kind: kind("Task"),
+                    text: text(),
+                },
+                note(EventType::Warning, "DriftCorrected", "RepairPin", "t"),
+            ),
+            (
+                Outcome::Revoked {
+                    kind: kind("Role"),
+                    text: text(),
+                },
+                note(EventType::Normal, "Revoked", "DeleteRole", "t"),
+            ),
+            (
+                Outcome::Revoked {
+                    kind: kind("Task"),
+                    text: text(),
+                },
+                note(EventType::Normal, "Revoked", "UnpinTask", "t"),
+            ),
+            (
+                Outcome::BuildRefused {
+                    reason: "PodRefused".into(),
+                    text: text(),
+                },
+                note(EventType::Warning, "PodRefused", "ObserveBuild", "t"),
+            ),
+            (
+                Outcome::ReadyChanged {
+                    ready: true,
+                    reason: "Granted".into(),
+                    text: text(),
+                },
+                note(EventType::Normal, "Granted", READY_ACTION, "t"),
+            ),
+            (
+                Outcome::ReadyChanged {
+                    ready: false,
+                    reason: "TaskNotFound".into(),
+                    text: text(),
+                },
+                note(EventType::Warning, "TaskNotFound", READY_ACTION, "t"),
+            ),
+        ];
+        for (outcome, want) in cases {
+            assert_eq!(outcome.clone().note(), want, "{outcome:?}");
         }
     }
 

@@ -25,7 +25,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -35,7 +34,7 @@ use crate::analysis;
 use crate::caches::Caches;
 use crate::context::Context;
 use crate::error::{Doing as _, Error, Result};
-use crate::events;
+use crate::events::{self, Outcome};
 use crate::status;
 
 /// Entry point for the kube-runtime `Controller`.
@@ -276,38 +275,34 @@ async fn apply_scc(
     api.patch(desired.name(), &apply_params(), &Patch::Apply(&fitted.body))
         .await
         .doing(|| format!("applying SecurityContextConstraints {}", desired.name()))?;
-    if live.is_some() {
-        ctx.metrics.drift_corrected("SecurityContextConstraints");
-        events::record(
-            ctx,
-            policy,
-            EventType::Warning,
-            "DriftCorrected",
-            "RepairSCC",
-            format!(
-                "SecurityContextConstraints {} was changed by hand ({}); restored",
-                desired.name(),
-                drift.join(", ")
-            ),
-        );
-    } else {
-        events::record(
-            ctx,
-            policy,
-            EventType::Normal,
-            "SCCApplied",
-            "CreateSCC",
-            format!(
-                "SecurityContextConstraints {} allows {}",
-                desired.name(),
-                desired
-                    .allowed_capabilities
-                    .clone()
-                    .unwrap_or_default()
-                    .join(", ")
-            ),
-        );
-    }
+    let kind = "SecurityContextConstraints".to_owned();
+    events::record(
+        ctx,
+        policy,
+        if live.is_some() {
+            Outcome::Repaired {
+                kind,
+                text: format!(
+                    "SecurityContextConstraints {} was changed by hand ({}); restored",
+                    desired.name(),
+                    drift.join(", ")
+                ),
+            }
+        } else {
+            Outcome::Granted {
+                kind,
+                text: format!(
+                    "SecurityContextConstraints {} allows {}",
+                    desired.name(),
+                    desired
+                        .allowed_capabilities
+                        .clone()
+                        .unwrap_or_default()
+                        .join(", ")
+                ),
+            }
+        },
+    );
     Ok(())
 }
 
@@ -377,35 +372,27 @@ async fn note_rbac_change(
     drift: Option<Vec<&str>>,
 ) {
     let ns = &policy.spec.namespace;
-    match drift {
-        Some(fields) => {
-            ctx.metrics.drift_corrected(kind);
-            events::record(
-                ctx,
-                policy,
-                EventType::Warning,
-                "DriftCorrected",
-                &format!("Repair{kind}"),
-                format!(
+    let kind = kind.to_owned();
+    events::record(
+        ctx,
+        policy,
+        match drift {
+            Some(fields) => Outcome::Repaired {
+                text: format!(
                     "{kind} {ns}/{name} was changed by hand ({}); restored",
                     fields.join(", ")
                 ),
-            );
-        }
-        None => {
-            events::record(
-                ctx,
-                policy,
-                EventType::Normal,
-                "RBACApplied",
-                &format!("Create{kind}"),
-                format!(
+                kind,
+            },
+            None => Outcome::Granted {
+                text: format!(
                     "{kind} {ns}/{name} lets only system:serviceaccount:{ns}:{} use the SCC",
                     policy.spec.service_account_name
                 ),
-            );
-        }
-    }
+                kind,
+            },
+        },
+    );
 }
 
 /// Who holds a Task that this policy wants to pin, if not this policy.
@@ -487,32 +474,28 @@ async fn pin_tasks(
             Ok(task) => {
                 obs.pinned_tasks.push(pin.name.clone());
                 pinned_now.insert(pin.name.clone(), task);
-                if was_ours && !mode_changed {
-                    ctx.metrics.drift_corrected("Task");
-                    events::record(
-                        ctx,
-                        policy,
-                        EventType::Warning,
-                        "DriftCorrected",
-                        "RepairPin",
-                        format!(
-                            "the pin on Task {}/{} was changed by hand; restored",
-                            pin.namespace, pin.name
-                        ),
-                    );
-                } else {
-                    events::record(
-                        ctx,
-                        policy,
-                        EventType::Normal,
-                        "TaskPinned",
-                        "PinTask",
-                        format!(
-                            "Task {}/{} pinned to SCC {}",
-                            pin.namespace, pin.name, obs.scc_name
-                        ),
-                    );
-                }
+                let kind = "Task".to_owned();
+                events::record(
+                    ctx,
+                    policy,
+                    if was_ours && !mode_changed {
+                        Outcome::Repaired {
+                            kind,
+                            text: format!(
+                                "the pin on Task {}/{} was changed by hand; restored",
+                                pin.namespace, pin.name
+                            ),
+                        }
+                    } else {
+                        Outcome::Granted {
+                            kind,
+                            text: format!(
+                                "Task {}/{} pinned to SCC {}",
+                                pin.namespace, pin.name, obs.scc_name
+                            ),
+                        }
+                    },
+                );
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 obs.missing_tasks.push(pin.name.clone())
@@ -750,7 +733,6 @@ where
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(()),
         Err(e) => return Err(e).doing(|| format!("deleting {kind} {name}")),
     }
-    ctx.metrics.revoked(&kind);
     let location = meta
         .namespace
         .as_ref()
@@ -759,10 +741,10 @@ where
     events::record(
         ctx,
         policy,
-        EventType::Normal,
-        "Revoked",
-        &format!("Delete{kind}"),
-        format!("{kind} {location} deleted"),
+        Outcome::Revoked {
+            text: format!("{kind} {location} deleted"),
+            kind: kind.to_string(),
+        },
     );
     Ok(())
 }
@@ -808,14 +790,13 @@ async fn unpin(policy: &BuildPolicy, ctx: &Context, namespace: &str, task: &str)
         .await
         .doing(|| format!("unpinning Task {namespace}/{task}"))?;
     }
-    ctx.metrics.revoked("Task");
     events::record(
         ctx,
         policy,
-        EventType::Normal,
-        "Revoked",
-        "UnpinTask",
-        format!("Task {namespace}/{task} no longer pinned to SCC {scc_name}"),
+        Outcome::Revoked {
+            kind: "Task".to_owned(),
+            text: format!("Task {namespace}/{task} no longer pinned to SCC {scc_name}"),
+        },
     );
     Ok(())
 }

@@ -8,12 +8,11 @@ use buildpolicy_policy::status::{Observation, conditions as derive_conditions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::error::{Doing as _, Result};
-use crate::events;
+use crate::events::{self, Outcome};
 
 /// The status for `obs`, keeping `lastTransitionTime` of conditions whose
 /// status did not change.
@@ -95,10 +94,10 @@ pub async fn write(policy: &BuildPolicy, ctx: &Context, obs: &Observation) -> Re
         events::record(
             ctx,
             policy,
-            EventType::Warning,
-            &refused.reason,
-            "ObserveBuild",
-            refused.message.clone(),
+            Outcome::BuildRefused {
+                reason: refused.reason.clone(),
+                text: refused.message.clone(),
+            },
         );
     }
 
@@ -106,18 +105,14 @@ pub async fn write(policy: &BuildPolicy, ctx: &Context, obs: &Observation) -> Re
     if let Some(ready) = ready
         && before.map(|b| (&b.status, &b.reason)) != Some((&ready.status, &ready.reason))
     {
-        let type_ = if ready.status == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
         events::record(
             ctx,
             policy,
-            type_,
-            &ready.reason,
-            events::READY_ACTION,
-            format!("Ready={}: {}", ready.status, ready.message),
+            Outcome::ReadyChanged {
+                ready: ready.status == "True",
+                reason: ready.reason.clone(),
+                text: format!("Ready={}: {}", ready.status, ready.message),
+            },
         );
     }
     Ok(())
