@@ -579,6 +579,7 @@ pub fn build(
         admission_bindings,
         synced: std::mem::take(&mut watches.synced),
     };
+    metrics.count_managed_objects_in(caches.clone());
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

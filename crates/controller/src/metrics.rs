@@ -17,7 +17,7 @@ pub struct Metrics {
     drift_corrections: IntCounterVec,
     revocations: IntCounterVec,
     policies: IntGaugeVec,
-    managed_objects: IntGaugeVec,
+    managed_objects: ManagedObjects,
     builds_refused: IntCounter,
     pub leader: IntGauge,
     ready_by_policy: Mutex<BTreeMap<String, bool>>,
@@ -82,14 +82,7 @@ impl Metrics {
             &["ready"],
         )
         .unwrap();
-        let managed_objects = IntGaugeVec::new(
-            Opts::new(
-                "buildpolicy_managed_objects",
-                "Objects the operator currently manages, by kind.",
-            ),
-            &["kind"],
-        )
-        .unwrap();
+        let managed_objects = ManagedObjects::new();
         let builds_refused = IntCounter::new(
             "buildpolicy_builds_refused_total",
             "TaskRuns of pinned Tasks that Tekton failed because admission refused their pod, seen while this replica led.",
@@ -188,10 +181,10 @@ impl Metrics {
         self.builds_refused.inc();
     }
 
-    pub fn set_managed_objects(&self, kind: &str, count: usize) {
-        self.managed_objects
-            .with_label_values(&[kind])
-            .set(count as i64);
+    /// From now on, `buildpolicy_managed_objects` counts the objects in
+    /// `caches` at each scrape (a new controller's caches replace the last).
+    pub fn count_managed_objects_in(&self, caches: crate::caches::Caches) {
+        *self.managed_objects.caches.lock().expect("not poisoned") = Some(caches);
     }
 
     /// The text exposition of every metric.
@@ -225,5 +218,65 @@ impl Drop for ReconcileTimer<'_> {
         self.metrics
             .reconcile_duration
             .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// `buildpolicy_managed_objects`, computed when scraped: the objects in the
+/// leader's caches that carry the policy label, by kind. Nothing is counted
+/// while reconciling, so a reconcile never scans the caches for it.
+#[derive(Clone)]
+struct ManagedObjects {
+    gauge: IntGaugeVec,
+    caches: std::sync::Arc<Mutex<Option<crate::caches::Caches>>>,
+}
+
+impl ManagedObjects {
+    fn new() -> Self {
+        Self {
+            gauge: IntGaugeVec::new(
+                Opts::new(
+                    "buildpolicy_managed_objects",
+                    "Objects the operator currently manages, by kind.",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+            caches: std::sync::Arc::default(),
+        }
+    }
+}
+
+impl prometheus::core::Collector for ManagedObjects {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use buildpolicy_api::keys::POLICY_LABEL;
+        use kube::ResourceExt;
+        let Some(caches) = self.caches.lock().expect("not poisoned").clone() else {
+            return Vec::new();
+        };
+        fn count<K: kube::Resource + Clone>(store: &kube::runtime::reflector::Store<K>) -> i64
+        where
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            let n = store
+                .state()
+                .iter()
+                .filter(|o| o.labels().contains_key(POLICY_LABEL))
+                .count();
+            i64::try_from(n).unwrap_or(i64::MAX)
+        }
+        // The RBAC caches hold everyone's Roles and RoleBindings.
+        for (kind, n) in [
+            ("SecurityContextConstraints", count(&caches.sccs)),
+            ("Role", count(&caches.roles)),
+            ("RoleBinding", count(&caches.role_bindings)),
+            ("Task", count(&caches.tasks)),
+        ] {
+            self.gauge.with_label_values(&[kind]).set(n);
+        }
+        self.gauge.collect()
     }
 }

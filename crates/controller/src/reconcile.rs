@@ -219,7 +219,6 @@ async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     revoke(policy, ctx, &keep).await?;
 
     status::write(policy, ctx, &obs).await?;
-    update_managed_object_metrics(ctx);
     if let Some(error) = rbac_error.or(confine_error) {
         return Err(error);
     }
@@ -805,7 +804,6 @@ async fn cleanup(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
     info!("policy deleted: revoking its grant");
     revoke(policy, ctx, &Keep::nothing()).await?;
     ctx.metrics.policy_ready(&policy.name_any(), None);
-    update_managed_object_metrics(ctx);
     Ok(Action::await_change())
 }
 
@@ -824,46 +822,4 @@ fn with_type<K: Resource<DynamicType = ()> + serde::Serialize>(object: &K) -> se
         map.insert("kind".into(), K::kind(&()).into());
     }
     value
-}
-
-fn update_managed_object_metrics(ctx: &Context) {
-    let managed =
-        |labels: &std::collections::BTreeMap<String, String>| labels.contains_key(POLICY_LABEL);
-    ctx.metrics.set_managed_objects(
-        "SecurityContextConstraints",
-        ctx.caches
-            .sccs
-            .state()
-            .iter()
-            .filter(|s| managed(s.labels()))
-            .count(),
-    );
-    // The RBAC caches hold everyone's Roles and RoleBindings.
-    ctx.metrics.set_managed_objects(
-        "Role",
-        ctx.caches
-            .roles
-            .state()
-            .iter()
-            .filter(|r| managed(r.labels()))
-            .count(),
-    );
-    ctx.metrics.set_managed_objects(
-        "RoleBinding",
-        ctx.caches
-            .role_bindings
-            .state()
-            .iter()
-            .filter(|b| managed(b.labels()))
-            .count(),
-    );
-    ctx.metrics.set_managed_objects(
-        "Task",
-        ctx.caches
-            .tasks
-            .state()
-            .iter()
-            .filter(|t| managed(t.labels()))
-            .count(),
-    );
 }
