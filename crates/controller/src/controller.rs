@@ -57,8 +57,27 @@ struct Watches {
 }
 
 impl Watches {
-    /// [`cached`] for a watch of every `K` in the cluster, filtered by
-    /// `config`, whose deletions are passed on.
+    /// [`cached`], with its synced flag kept for [`Caches::ready`].
+    fn cache<K, S>(
+        &mut self,
+        stream: S,
+        include_deleted: bool,
+        prune: fn(&mut K),
+    ) -> (
+        Store<K>,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static + use<K, S>,
+    )
+    where
+        K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+        S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    {
+        let (store, synced, stream) = cached(stream, include_deleted, prune, never, self);
+        self.synced.push(synced);
+        (store, stream)
+    }
+
+    /// [`Watches::cache`] of a watch of every `K` in the cluster, filtered
+    /// by `config`, whose deletions are passed on.
     fn all<K>(
         &mut self,
         config: watcher::Config,
@@ -77,9 +96,7 @@ impl Watches {
             + 'static,
     {
         let stream = watcher(Api::<K>::all(self.client.clone()), config);
-        let (store, synced, stream) = cached(stream, true, prune, never, self);
-        self.synced.push(synced);
-        (store, stream)
+        self.cache(stream, true, prune)
     }
 
     /// [`Watches::all`] when `served`; otherwise an empty cache that counts
@@ -524,12 +541,11 @@ pub fn build(
         synced: Vec::new(),
         health: Health::default(),
     };
-    let (policies_reader, policy_stream) = {
-        let stream = watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch);
-        let (store, synced, stream) = cached(stream, false, keep_all, never, &mut watches);
-        watches.synced.push(synced);
-        (store, stream)
-    };
+    let (policies_reader, policy_stream) = watches.cache(
+        watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch),
+        false,
+        keep_all,
+    );
     let everything = watcher::Config::default;
     let (sccs, scc_stream) = watches.all::<SecurityContextConstraints>(everything(), keep_all);
     let (roles, role_stream) = watches.all(everything(), prune_role);
@@ -542,15 +558,14 @@ pub fn build(
     let (scc_crd, scc_crd_stream) = cached_scc_crd(&mut watches);
     // Only TaskRuns of Tasks some policy pinned: Tekton copies the Task's
     // policy label onto them. Their deletions say nothing.
-    let (task_runs, task_run_stream) = {
-        let stream = watcher(
+    let (task_runs, task_run_stream) = watches.cache(
+        watcher(
             Api::<TaskRun>::all(client.clone()),
             everything().labels(POLICY_LABEL),
-        );
-        let (store, synced, stream) = cached(stream, false, prune_task_run, never, &mut watches);
-        watches.synced.push(synced);
-        (store, stream)
-    };
+        ),
+        false,
+        prune_task_run,
+    );
     // Confinement: the one ValidatingAdmissionPolicy and the bindings the
     // operator manages; nothing to watch where the server lacks the API.
     let served = config.admission_policies_served;

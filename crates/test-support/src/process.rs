@@ -527,12 +527,10 @@ impl OperatorProcess {
     /// # Panics
     ///
     /// As [`OperatorProcess::scrape`].
+    // Counters are whole numbers far below 2^53.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let sum = crate::exposition::metric_sum(&self.scrape().await, name, labels);
-        // Counters are whole numbers far below 2^53.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let whole = sum.unwrap_or(0.0) as u64;
-        whole
+        crate::exposition::metric_sum(&self.scrape().await, name, labels).unwrap_or(0.0) as u64
     }
 
     /// `buildpolicy_reconciliations_total`, every result added up.
