@@ -114,9 +114,9 @@ elif (( QUICK && ! RELEASE )); then
   # not change; the dev build is the one hack/test.sh has just built, where a
   # release build from scratch takes about 20 minutes on two cores. --quick's
   # timings are therefore not the benchmark's figures.
-  log "operator (cargo build -p buildpolicy-operator: the dev build, for --quick)"
-  cargo build -q -p buildpolicy-operator --bin buildpolicy-operator || die "cargo build failed"
-  OPERATOR="$ROOT/target/debug/buildpolicy-operator"
+  log "operator (hack/cargo-bins.sh: the dev build, for --quick)"
+  bin_dir="$(hack/cargo-bins.sh -q)" || die "cargo build failed"
+  OPERATOR="$bin_dir/buildpolicy-operator"
 else
   log "operator (cargo build --release -p buildpolicy-operator)"
   cargo build --release -q -p buildpolicy-operator --bin buildpolicy-operator || die "cargo build --release failed"

@@ -36,8 +36,7 @@ SA=model-build-sa
 SCC=buildpolicy-modelcar-build
 
 say "Build the operator"
-cargo build -q -p buildpolicy-operator
-OPERATOR="$ROOT/target/debug/buildpolicy-operator"
+OPERATOR="$(hack/cargo-bins.sh -q)/buildpolicy-operator"
 
 POLICIES=(modelcar-build modelcar-build-pod-userns modelcar-build-crio-userns)
 NAMESPACES=("$NS" "$NS-pod-userns" "$NS-crio-userns")

@@ -14,7 +14,9 @@ cd "$ROOT"
 KUBECTL="${KUBECTL:-$ROOT/target/local-cluster/bin/kubectl}"
 [[ -x "$KUBECTL" ]] || { echo "generate: $KUBECTL not found; run hack/local-cluster.sh build first" >&2; exit 1; }
 
-crd="$(cargo run -q -p buildpolicy-api --bin crdgen)"
+# One build of the workspace's binaries (hack/cargo-bins.sh says why).
+BIN_DIR="$(hack/cargo-bins.sh -q)"
+crd="$("$BIN_DIR/crdgen")"
 printf '%s' "$crd" > manifests/crds/buildpolicy.dev_buildpolicies.yaml
 printf '%s' "$crd" > config/crd/buildpolicy.dev_buildpolicies.yaml
 {
@@ -49,4 +51,4 @@ EOF
 } > config/prometheus/prometheus_rule.yaml
 "$KUBECTL" kustomize config/prometheus > /dev/null
 
-cargo run -q -p buildpolicy-api --bin crddoc > docs/api.md
+"$BIN_DIR/crddoc" > docs/api.md

@@ -117,7 +117,7 @@ check_generated() {
   untracked="$(git ls-files --others --exclude-standard -- manifests/ config/ docs/ bundle/ catalog/)"
   if ! git diff --exit-code --stat -- manifests/ config/ docs/ bundle/ catalog/ || [[ -n "$untracked" ]]; then
     [[ -z "$untracked" ]] || printf 'not committed: %s\n' $untracked
-    fail "generated files are out of date: run hack/generate.sh (it runs cargo run -q -p buildpolicy-api --bin crdgen) and commit the result"
+    fail "generated files are out of date: run hack/generate.sh (it builds and runs crdgen and crddoc) and commit the result"
   fi
   echo "  manifests/, config/, docs/, bundle/ and catalog/ match the sources"
 }
@@ -186,7 +186,7 @@ install_test_tools() {
 # it too, once per test process); built here, its build time is not counted
 # against the first test's timeout.
 build_operator_binary() {
-  cargo build -p buildpolicy-operator --bin buildpolicy-operator
+  BIN_DIR="$(hack/cargo-bins.sh)"
 }
 
 build_tests() {
@@ -266,10 +266,12 @@ if [[ -z "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
   section "Tekton after an API server restart (tests/tekton.rs, ignored in the parallel run)"
   set +e
   if (( USE_NEXTEST )); then
-    cargo nextest run -p buildpolicy-integration-tests --test tekton --run-ignored only 2>&1 |
+    # The binary the parallel run built: a `-p` selection would build kube
+    # and the controller again with other features (hack/cargo-bins.sh).
+    cargo nextest run --workspace -E 'binary_id(buildpolicy-integration-tests::tekton)' --run-ignored only 2>&1 |
       grep --line-buffered -v -x 'error: test run failed' | tee "$LOG_DIR/tekton-restart.log"
   else
-    cargo test -p buildpolicy-integration-tests --test tekton -- --ignored 2>&1 | tee "$LOG_DIR/tekton-restart.log"
+    cargo test --workspace --test tekton -- --ignored 2>&1 | tee "$LOG_DIR/tekton-restart.log"
   fi
   restart_status=${PIPESTATUS[0]}
   set -e
@@ -291,7 +293,7 @@ fi
 matrix_status=0
 if (( tests_status == 0 )) && [[ -z "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
   section "compatibility table (README.md against target/compat-matrix/)"
-  cargo run -q -p buildpolicy-test-support --bin compat-matrix -- --check README.md || matrix_status=$?
+  "$BIN_DIR/compat-matrix" --check README.md || matrix_status=$?
   (( matrix_status == 0 )) || printf '\nERROR: README.md'"'"'s compatibility table is not what the compat tests saw (above)\n' >&2
 fi
 

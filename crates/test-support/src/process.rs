@@ -72,8 +72,9 @@ const OPERATOR_ENV: &[&str] = &[
 static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// The path of a freshly built `buildpolicy-operator`: the first call in a
-/// process runs `cargo build -p buildpolicy-operator` in the workspace (a
-/// no-op when it is up to date) and later calls reuse its answer. It blocks:
+/// process runs `cargo build --workspace --bins` (a no-op when it is up to
+/// date; the same command as `hack/cargo-bins.sh`, so the same features and
+/// the same binary) and later calls reuse its answer. It blocks:
 /// from async code, call it through `spawn_blocking`, as
 /// [`OperatorBuilder::start`] does.
 ///
@@ -93,11 +94,11 @@ fn build_operator() -> Result<PathBuf, String> {
     // Cargo sets CARGO for the processes it runs (cargo test, nextest).
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let root = repo_root();
-    let command = format!("cargo build -p {PACKAGE} --bin {PACKAGE}");
+    let command = "cargo build --workspace --bins";
     let mut build = Command::new(&cargo);
     build
         .current_dir(&root)
-        .args(["build", "-p", PACKAGE, "--bin", PACKAGE])
+        .args(["build", "--workspace", "--bins"])
         .arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())
         .stderr(Stdio::inherit());

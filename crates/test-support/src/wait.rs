@@ -157,7 +157,11 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    // Real time, not tokio's paused clock: that needs tokio's `test-util`
+    // feature, and a dev-dependency feature builds tokio and everything above
+    // it (hyper, kube, the controller) a second time for the tests. The
+    // timeout test spends its one second.
+    #[tokio::test]
     async fn eventually_returns_the_first_value() {
         let calls = AtomicU32::new(0);
         let value = eventually("the third call", Duration::from_secs(5), || async {
@@ -168,7 +172,7 @@ mod tests {
         assert_eq!(value, 3);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     #[should_panic(expected = "timed out after 1s waiting for something that never happens")]
     async fn eventually_panics_with_what_it_waited_for() {
         eventually::<_, _, ()>(
