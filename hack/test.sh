@@ -35,6 +35,7 @@ mkdir -p "$LOG_DIR"
 TIMINGS=()
 STARTED_CLUSTER=0
 USE_NEXTEST=1
+NEEDS_FREE_GB=12
 
 section() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
@@ -232,10 +233,24 @@ check_alert_rules() {
   promtool test rules config/prometheus/rules_test.yaml
 }
 
+# disk_report WHEN: free space where target/ is, and target/'s size. A run
+# from a clean clone grows target/ by about TARGET_GROWTH; with less than
+# NEEDS_FREE_GB free it warns before the builds start.
+disk_report() {
+  local free_kb target_size
+  free_kb="$(df -Pk "$ROOT" | awk 'NR == 2 { print $4 }')"
+  target_size="$(du -sh target 2>/dev/null | cut -f1)"
+  printf '  disk %s: %s GiB free, target/ %s\n' "$1" "$((free_kb / 1024 / 1024))" "${target_size:-0}"
+  if [[ "$1" == "at the start" ]] && (( free_kb < NEEDS_FREE_GB * 1024 * 1024 )); then
+    printf '  WARNING: less than %s GiB free: a run from a clean clone may fill the disk (rustc then fails with "No space left on device")\n' "$NEEDS_FREE_GB" >&2
+  fi
+}
+
 # -------------------------------------------------------------- main ----
 
 started=$SECONDS
 timed "toolchain" check_toolchain
+disk_report "at the start"
 timed "build the local control plane" build_control_plane
 timed "cargo fmt --all --check" check_fmt
 timed "cargo clippy -D warnings" check_clippy
@@ -308,6 +323,9 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   printf '    (%ss)\n' "$((SECONDS - bench_t0))"
   (( bench_status == 0 )) || printf '\nERROR: the benchmark gate failed (hack/bench.sh --quick, above)\n' >&2
 fi
+
+section "disk"
+disk_report "at the end"
 
 # The tests' summary once more, so that it stays the last line.
 summary="$(sed -n '/^ *Summary \[/,$p' "$LOG_DIR/tests.log" 2>/dev/null)"
