@@ -10,7 +10,8 @@
 //!   step by step, in the policy's namespace (its allocated UID range and
 //!   SELinux level decide `restricted-v2`-like strategies)?
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use buildpolicy_api::conditions::reason;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
@@ -25,17 +26,21 @@ use kube::runtime::reflector::ObjectRef;
 use crate::caches::Caches;
 use crate::context::Context;
 use crate::error::{Doing as _, Result};
+use crate::index::Key;
 use crate::task_checks::fingerprint;
 
 /// The SCCs `who` may use through RBAC, read from the RBAC caches (no
-/// request: a resync of a converged cluster sends nothing).
+/// request: a resync of a converged cluster sends nothing): every
+/// ClusterRoleBinding, and the RoleBindings of `who`'s namespace only.
 fn rbac_grant(caches: &Caches, who: &ServiceAccountUser) -> SccGrant {
     let cluster_role_bindings = caches.cluster_role_bindings.state();
-    let role_bindings = caches.role_bindings.state();
+    let role_bindings = caches
+        .role_bindings
+        .under(&Key::Namespace(who.namespace.clone()));
     scc_use_in_namespace(
         who,
         cluster_role_bindings.iter().map(|b| b.as_ref()),
-        role_bindings.iter().map(|b| b.as_ref()),
+        role_bindings.iter().map(AsRef::as_ref),
         |key| match key {
             RoleKey::ClusterRole(name) => caches
                 .cluster_roles
@@ -56,6 +61,36 @@ fn may_use(who: &ServiceAccountUser, grant: &SccGrant, scc: &SecurityContextCons
     scc.users.iter().flatten().any(|u| *u == user)
         || scc.groups.iter().flatten().any(|g| groups.contains(g))
         || grant.allows(scc.name())
+}
+
+/// The SCCs other than `generated` that `who` may use: those that list it
+/// or one of its groups (from the SCC index), those its RBAC grant names, or
+/// every SCC when the grant names none (a rule without `resourceNames`).
+fn usable_sccs(
+    caches: &Caches,
+    who: &ServiceAccountUser,
+    grant: &SccGrant,
+    generated: &str,
+) -> Vec<Arc<SecurityContextConstraints>> {
+    let mut candidates: BTreeMap<String, Arc<SecurityContextConstraints>> = BTreeMap::new();
+    let mut add = |sccs: Vec<Arc<SecurityContextConstraints>>| {
+        for scc in sccs {
+            candidates.entry(scc.name().to_owned()).or_insert(scc);
+        }
+    };
+    match grant {
+        SccGrant::All => add(caches.sccs.state()),
+        SccGrant::Named(names) => add(names.iter().filter_map(|n| caches.scc(n)).collect()),
+        SccGrant::Nothing => {}
+    }
+    add(caches.sccs.under(&Key::User(who.user_name())));
+    for group in who.groups() {
+        add(caches.sccs.under(&Key::Group(group)));
+    }
+    candidates
+        .into_values()
+        .filter(|s| s.name() != generated && may_use(who, grant, s))
+        .collect()
 }
 
 /// The namespace's UID range, groups and MCS level, as the namespace
@@ -79,12 +114,8 @@ pub fn preemption_advice(
     let generated = live_generated.as_deref().unwrap_or(generated);
     let who = ServiceAccountUser::new(ns.as_str(), sa.as_str());
     let grant = rbac_grant(caches, &who);
-    let others = caches.sccs.state();
-    let usable: Vec<&SecurityContextConstraints> = others
-        .iter()
-        .map(|s| s.as_ref())
-        .filter(|s| s.name() != generated.name() && may_use(&who, &grant, s))
-        .collect();
+    let others = usable_sccs(caches, &who, &grant, generated.name());
+    let usable: Vec<&SecurityContextConstraints> = others.iter().map(AsRef::as_ref).collect();
     let subject = format!("{ns}/{sa}");
     let mut safe_message = None;
     let mut widened = None;

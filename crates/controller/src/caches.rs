@@ -17,31 +17,39 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use crate::index::{Indexed, Key};
+
 /// Read handles of every cache the controller keeps.
 #[derive(Clone)]
 pub struct Caches {
-    pub policies: Store<BuildPolicy>,
-    pub sccs: Store<SecurityContextConstraints>,
+    /// Indexed by the namespace each names.
+    pub policies: Indexed<BuildPolicy>,
+    /// Indexed by the users and groups each lists.
+    pub sccs: Indexed<SecurityContextConstraints>,
     /// Every Role and RoleBinding (the managed ones in full, the others
     /// reduced to what decides SCC `use`), and every ClusterRole and
-    /// ClusterRoleBinding likewise: who may use which SCC.
-    pub roles: Store<Role>,
-    pub role_bindings: Store<RoleBinding>,
-    pub cluster_roles: Store<ClusterRole>,
-    pub cluster_role_bindings: Store<ClusterRoleBinding>,
-    pub tasks: Store<PartialObjectMeta<Task>>,
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    /// ClusterRoleBinding likewise: who may use which SCC. The managed ones
+    /// are indexed by policy, RoleBindings by namespace too.
+    pub roles: Indexed<Role>,
+    pub role_bindings: Indexed<RoleBinding>,
+    pub cluster_roles: Indexed<ClusterRole>,
+    pub cluster_role_bindings: Indexed<ClusterRoleBinding>,
+    /// Indexed by their policy label.
+    pub tasks: Indexed<PartialObjectMeta<Task>>,
+    pub namespaces: Indexed<PartialObjectMeta<Namespace>>,
+    pub service_accounts: Indexed<PartialObjectMeta<ServiceAccount>>,
     /// The SCC CRD (only it, reduced to its versions' top-level field
     /// names): which SCC fields the cluster's OpenShift knows.
     pub scc_crd: Store<CustomResourceDefinition>,
     /// TaskRuns of pinned Tasks (Tekton copies the Task's policy label onto
-    /// them), reduced to their Task, pod and `Succeeded` condition.
-    pub task_runs: Store<TaskRun>,
+    /// them), reduced to their Task, pod and `Succeeded` condition; indexed
+    /// by that label.
+    pub task_runs: Indexed<TaskRun>,
     /// The confinement ValidatingAdmissionPolicy (by name) and the bindings
     /// the operator manages; empty where the server has no such API.
-    pub admission_policies: Store<ValidatingAdmissionPolicy>,
-    pub admission_bindings: Store<ValidatingAdmissionPolicyBinding>,
+    pub admission_policies: Indexed<ValidatingAdmissionPolicy>,
+    /// Indexed by policy.
+    pub admission_bindings: Indexed<ValidatingAdmissionPolicyBinding>,
     /// One flag per cache, true once it holds a full list (the SCC CRD's:
     /// or once it turned out unreadable).
     pub synced: Vec<tokio::sync::watch::Receiver<bool>>,
@@ -86,37 +94,39 @@ impl Caches {
 
     /// TaskRuns in `namespace` of Tasks that `policy` pinned.
     pub fn task_runs_of(&self, policy: &str, namespace: &str) -> Vec<Arc<TaskRun>> {
-        self.task_runs.state_filter(|r| {
-            r.metadata.namespace.as_deref() == Some(namespace)
-                && r.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
-        })
+        let mut runs = Self::labelled(&self.task_runs, policy);
+        runs.retain(|r| r.metadata.namespace.as_deref() == Some(namespace));
+        runs
     }
 
     pub fn policy(&self, name: &str) -> Option<Arc<BuildPolicy>> {
         self.policies.get(&ObjectRef::new(name))
     }
 
-    /// Objects in `store` labelled as belonging to `policy` (Tasks carry the
-    /// policy label only).
-    pub fn labelled<K>(store: &Store<K>, policy: &str) -> Vec<Arc<K>>
+    /// Objects in `cache` labelled as belonging to `policy` (Tasks and
+    /// TaskRuns carry the policy label only), from its index: the cache must
+    /// be indexed by [`crate::index::labelled_keys`].
+    pub fn labelled<K>(cache: &Indexed<K>, policy: &str) -> Vec<Arc<K>>
     where
-        K: Resource + Clone + 'static,
-        K::DynamicType: Eq + std::hash::Hash + Clone,
+        K: Resource<DynamicType = ()> + Clone + 'static,
     {
-        store.state_filter(|o| o.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy))
+        let mut objects = cache.under(&Key::Policy(policy.to_owned()));
+        objects.retain(|o| o.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy));
+        objects
     }
 
-    /// Objects in `store` the operator created for `policy`: the policy label
-    /// and the managed-by label (the RBAC caches hold everyone's objects).
-    pub fn managed<K>(store: &Store<K>, policy: &str) -> Vec<Arc<K>>
+    /// Objects in `cache` the operator created for `policy`: the policy label
+    /// and the managed-by label (the RBAC caches hold everyone's objects),
+    /// from its index: the cache must be indexed by
+    /// [`crate::index::managed_keys`] or [`crate::index::role_binding_keys`].
+    pub fn managed<K>(cache: &Indexed<K>, policy: &str) -> Vec<Arc<K>>
     where
-        K: Resource + Clone + 'static,
-        K::DynamicType: Eq + std::hash::Hash + Clone,
+        K: Resource<DynamicType = ()> + Clone + 'static,
     {
-        store.state_filter(|o| {
-            let labels = o.labels();
-            labels.get(POLICY_LABEL).map(String::as_str) == Some(policy)
-                && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        })
+        let mut objects = Self::labelled(cache, policy);
+        objects.retain(|o| {
+            o.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        });
+        objects
     }
 }

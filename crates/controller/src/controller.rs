@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::caches::Caches;
 use crate::context::{Config, Context};
 use crate::health::Health;
+use crate::index::{self, Indexed, Key, Keys, no_keys};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 
@@ -63,17 +64,18 @@ impl Watches {
         stream: S,
         include_deleted: bool,
         prune: fn(&mut K),
+        keys: Keys<K>,
     ) -> (
-        Store<K>,
+        Indexed<K>,
         impl Stream<Item = Result<K, watcher::Error>> + Send + 'static + use<K, S>,
     )
     where
         K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
         S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     {
-        let (store, synced, stream) = cached(stream, include_deleted, prune, never, self);
+        let (cache, synced, stream) = cached(stream, include_deleted, prune, keys, never, self);
         self.synced.push(synced);
-        (store, stream)
+        (cache, stream)
     }
 
     /// [`Watches::cache`] of a watch of every `K` in the cluster, filtered
@@ -82,8 +84,9 @@ impl Watches {
         &mut self,
         config: watcher::Config,
         prune: fn(&mut K),
+        keys: Keys<K>,
     ) -> (
-        Store<K>,
+        Indexed<K>,
         impl Stream<Item = Result<K, watcher::Error>> + Send + 'static + use<K>,
     )
     where
@@ -96,7 +99,7 @@ impl Watches {
             + 'static,
     {
         let stream = watcher(Api::<K>::all(self.client.clone()), config);
-        self.cache(stream, true, prune)
+        self.cache(stream, true, prune, keys)
     }
 
     /// [`Watches::all`] when `served`; otherwise an empty cache that counts
@@ -105,7 +108,8 @@ impl Watches {
         &mut self,
         served: bool,
         config: watcher::Config,
-    ) -> (Store<K>, BoxStream<'static, Result<K, watcher::Error>>)
+        keys: Keys<K>,
+    ) -> (Indexed<K>, BoxStream<'static, Result<K, watcher::Error>>)
     where
         K: Resource<DynamicType = ()>
             + Clone
@@ -116,11 +120,14 @@ impl Watches {
             + 'static,
     {
         if served {
-            let (store, stream) = self.all(config, keep_all);
-            (store, stream.boxed())
+            let (cache, stream) = self.all(config, keep_all, keys);
+            (cache, stream.boxed())
         } else {
             let (store, _writer) = reflector::store();
-            (store, futures::stream::pending().boxed())
+            (
+                Indexed::new(store, keys),
+                futures::stream::pending().boxed(),
+            )
         }
     }
 }
@@ -129,8 +136,9 @@ fn never(_: &watcher::Error) -> bool {
     false
 }
 
-/// A cache fed by its own task: the cache, a flag that turns true once the
-/// cache holds a full list, and the stream of objects that change in it.
+/// A cache fed by its own task: the cache with its index (by `keys`), a flag
+/// that turns true once the cache holds a full list, and the stream of
+/// objects that change in it.
 ///
 /// The watch runs apart from the controller so that the caches fill even
 /// while the controller applies backpressure (a reconcile waiting for the
@@ -143,10 +151,11 @@ fn cached<K, S>(
     stream: S,
     include_deleted: bool,
     prune: fn(&mut K),
+    keys: Keys<K>,
     tolerated: fn(&watcher::Error) -> bool,
     watches: &mut Watches,
 ) -> (
-    Store<K>,
+    Indexed<K>,
     tokio::sync::watch::Receiver<bool>,
     // The stream borrows nothing: `watches` is free again for the next cache.
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static + use<K, S>,
@@ -156,6 +165,8 @@ where
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 {
     let (reader, writer) = reflector::store();
+    let cache = Indexed::new(reader, keys);
+    let index = cache.clone();
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let (tx, rx) = mpsc::unbounded_channel();
     // managedFields and kubectl's last-applied copy are dropped: they are
@@ -180,8 +191,11 @@ where
     watches.tasks.push(tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
-            if event.is_ok() {
+            if let Ok(event) = &event {
                 health.ok();
+                // The cache has taken the event in (`reflect`); its index
+                // follows before any policy hears of it.
+                index.observe(event);
             }
             let item = match event {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Ok(o),
@@ -216,7 +230,7 @@ where
             }
         }
     }));
-    (reader, synced_rx, UnboundedReceiverStream::new(rx))
+    (cache, synced_rx, UnboundedReceiverStream::new(rx))
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -406,7 +420,9 @@ fn cached_scc_crd(
         }
     });
     // Forbidden is an answer here, not a failure of the watch.
-    let (store, mut synced, stream) = cached(stream, true, prune_crd, is_forbidden, watches);
+    let (cache, mut synced, stream) =
+        cached(stream, true, prune_crd, no_keys, is_forbidden, watches);
+    let store = (*cache).clone();
     let (settled_tx, settled) = tokio::sync::watch::channel(false);
     let listed = store.clone();
     watches.tasks.push(tokio::spawn(async move {
@@ -468,15 +484,27 @@ fn policy_of_label<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
         .map(|p| ObjectRef::new(p))
 }
 
-/// Policies whose spec matches `predicate`, as references.
-fn policies_where(
-    policies: &Store<BuildPolicy>,
+/// The policies naming `namespace` whose spec matches `predicate`, as
+/// references (from the index: as many as there are, not a scan of all).
+fn policies_in(
+    policies: &Indexed<BuildPolicy>,
+    namespace: &str,
     predicate: impl Fn(&BuildPolicy) -> bool,
 ) -> Vec<ObjectRef<BuildPolicy>> {
     policies
+        .under(&Key::Namespace(namespace.to_owned()))
+        .iter()
+        .filter(|p| p.spec.namespace == namespace && predicate(p))
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+/// Every policy: for what concerns all of them (a ClusterRole granting SCC
+/// use, the one admission policy).
+fn every_policy(policies: &Store<BuildPolicy>) -> Vec<ObjectRef<BuildPolicy>> {
+    policies
         .state()
         .iter()
-        .filter(|p| predicate(p))
         .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
 }
@@ -541,20 +569,25 @@ pub fn build(
         synced: Vec::new(),
         health: Health::default(),
     };
-    let (policies_reader, policy_stream) = watches.cache(
+    let (policies, policy_stream) = watches.cache(
         watcher(Api::<BuildPolicy>::all(client.clone()), policy_watch),
         false,
         keep_all,
+        index::policy_keys,
     );
     let everything = watcher::Config::default;
-    let (sccs, scc_stream) = watches.all::<SecurityContextConstraints>(everything(), keep_all);
-    let (roles, role_stream) = watches.all(everything(), prune_role);
-    let (role_bindings, binding_stream) = watches.all(everything(), prune_binding);
-    let (cluster_roles, cluster_role_stream) = watches.all(everything(), prune_cluster_role);
-    let (cluster_role_bindings, cluster_binding_stream) = watches.all(everything(), prune_binding);
-    let (tasks, task_stream) = watches.all(everything(), keep_own_annotations);
-    let (namespaces, namespace_stream) = watches.all(everything(), keep_all);
-    let (service_accounts, sa_stream) = watches.all(everything(), keep_all);
+    let (sccs, scc_stream) = watches.all(everything(), keep_all, index::scc_keys);
+    let (roles, role_stream) = watches.all(everything(), prune_role, index::managed_keys);
+    let (role_bindings, binding_stream) =
+        watches.all(everything(), prune_binding, index::role_binding_keys);
+    let (cluster_roles, cluster_role_stream) =
+        watches.all(everything(), prune_cluster_role, no_keys);
+    let (cluster_role_bindings, cluster_binding_stream) =
+        watches.all(everything(), prune_binding, no_keys);
+    let (tasks, task_stream) =
+        watches.all(everything(), keep_own_annotations, index::labelled_keys);
+    let (namespaces, namespace_stream) = watches.all(everything(), keep_all, no_keys);
+    let (service_accounts, sa_stream) = watches.all(everything(), keep_all, no_keys);
     let (scc_crd, scc_crd_stream) = cached_scc_crd(&mut watches);
     // Only TaskRuns of Tasks some policy pinned: Tekton copies the Task's
     // policy label onto them. Their deletions say nothing.
@@ -565,6 +598,7 @@ pub fn build(
         ),
         false,
         prune_task_run,
+        index::labelled_keys,
     );
     // Confinement: the one ValidatingAdmissionPolicy and the bindings the
     // operator manages; nothing to watch where the server lacks the API.
@@ -572,14 +606,16 @@ pub fn build(
     let (admission_policies, admission_policy_stream) = watches.all_if_served(
         served,
         everything().fields(&format!("metadata.name={ADMISSION_POLICY_NAME}")),
+        no_keys,
     );
     let (admission_bindings, admission_binding_stream) = watches.all_if_served(
         served,
         everything().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        index::managed_keys,
     );
 
     let caches = Caches {
-        policies: policies_reader.clone(),
+        policies: policies.clone(),
         sccs,
         roles: roles.clone(),
         role_bindings,
@@ -622,24 +658,24 @@ pub fn build(
         health: watches.health.clone(),
     });
 
-    let by_task = policies_reader.clone();
-    let by_binding = policies_reader.clone();
-    let by_cluster_binding = policies_reader.clone();
-    let by_cluster_role = policies_reader.clone();
+    let by_task = policies.clone();
+    let by_binding = policies.clone();
+    let by_cluster_binding = policies.clone();
+    let by_cluster_role = policies.clone();
     let grants = RoleRules {
-        roles,
-        cluster_roles,
+        roles: (*roles).clone(),
+        cluster_roles: (*cluster_roles).clone(),
     };
     let grants_for_cluster_bindings = grants.clone();
-    let by_namespace = policies_reader.clone();
-    let by_sa = policies_reader.clone();
-    let by_admission_policy = policies_reader.clone();
+    let by_namespace = policies.clone();
+    let by_sa = policies.clone();
+    let by_admission_policy = policies.clone();
     let refusals = RefusalCounter {
         metrics: metrics.clone(),
         since: k8s_openapi::jiff::Timestamp::now(),
         counted: Default::default(),
     };
-    let controller = Controller::for_stream(policy_stream, policies_reader)
+    let controller = Controller::for_stream(policy_stream, (*policies).clone())
         .with_config(ControllerConfig::default().concurrency(16))
         .watches_stream(scc_stream, |scc: SecurityContextConstraints| {
             scc.name_any().strip_prefix(NAME_PREFIX).map(ObjectRef::new)
@@ -654,7 +690,7 @@ pub fn build(
             let ns = binding.namespace().unwrap_or_default();
             let mut refs: Vec<_> = policy_of(&binding).into_iter().collect();
             if grants.grant_scc_use(&binding.role_ref, Some(&ns)) {
-                refs.extend(policies_where(&by_binding, |p| p.spec.namespace == ns));
+                refs.extend(policies_in(&by_binding, &ns, |_| true));
             }
             refs
         })
@@ -664,32 +700,28 @@ pub fn build(
                 if !grants_for_cluster_bindings.grant_scc_use(&binding.role_ref, None) {
                     return Vec::new();
                 }
-                policies_where(&by_cluster_binding, |_| true)
+                every_policy(&by_cluster_binding)
             },
         )
         .watches_stream(cluster_role_stream, move |role: ClusterRole| {
             if !role.rules.iter().flatten().any(grants_scc_use) {
                 return Vec::new();
             }
-            policies_where(&by_cluster_role, |_| true)
+            every_policy(&by_cluster_role)
         })
         .watches_stream(task_stream, move |task| {
             let (ns, name) = (task.namespace().unwrap_or_default(), task.name_any());
-            let mut refs = policies_where(&by_task, |p| {
-                p.spec.namespace == ns && p.spec.tasks.contains(&name)
-            });
+            let mut refs = policies_in(&by_task, &ns, |p| p.spec.tasks.contains(&name));
             refs.extend(policy_of_label(&task));
             refs
         })
         .watches_stream(namespace_stream, move |namespace| {
             let name = namespace.name_any();
-            policies_where(&by_namespace, |p| p.spec.namespace == name)
+            policies_in(&by_namespace, &name, |_| true)
         })
         .watches_stream(sa_stream, move |sa| {
             let (ns, name) = (sa.namespace().unwrap_or_default(), sa.name_any());
-            policies_where(&by_sa, |p| {
-                p.spec.namespace == ns && p.spec.service_account_name == name
-            })
+            policies_in(&by_sa, &ns, |p| p.spec.service_account_name == name)
         })
         .watches_stream(task_run_stream, move |run: TaskRun| {
             refusals.observe(&run);
@@ -699,7 +731,7 @@ pub fn build(
         // The one admission policy serves every BuildPolicy: any of them
         // repairs it, all of them report on it.
         .watches_stream(admission_policy_stream, move |_| {
-            policies_where(&by_admission_policy, |_| true)
+            every_policy(&by_admission_policy)
         })
         .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod error;
 mod events;
 pub mod health;
+pub mod index;
 pub mod metrics;
 mod reconcile;
 mod status;
