@@ -93,165 +93,202 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// What one reconcile found and did, for the one path that ends it.
+struct Done {
+    obs: Observation,
+    /// What a revoke must leave in place; `None`: revoke nothing (the SCC
+    /// could not be applied, so what is wanted is not known to be in place).
+    keep: Option<Keep>,
+    /// Fails the reconcile once the status is written, so it is retried.
+    error: Option<Error>,
+    action: Action,
+}
+
+impl Done {
+    /// Nothing granted, anything granted earlier revoked (`keep`), the
+    /// status saying why.
+    fn refused(obs: Observation, keep: Keep) -> Self {
+        Self {
+            obs,
+            keep: Some(keep),
+            error: None,
+            action: Action::await_change(),
+        }
+    }
+}
+
 async fn apply(policy: &BuildPolicy, ctx: &Context) -> Result<Action> {
+    let done = grant(policy, ctx).await;
+    // Every reconcile ends here: revoke what is no longer wanted, then say
+    // so in the status, then fail if a step failed.
+    if let Some(keep) = &done.keep {
+        revoke(policy, ctx, keep).await?;
+    }
+    status::write(policy, ctx, &done.obs).await?;
+    match done.error {
+        Some(error) => Err(error),
+        None => Ok(done.action),
+    }
+}
+
+/// Applies what the policy asks for, step by step, each step answering
+/// with its outcome; the observation is assembled from those outcomes.
+async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
     let name = policy.name_any();
     let owner = Owner::of(policy);
     let spec = &policy.spec;
-    let mut obs = Observation {
+    let base = Observation {
         namespace: spec.namespace.clone(),
         scc_name: owned_name(&name),
         isolation: spec.isolation,
         ..Observation::default()
     };
+    let refuse = |rejection: Rejection| {
+        info!(
+            reason = rejection.reason,
+            "policy refused: revoking anything it held"
+        );
+        let obs = Observation {
+            rejection: Some(rejection),
+            ..base.clone()
+        };
+        Done::refused(obs, Keep::nothing())
+    };
 
     let ceiling = ctx.ceiling.borrow().clone();
     if let Err(rejection) = validate(&name, spec, &ceiling) {
-        return refuse(policy, ctx, obs, rejection).await;
+        return refuse(rejection);
     }
-
     let desired = render(&owner, spec);
     // The SCC as the cluster's SCC schema can hold it; a policy that needs
     // a field this OpenShift lacks is refused like one over the ceiling
     // (the CRD watch looks at it again when the schema changes).
     let scc = match ctx.caches.scc_schema().fit(&desired.scc, spec.isolation) {
         Ok(fitted) => fitted,
-        Err(rejection) => return refuse(policy, ctx, obs, rejection).await,
+        Err(rejection) => return refuse(rejection),
     };
 
-    // 1. The SCC, unless someone else holds the name.
-    match ctx.caches.scc(&obs.scc_name) {
-        Some(live) if !owned_by(&live.metadata, &owner) => {
-            obs.scc = Part::Blocked {
-                reason: reason::SCC_CONFLICT,
-                message: format!(
-                    "an SCC named {} already exists and is not owned by this policy: it was left unchanged and nothing is granted; rename the policy or remove that SCC",
-                    obs.scc_name
-                ),
-            };
-            revoke(policy, ctx, &Keep::nothing_but_foreign_scc()).await?;
-            status::write(policy, ctx, &obs).await?;
-            return Ok(Action::await_change());
-        }
-        live => match apply_scc(policy, ctx, &scc, live.as_deref()).await {
-            Ok(()) => obs.scc = Part::Ready,
-            Err(e) => {
-                // Nothing is granted without the SCC: say why, then retry.
-                obs.scc = Part::Blocked {
-                    reason: reason::APPLY_FAILED,
-                    message: e.one_line(),
-                };
-                status::write(policy, ctx, &obs).await?;
-                return Err(e);
-            }
-        },
+    // 1. The SCC, unless someone else holds the name. Nothing is granted
+    // without it.
+    let live = ctx.caches.scc(&base.scc_name);
+    if live
+        .as_ref()
+        .is_some_and(|live| !owned_by(&live.metadata, &owner))
+    {
+        let scc = Part::Blocked {
+            reason: reason::SCC_CONFLICT,
+            message: format!(
+                "an SCC named {} already exists and is not owned by this policy: it was left unchanged and nothing is granted; rename the policy or remove that SCC",
+                base.scc_name
+            ),
+        };
+        return Done::refused(Observation { scc, ..base }, Keep::nothing_but_foreign_scc());
+    }
+    if let Err(error) = apply_scc(policy, ctx, &scc, live.as_deref()).await {
+        let scc = Part::Blocked {
+            reason: reason::APPLY_FAILED,
+            message: error.one_line(),
+        };
+        return Done {
+            obs: Observation { scc, ..base },
+            keep: None,
+            error: Some(error),
+            action: Action::await_change(),
+        };
     }
 
     // 2. RBAC in the policy's namespace, if it exists.
     let namespace_exists = ctx.caches.namespace_exists(&spec.namespace);
-    let mut rbac_error = None;
-    if namespace_exists {
-        match apply_rbac(policy, ctx, &desired).await {
-            Ok(()) => obs.rbac = Part::Ready,
-            Err(e) => {
-                obs.rbac = Part::Blocked {
-                    reason: reason::APPLY_FAILED,
-                    message: e.one_line(),
-                };
-                rbac_error = Some(e);
-            }
-        }
-        if !ctx
-            .caches
-            .service_account_exists(&spec.namespace, &spec.service_account_name)
-        {
-            obs.service_account_missing =
-                Some(format!("{}/{}", spec.namespace, spec.service_account_name));
-        }
+    let rbac = if namespace_exists {
+        apply_rbac(policy, ctx, &desired).await.err()
     } else {
-        obs.namespace_missing = Some(spec.namespace.clone());
-    }
+        None
+    };
+    let service_account_missing = (namespace_exists
+        && !ctx
+            .caches
+            .service_account_exists(&spec.namespace, &spec.service_account_name))
+    .then(|| format!("{}/{}", spec.namespace, spec.service_account_name));
 
     // 3. Pins on the listed Tasks; the Tasks the server answered a pin
     // with are what the Task check reads.
-    let mut pinned_now = HashMap::new();
-    if namespace_exists {
-        pinned_now = pin_tasks(policy, ctx, &desired.pins, &mut obs).await?;
-    }
+    let pins = if namespace_exists {
+        pin_tasks(policy, ctx, &desired.pins).await
+    } else {
+        Pins::default()
+    };
 
     // 4. Confinement of the SCC to the listed Tasks' pods.
-    let mut confine_error = None;
-    if obs.scc == Part::Ready {
-        match confine(policy, ctx, &owner, &ceiling).await {
-            Ok(advice) => obs.confinement = Some(advice),
-            Err(e) => {
-                obs.confinement = Some(Advice::bad(reason::APPLY_FAILED, e.one_line()));
-                confine_error = Some(e);
-            }
-        }
-    }
+    let (confinement, confine_error) = match confine(policy, ctx, &owner, &ceiling).await {
+        Ok(advice) => (advice, None),
+        Err(error) => (
+            Advice::bad(reason::APPLY_FAILED, error.one_line()),
+            Some(error),
+        ),
+    };
 
     // 5. Advice on what the grant means for other pods and for the Tasks.
-    if obs.scc == Part::Ready {
-        obs.preemption = Some(analysis::preemption_advice(
-            policy,
-            &ctx.caches,
-            &scc.scc,
-            obs.confinement.as_ref().is_some_and(|c| c.ok),
-        ));
-        match analysis::tasks_advice(policy, ctx, &scc.scc, &obs.pinned_tasks, &pinned_now).await {
-            Ok(advice) => obs.tasks_admissible = advice,
-            Err(error) => warn!(%error, "Task admissibility check failed"),
-        }
-    }
+    let preemption = analysis::preemption_advice(policy, &ctx.caches, &scc.scc, confinement.ok);
+    let tasks_admissible =
+        match analysis::tasks_advice(policy, ctx, &scc.scc, &pins.pinned, &pins.pinned_now).await {
+            Ok(advice) => advice,
+            Err(error) => {
+                warn!(%error, "Task admissibility check failed");
+                None
+            }
+        };
     let runs = ctx.caches.task_runs_of(&name, &spec.namespace);
     let runs: Vec<&TaskRun> = runs.iter().map(AsRef::as_ref).collect();
-    obs.builds = builds_advice(&spec.tasks, spec.isolation, &runs);
+    let builds = builds_advice(&spec.tasks, spec.isolation, &runs);
 
     // 6. Whatever the policy held before and no longer wants. A Task that
-    // could not be re-pinned keeps whatever pin it has.
-    let mut kept = obs.pinned_tasks.clone();
-    kept.extend(obs.failed_tasks.iter().map(|(task, _)| task.clone()));
+    // could not be re-pinned keeps whatever pin it has; the binding stays
+    // while confinement is in force, or could not be told.
+    let mut kept = pins.pinned.clone();
+    kept.extend(pins.failed.iter().map(|(task, _)| task.clone()));
     let mut keep = Keep::from_desired(&desired, namespace_exists, &kept);
-    keep.binding = obs
-        .confinement
-        .as_ref()
-        .is_some_and(|c| c.ok || c.reason == reason::WARN_ONLY || confine_error.is_some());
-    revoke(policy, ctx, &keep).await?;
+    keep.binding =
+        confinement.ok || confinement.reason == reason::WARN_ONLY || confine_error.is_some();
 
-    status::write(policy, ctx, &obs).await?;
-    if let Some(error) = rbac_error.or(confine_error) {
-        return Err(error);
-    }
-    if let Some((task, error)) = obs.failed_tasks.first() {
-        return Err(Error::Pin {
-            task: format!("{}/{task}", spec.namespace),
-            error: error.clone(),
-        });
-    }
-    if obs.namespace_missing.is_some() || !obs.missing_tasks.is_empty() {
-        // The namespace, service account and Task watches wake us up.
-        Ok(Action::await_change())
+    let pin_error = pins.failed.first().map(|(task, error)| Error::Pin {
+        task: format!("{}/{task}", spec.namespace),
+        error: error.clone(),
+    });
+    // The namespace, service account and Task watches wake a policy that
+    // waits for them; the others look again at the next resync.
+    let action = if !namespace_exists || !pins.missing.is_empty() {
+        Action::await_change()
     } else {
-        Ok(Action::requeue(ctx.config.resync))
+        Action::requeue(ctx.config.resync)
+    };
+    let obs = Observation {
+        scc: Part::Ready,
+        rbac: match (&rbac, namespace_exists) {
+            (Some(error), _) => Part::Blocked {
+                reason: reason::APPLY_FAILED,
+                message: error.one_line(),
+            },
+            (None, true) => Part::Ready,
+            (None, false) => Part::Withheld,
+        },
+        namespace_missing: (!namespace_exists).then(|| spec.namespace.clone()),
+        service_account_missing,
+        missing_tasks: pins.missing,
+        conflicting_tasks: pins.conflicting,
+        pinned_tasks: pins.pinned,
+        failed_tasks: pins.failed,
+        preemption: Some(preemption),
+        tasks_admissible,
+        builds,
+        confinement: Some(confinement),
+        ..base
+    };
+    Done {
+        obs,
+        keep: Some(keep),
+        error: rbac.or(confine_error).or(pin_error),
+        action,
     }
-}
-
-/// Refuses the policy: nothing is granted, anything granted earlier is
-/// revoked, and the status says why.
-async fn refuse(
-    policy: &BuildPolicy,
-    ctx: &Context,
-    mut obs: Observation,
-    rejection: Rejection,
-) -> Result<Action> {
-    info!(
-        reason = rejection.reason,
-        "policy refused: revoking anything it held"
-    );
-    obs.rejection = Some(rejection);
-    revoke(policy, ctx, &Keep::nothing()).await?;
-    status::write(policy, ctx, &obs).await?;
-    Ok(Action::await_change())
 }
 
 async fn apply_scc(
@@ -394,10 +431,11 @@ async fn note_rbac_change(
     );
 }
 
-/// Who holds a Task that this policy wants to pin, if not this policy.
+/// Who holds a Task that this policy wants to pin, if not this policy;
+/// `policy_named` looks a policy up by name.
 fn task_holder(
     policy: &BuildPolicy,
-    caches: &Caches,
+    policy_named: impl Fn(&str) -> Option<Arc<BuildPolicy>>,
     task: &PartialObjectMeta<Task>,
     scc_name: &str,
 ) -> Option<String> {
@@ -409,7 +447,7 @@ fn task_holder(
     if let Some(holder) = label_holder {
         // Another policy pinned it. The older policy wins; ties go to the
         // smaller name, so every replica and every run decides the same way.
-        let other = caches.policy(holder)?;
+        let other = policy_named(holder)?;
         let task_name = task.name_any();
         let claims = other.spec.namespace == task.namespace().unwrap_or_default()
             && other.spec.tasks.contains(&task_name)
@@ -431,22 +469,33 @@ fn task_holder(
     }
 }
 
-/// Pins the listed Tasks that are not pinned yet; returns the Tasks it
-/// pinned, as the server answered the apply (spec included).
-async fn pin_tasks(
-    policy: &BuildPolicy,
-    ctx: &Context,
-    pins: &[TaskPin],
-    obs: &mut Observation,
-) -> Result<HashMap<String, Task>> {
-    let mut pinned_now = HashMap::new();
+/// Where each listed Task stands after [`pin_tasks`].
+#[derive(Default)]
+struct Pins {
+    /// Carry the pin (sorted).
+    pinned: Vec<String>,
+    /// Do not exist.
+    missing: Vec<String>,
+    /// Left alone, someone else pins them: (task, holder).
+    conflicting: Vec<(String, String)>,
+    /// Could not be pinned: (task, error).
+    failed: Vec<(String, String)>,
+    /// Pinned by this reconcile, as the server answered the apply (spec
+    /// included).
+    pinned_now: HashMap<String, Task>,
+}
+
+/// Pins the listed Tasks that are not pinned yet.
+async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin]) -> Pins {
+    let mut out = Pins::default();
+    let scc_name = owned_name(&policy.name_any());
     for pin in pins {
         let Some(task) = ctx.caches.task(&pin.namespace, &pin.name) else {
-            obs.missing_tasks.push(pin.name.clone());
+            out.missing.push(pin.name.clone());
             continue;
         };
         if pin.is_current_on(&task.metadata) {
-            obs.pinned_tasks.push(pin.name.clone());
+            out.pinned.push(pin.name.clone());
             continue;
         }
         // Pinned, but with annotations of another spec.isolation mode: a
@@ -455,8 +504,8 @@ async fn pin_tasks(
             task.metadata.labels.as_ref(),
             task.metadata.annotations.as_ref(),
         );
-        if let Some(holder) = task_holder(policy, &ctx.caches, &task, &obs.scc_name) {
-            obs.conflicting_tasks.push((pin.name.clone(), holder));
+        if let Some(holder) = task_holder(policy, |n| ctx.caches.policy(n), &task, &scc_name) {
+            out.conflicting.push((pin.name.clone(), holder));
             continue;
         }
         let was_ours = task
@@ -471,8 +520,8 @@ async fn pin_tasks(
             .await
         {
             Ok(task) => {
-                obs.pinned_tasks.push(pin.name.clone());
-                pinned_now.insert(pin.name.clone(), task);
+                out.pinned.push(pin.name.clone());
+                out.pinned_now.insert(pin.name.clone(), task);
                 let kind = "Task".to_owned();
                 events::record(
                     ctx,
@@ -489,26 +538,26 @@ async fn pin_tasks(
                         Outcome::Granted {
                             kind,
                             text: format!(
-                                "Task {}/{} pinned to SCC {}",
-                                pin.namespace, pin.name, obs.scc_name
+                                "Task {}/{} pinned to SCC {scc_name}",
+                                pin.namespace, pin.name
                             ),
                         }
                     },
                 );
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {
-                obs.missing_tasks.push(pin.name.clone())
+                out.missing.push(pin.name.clone())
             }
             Err(e) => {
                 // Reported in status; apply() fails the reconcile afterwards
                 // so it is retried with backoff.
                 warn!(task = %pin.name, error = %e, "could not pin Task");
-                obs.failed_tasks.push((pin.name.clone(), short_error(&e)));
+                out.failed.push((pin.name.clone(), short_error(&e)));
             }
         }
     }
-    obs.pinned_tasks.sort();
-    Ok(pinned_now)
+    out.pinned.sort();
+    out
 }
 
 /// Applies the confinement ValidatingAdmissionPolicy and this policy's
@@ -822,4 +871,136 @@ fn with_type<K: Resource<DynamicType = ()> + serde::Serialize>(object: &K) -> se
         map.insert("kind".into(), K::kind(&()).into());
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use buildpolicy_api::BuildPolicySpec;
+    use serde_json::json;
+
+    use super::*;
+
+    fn policy(name: &str, created: &str, namespace: &str, tasks: &[&str]) -> Arc<BuildPolicy> {
+        let mut policy = BuildPolicy::new(
+            name,
+            serde_json::from_value::<BuildPolicySpec>(json!({
+                "namespace": namespace,
+                "serviceAccountName": "builder",
+                "capabilities": ["SETUID"],
+                "tasks": tasks,
+            }))
+            .unwrap(),
+        );
+        policy.metadata.creation_timestamp = Some(serde_json::from_value(json!(created)).unwrap());
+        Arc::new(policy)
+    }
+
+    fn task(labels: serde_json::Value, annotations: serde_json::Value) -> PartialObjectMeta<Task> {
+        serde_json::from_value(json!({
+            "apiVersion": "tekton.dev/v1",
+            "kind": "Task",
+            "metadata": {"namespace": "ns", "name": "build", "labels": labels, "annotations": annotations},
+        }))
+        .unwrap()
+    }
+
+    fn holder_of(
+        policy: &BuildPolicy,
+        others: &[Arc<BuildPolicy>],
+        task: &PartialObjectMeta<Task>,
+    ) -> Option<String> {
+        let named = |n: &str| others.iter().find(|p| p.name_any() == n).cloned();
+        task_holder(policy, named, task, &owned_name(&policy.name_any()))
+    }
+
+    #[test]
+    fn the_older_policy_holds_a_task_both_list() {
+        let old = policy("old", "2026-01-01T00:00:00Z", "ns", &["build"]);
+        let new = policy("new", "2026-06-01T00:00:00Z", "ns", &["build"]);
+        let pinned_by_old = task(json!({ POLICY_LABEL: "old" }), json!({}));
+        assert_eq!(
+            holder_of(&new, &[old.clone(), new.clone()], &pinned_by_old).as_deref(),
+            Some("BuildPolicy old")
+        );
+        let pinned_by_new = task(json!({ POLICY_LABEL: "new" }), json!({}));
+        // The older one takes it over.
+        assert_eq!(
+            holder_of(&old, &[old.clone(), new.clone()], &pinned_by_new),
+            None
+        );
+    }
+
+    #[test]
+    fn a_tie_goes_to_the_smaller_name() {
+        let a = policy("a", "2026-01-01T00:00:00Z", "ns", &["build"]);
+        let b = policy("b", "2026-01-01T00:00:00Z", "ns", &["build"]);
+        let by_a = task(json!({ POLICY_LABEL: "a" }), json!({}));
+        let by_b = task(json!({ POLICY_LABEL: "b" }), json!({}));
+        assert_eq!(
+            holder_of(&b, &[a.clone(), b.clone()], &by_a).as_deref(),
+            Some("BuildPolicy a")
+        );
+        assert_eq!(holder_of(&a, &[a.clone(), b.clone()], &by_b), None);
+    }
+
+    #[test]
+    fn a_pin_whose_policy_no_longer_claims_the_task_is_free() {
+        let mine = policy("mine", "2026-06-01T00:00:00Z", "ns", &["build"]);
+        let pinned_by_gone = task(json!({ POLICY_LABEL: "gone" }), json!({}));
+        assert_eq!(
+            holder_of(&mine, std::slice::from_ref(&mine), &pinned_by_gone),
+            None
+        );
+        // Older, but it lists other Tasks now, or another namespace.
+        let moved_on = policy("moved-on", "2026-01-01T00:00:00Z", "ns", &["other"]);
+        let elsewhere = policy("elsewhere", "2026-01-01T00:00:00Z", "other-ns", &["build"]);
+        for other in [moved_on, elsewhere] {
+            let pinned = task(json!({ POLICY_LABEL: other.name_any() }), json!({}));
+            assert_eq!(holder_of(&mine, &[other, mine.clone()], &pinned), None);
+        }
+    }
+
+    #[test]
+    fn a_hand_set_required_scc_is_someone_elses() {
+        let mine = policy("mine", "2026-06-01T00:00:00Z", "ns", &["build"]);
+        let by_hand = task(json!({}), json!({ REQUIRED_SCC_ANNOTATION: "privileged" }));
+        let holder = holder_of(&mine, std::slice::from_ref(&mine), &by_hand).unwrap();
+        assert!(holder.contains("privileged"), "{holder}");
+        // The value this policy would set is no conflict.
+        let same = task(
+            json!({}),
+            json!({ REQUIRED_SCC_ANNOTATION: owned_name("mine") }),
+        );
+        assert_eq!(holder_of(&mine, std::slice::from_ref(&mine), &same), None);
+    }
+
+    #[test]
+    fn a_revoke_keeps_what_is_wanted_and_in_place() {
+        let owner = Owner::of(&policy("p", "2026-01-01T00:00:00Z", "ns", &["a", "b", "c"]));
+        let spec = policy("p", "2026-01-01T00:00:00Z", "ns", &["a", "b", "c"])
+            .spec
+            .clone();
+        let desired = render(&owner, &spec);
+        let pinned = ["a".to_owned(), "c".to_owned()];
+        let keep = Keep::from_desired(&desired, true, &pinned);
+        assert!(keep.scc);
+        let tasks: Vec<_> = keep
+            .tasks
+            .iter()
+            .map(|(ns, t)| format!("{ns}/{t}"))
+            .collect();
+        // "b" is listed but not pinned (missing, or held by another
+        // policy): any pin of ours on it goes.
+        assert_eq!(tasks, ["ns/a", "ns/c"]);
+        assert_eq!(keep.rbac, Some(("ns".to_owned(), owned_name("p"))));
+        assert!(
+            !keep.binding,
+            "the binding is kept only once confinement says so"
+        );
+        // Without the namespace there is no RBAC to keep.
+        assert_eq!(Keep::from_desired(&desired, false, &pinned).rbac, None);
+        let nothing = Keep::nothing();
+        assert!(!nothing.scc && nothing.rbac.is_none() && nothing.tasks.is_empty());
+        assert!(Keep::nothing_but_foreign_scc().scc);
+    }
 }
