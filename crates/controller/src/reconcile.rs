@@ -45,7 +45,12 @@ pub async fn reconcile(policy: Arc<BuildPolicy>, ctx: Arc<Context>) -> Result<Ac
     let _running = ctx.health.reconcile_running(&policy.name_any());
     let api: Api<BuildPolicy> = Api::all(ctx.client.clone());
     let target = policy.clone();
-    let result = finalizer(&api, FINALIZER, policy, |event| async {
+    // A new policy: `finalizer` only adds the finalizer, and the watch event
+    // of that change would bring the policy back through the queue before
+    // anything is granted. It is applied right after instead.
+    let adding_finalizer = policy.meta().deletion_timestamp.is_none()
+        && !policy.finalizers().iter().any(|f| f == FINALIZER);
+    let result = finalizer(&api, FINALIZER, policy.clone(), |event| async {
         match event {
             Finalizer::Apply(policy) => apply(&policy, &ctx).await,
             Finalizer::Cleanup(policy) => cleanup(&policy, &ctx).await,
@@ -53,6 +58,7 @@ pub async fn reconcile(policy: Arc<BuildPolicy>, ctx: Arc<Context>) -> Result<Ac
     })
     .await;
     let result = match result {
+        Ok(_) if adding_finalizer => apply(&policy, &ctx).await,
         // The cached policy was older than the one holding the finalizer: the
         // watch delivers the fresh object and reconciles again.
         Err(kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(s)))
