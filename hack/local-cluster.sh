@@ -192,7 +192,7 @@ kubectl_() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
 running() {
   alive etcd && alive kube-apiserver && [[ -f "$KUBECONFIG_FILE" ]] &&
-    kubectl_ get --raw /readyz >/dev/null 2>&1
+    kubectl_ --request-timeout 5s get --raw /readyz >/dev/null 2>&1
 }
 
 gen_certs() {
@@ -360,6 +360,11 @@ cmd_scc_crd() { # release
 # etcd and kube-apiserver on the ports recorded in $RUN, so that `restart`
 # brings them back where every client expects them.
 start_etcd() {
+  launch_etcd
+  wait_for etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$(cut -d' ' -f1 "$RUN/etcd.ports")/health"
+}
+
+launch_etcd() {
   local etcd_port etcd_peer
   read -r etcd_port etcd_peer < "$RUN/etcd.ports"
   start etcd "$BIN/etcd" --name local --data-dir "$RUN/etcd" \
@@ -367,7 +372,55 @@ start_etcd() {
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "local=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" \
     --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
-  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+}
+
+# wait_up NAME SECONDS COMMAND...: wait_for, except that it returns 1 as
+# soon as process NAME has exited.
+wait_up() {
+  local name="$1" deadline=$((SECONDS + $2)); shift 2
+  until "$@" >/dev/null 2>&1; do
+    alive "$name" || return 1
+    if (( SECONDS >= deadline )); then
+      log "timed out waiting for $name; last lines of the logs:"
+      tail -n 20 "$RUN"/*.log >&2 || true
+      die "$name did not become ready"
+    fi
+    sleep 0.2
+  done
+}
+
+# etcd and kube-apiserver on ports free_port picked. Another process (a
+# second cluster starting beside this one, as the tests start them) can take
+# such a port between the pick and the bind: on "address already in use"
+# they start again on new ports, up to five times.
+start_on_free_ports() {
+  local attempt etcd_port etcd_peer api_port
+  for attempt in 1 2 3 4 5; do
+    etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port="$(free_port)"
+    echo "$api_port" > "$RUN/api.port"
+    printf '%s %s\n' "$etcd_port" "$etcd_peer" > "$RUN/etcd.ports"
+    write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$api_port" admin
+    launch_etcd
+    if wait_up etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$etcd_port/health"; then
+      start_apiserver
+      # Both still alive once the API server answers: what answered was
+      # ours, not a server of another cluster on a port ours failed to bind.
+      if wait_up kube-apiserver 120 kubectl_ --request-timeout 5s get --raw /readyz &&
+         alive etcd && alive kube-apiserver; then
+        return 0
+      fi
+    fi
+    if grep -qs "address already in use" "$RUN/etcd.log" "$RUN/kube-apiserver.log"; then
+      log "a port was taken before it was bound (attempt $attempt of 5); starting again on other ports"
+      stop_one kube-apiserver; stop_one etcd
+      rm -rf "$RUN/etcd" "$RUN/etcd.log" "$RUN/kube-apiserver.log"
+      continue
+    fi
+    log "etcd or kube-apiserver exited while starting; last lines of the logs:"
+    tail -n 20 "$RUN"/*.log >&2 || true
+    die "the control plane did not start"
+  done
+  die "etcd or kube-apiserver found its port taken five times in a row"
 }
 
 start_apiserver() {
@@ -536,7 +589,7 @@ EOF
     -workingdirinit-image local.invalid/tekton/workingdirinit \
     -shell-image local.invalid/tekton/busybox -shell-image-win local.invalid/tekton/powershell
   # knative's readiness answers once the controllers started.
-  wait_for tekton-controller 120 curl -fsS "http://127.0.0.1:$TEKTON_FIXED_PORT/readiness"
+  wait_for tekton-controller 120 curl -fsS --max-time 2 "http://127.0.0.1:$TEKTON_FIXED_PORT/readiness"
   alive tekton-controller || die "tekton-controller exited; see $RUN/tekton-controller.log"
   log "tekton-controller running as $TEKTON_NS/$TEKTON_SA in $((SECONDS - t0))s"
 }
@@ -551,7 +604,7 @@ cmd_restart() {
   stop_one etcd KILL
   start_etcd
   start_apiserver
-  wait_for kube-apiserver 120 kubectl_ get --raw /readyz
+  wait_for kube-apiserver 120 kubectl_ --request-timeout 5s get --raw /readyz
   log "kube-apiserver and etcd restarted in $((SECONDS - t0))s"
   # scc-admission and tekton-controller keep running: their informers
   # reconnect by themselves.
@@ -569,7 +622,7 @@ cmd_start_apiserver() {
   local t0=$SECONDS
   alive etcd || start_etcd
   alive kube-apiserver || start_apiserver
-  wait_for kube-apiserver 120 kubectl_ get --raw /readyz
+  wait_for kube-apiserver 120 kubectl_ --request-timeout 5s get --raw /readyz
   log "kube-apiserver and etcd started in $((SECONDS - t0))s"
 }
 
@@ -614,14 +667,9 @@ cmd_up() {
   mkdir -p "$RUN"
   if [[ -n "$KUBE" ]]; then echo "$KUBE" > "$RUN/kube.minor"; fi
   gen_certs
-  local etcd_port etcd_peer api_port
-  etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port="$(free_port)"
-  echo "$api_port" > "$RUN/api.port"
-  printf '%s %s\n' "$etcd_port" "$etcd_peer" > "$RUN/etcd.ports"
-  start_etcd
-  start_apiserver
-  write_kubeconfig "$KUBECONFIG_FILE" "https://127.0.0.1:$api_port" admin
-  wait_for kube-apiserver 120 kubectl_ get --raw /readyz
+  start_on_free_ports
+  local api_port
+  api_port="$(cat "$RUN/api.port")"
 
   local pki="$RUN/pki"
   write_kubeconfig "$RUN/controller-manager.kubeconfig" "https://127.0.0.1:$api_port" controller-manager
