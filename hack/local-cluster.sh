@@ -471,11 +471,21 @@ start_scc_admission() {
   local pki="$RUN/pki" port t0=$SECONDS
   [[ -x "$BIN/scc-admission" ]] || die "$BIN/scc-admission is missing: run hack/local-cluster.sh build"
   [[ -f "$pki/scc-admission.crt" ]] || scc_admission_cert || die "cannot make a serving certificate for scc-admission in $pki"
-  port="$(free_port)"
-  echo "$port" > "$RUN/scc-admission.port"
-  start scc-admission "$BIN/scc-admission" --kubeconfig "$KUBECONFIG_FILE" --listen "127.0.0.1:$port" \
-    --tls-cert-file "$pki/scc-admission.crt" --tls-private-key-file "$pki/scc-admission.key" --v 1
-  wait_for scc-admission 60 curl -fsS --cacert "$pki/ca.crt" "https://127.0.0.1:$port/healthz"
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    port="$(free_port)"
+    echo "$port" > "$RUN/scc-admission.port"
+    start scc-admission "$BIN/scc-admission" --kubeconfig "$KUBECONFIG_FILE" --listen "127.0.0.1:$port" \
+      --tls-cert-file "$pki/scc-admission.crt" --tls-private-key-file "$pki/scc-admission.key" --v 1
+    # Only ours passes --cacert: another cluster's webhook has another CA.
+    if wait_up scc-admission 60 curl -fsS --max-time 2 --cacert "$pki/ca.crt" "https://127.0.0.1:$port/healthz"; then
+      break
+    fi
+    grep -qs "address already in use" "$RUN/scc-admission.log" ||
+      { tail -n 20 "$RUN/scc-admission.log" >&2; die "scc-admission exited while starting"; }
+    (( attempt < 5 )) || die "scc-admission found its port taken five times in a row"
+    log "scc-admission's port was taken before it was bound (attempt $attempt of 5); trying another"
+  done
   local ca rules
   ca="$(base64 -w0 < "$pki/ca.crt")"
   rules='[{"apiGroups":[""],"apiVersions":["v1"],"operations":["CREATE","UPDATE"],"resources":["pods","pods/ephemeralcontainers"],"scope":"Namespaced"}]'
