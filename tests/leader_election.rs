@@ -138,12 +138,8 @@ async fn one_replica_leads_and_the_standby_takes_over_when_the_leader_is_killed(
         let first = unique_name("leader-first");
         create_policy(&client, &modelcar_policy(&ns, &first, &ns)).await;
         wait_for(&policies, &first, TIMEOUT, is_ready).await;
-        let leader_metrics = replicas[leader_index].0.scrape().await;
-        assert!(
-            metric_sum(&leader_metrics, "buildpolicy_reconciliations_total", &[])
-                .is_some_and(|n| n > 0.0),
-            "the leader counted no reconcile:\n{leader_metrics}"
-        );
+        // Counted when the reconcile ends, just after the status it wrote.
+        counted_a_reconcile(&replicas[leader_index].0, "the leader").await;
         let standby_metrics = replicas[standby_index].0.scrape().await;
         assert_eq!(
             metric_sum(&standby_metrics, "buildpolicy_reconciliations_total", &[]).unwrap_or(0.0),
@@ -203,16 +199,7 @@ async fn one_replica_leads_and_the_standby_takes_over_when_the_leader_is_killed(
             "policy {second} became Ready at {became_ready}, before replica {standby_id} \
              acquired the Lease at {acquired}: another operator reconciles this test's policies"
         );
-        let new_leader_metrics = standby.scrape().await;
-        assert!(
-            metric_sum(
-                &new_leader_metrics,
-                "buildpolicy_reconciliations_total",
-                &[("result", "success")]
-            )
-            .is_some_and(|n| n > 0.0),
-            "the new leader counted no reconcile:\n{new_leader_metrics}"
-        );
+        counted_a_reconcile(standby, "the new leader").await;
         assert!(
             replicas[standby_index].0.is_running(),
             "the new leader exited:\n{}",
@@ -271,6 +258,27 @@ async fn a_leader_stopped_with_sigterm_exits_cleanly_and_the_standby_takes_over(
         drop(replicas);
         delete_lease(&client, &lease).await;
     })
+    .await;
+}
+
+/// Waits until `replica` has counted a successful reconcile: the counter
+/// moves when the reconcile ends, a moment after the status it wrote.
+async fn counted_a_reconcile(replica: &OperatorProcess, who: &str) {
+    let succeeded = || async {
+        let metrics = replica.scrape().await;
+        metric_sum(
+            &metrics,
+            "buildpolicy_reconciliations_total",
+            &[("result", "success")],
+        )
+        .is_some_and(|n| n > 0.0)
+        .then_some(())
+    };
+    eventually(
+        &format!("{who} to count a successful reconcile"),
+        TIMEOUT,
+        succeeded,
+    )
     .await;
 }
 
