@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::drift::DRIFT_MANAGER;
 use crate::logging::log;
-use crate::procfs::waited_children_cpu_seconds;
+use crate::procfs::{cpu_delta, waited_children_cpu_seconds};
 use crate::pyfmt::round_to;
 use crate::requests::{self, without_watches};
 use crate::results::Baseline;
@@ -92,13 +92,7 @@ pub async fn measure(label: &str, shards: &[PathBuf], s: &Setting<'_>) -> anyhow
         kubectl_wall_seconds: Some(round_to(kubectl_end, 3)),
         kubectl_cpu_seconds: Some(round_to(kubectl_cpu, 3)),
         complete: i64::try_from(complete).unwrap_or(i64::MAX),
-        cpu_seconds: cpu1
-            .iter()
-            .map(|(name, after)| {
-                let before = cpu0.get(name).copied().unwrap_or(0.0);
-                (name.clone(), round_to(after - before, 3))
-            })
-            .collect(),
+        cpu_seconds: cpu_delta(&cpu0, &cpu1),
         requests: without_watches(requests::delta(&req0, &req1)),
         timeline: s.tracker.thinned_timeline(Count::Objects),
         cleanup_seconds: 0.0,

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use buildpolicy_api::keys::{REQUIRED_SCC_ANNOTATION, owned_name};
 use buildpolicy_api::{SecurityContextConstraints, Task};
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -16,6 +16,7 @@ use crate::pyfmt::round_to;
 use crate::results::{Drift, Reconciles};
 use crate::scene::{PINNED_TASK, namespace_name, policy_name};
 use crate::tracker::{Seen, SeenObject, Tracker};
+use crate::watches::resource_version;
 
 /// Field manager of the benchmark's edits of the operator's objects.
 pub const DRIFT_MANAGER: &str = "bench-drift";
@@ -200,14 +201,6 @@ pub fn percentile(sorted: &[f64], p: usize) -> Option<f64> {
 
 fn ms(seconds: f64) -> f64 {
     round_to(seconds * 1000.0, 1)
-}
-
-fn resource_version<K: Resource>(o: &K) -> u64 {
-    o.meta()
-        .resource_version
-        .as_deref()
-        .and_then(|rv| rv.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

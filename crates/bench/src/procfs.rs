@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::pyfmt::round_to;
+use crate::pyjson::OrderedMap;
 use crate::results::Machine;
 
 /// CPU and memory of a live process.
@@ -134,6 +135,18 @@ fn clock_ticks_per_second() -> f64 {
 pub fn cpu_of(pids: &BTreeMap<String, u32>) -> BTreeMap<String, f64> {
     pids.iter()
         .map(|(name, pid)| (name.clone(), proc_stats(*pid).cpu_seconds.unwrap_or(0.0)))
+        .collect()
+}
+
+/// CPU seconds each process spent from `before` to `after`, rounded to
+/// milliseconds.
+pub fn cpu_delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> OrderedMap<f64> {
+    after
+        .iter()
+        .map(|(name, spent)| {
+            let was = before.get(name).copied().unwrap_or(0.0);
+            (name.clone(), round_to(spent - was, 3))
+        })
         .collect()
 }
 

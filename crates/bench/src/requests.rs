@@ -30,7 +30,7 @@ pub const WRITE_VERBS: [&str; 6] = [
     "DELETECOLLECTION",
 ];
 
-/// Verbs that are no write and no watch: what converging cost in reads.
+/// The read verbs (the steady state lists the operator's resources read).
 pub const READ_VERBS: [&str; 2] = ["GET", "LIST"];
 
 const REQUESTS: &str = "apiserver_request_total";

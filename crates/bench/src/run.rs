@@ -2,7 +2,7 @@
 //! baselines and the operator, one after the other on the same objects;
 //! results.json and results.md written after each N.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use crate::drift;
 use crate::logging::{log, utc_now};
 use crate::operator::OperatorProcess;
 use crate::perf::{self, Perf};
-use crate::procfs::{loadavg, machine};
+use crate::procfs::{cpu_delta, loadavg, machine};
 use crate::pyfmt::{repr_float, round_int, round_to};
 use crate::pyjson::{self, OrderedMap};
 use crate::reconciles::summary;
@@ -168,7 +168,7 @@ async fn run_size(
     let baseline_serial = baseline::measure("baseline-serial", &[serial], &setting).await?;
     let baseline_parallel = baseline::measure("baseline-parallel", &shards, &setting).await?;
 
-    let operator = Phase {
+    let operator = OperatorMeasurement {
         n,
         args,
         perf,
@@ -202,7 +202,7 @@ async fn run_size(
 }
 
 /// The operator's run at one N.
-struct Phase<'a> {
+struct OperatorMeasurement<'a> {
     n: usize,
     args: &'a RunArgs,
     perf: bool,
@@ -215,7 +215,7 @@ struct Phase<'a> {
     timeout: Duration,
 }
 
-impl Phase<'_> {
+impl OperatorMeasurement<'_> {
     /// Starts the operator, measures, and stops it, also on failure.
     async fn measure(&self) -> anyhow::Result<OperatorRun> {
         let (n, args) = (self.n, self.args);
@@ -299,13 +299,7 @@ impl Phase<'_> {
             st1.cpu_seconds.unwrap_or(0.0) - st0.cpu_seconds.unwrap_or(0.0),
             3,
         ));
-        o.cluster_cpu_seconds = cpu1
-            .iter()
-            .map(|(name, after)| {
-                let before = cpu0.get(name).copied().unwrap_or(0.0);
-                (name.clone(), round_to(after - before, 3))
-            })
-            .collect();
+        o.cluster_cpu_seconds = cpu_delta(&cpu0, &cpu1);
         o.reconciles = Some(summary(&m0, &m1));
         o.requests = Some(without_watches(requests::delta(&req0, &req1)));
         log!(
@@ -478,7 +472,7 @@ fn seconds(s: i64) -> Duration {
     Duration::from_secs(u64::try_from(s).unwrap_or(0))
 }
 
-fn write(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 

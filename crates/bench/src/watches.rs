@@ -160,8 +160,7 @@ impl Watches {
         let (synced_tx, synced_rx) = oneshot::channel();
         self.tasks.push(tokio::spawn(async move {
             let mut synced = Some(synced_tx);
-            let mut known: HashMap<String, K> = HashMap::new();
-            let mut listing: Option<HashMap<String, K>> = None;
+            let mut listing = Listing::default();
             let stream = stream.default_backoff();
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
@@ -174,36 +173,74 @@ impl Watches {
                         continue;
                     }
                 };
-                match event {
-                    Event::Init => listing = Some(HashMap::new()),
-                    Event::InitApply(o) => {
-                        on_event(&o, true, at);
-                        listing.get_or_insert_default().insert(key(&o), o);
-                    }
-                    Event::InitDone => {
-                        let listed = listing.take().unwrap_or_default();
-                        for (k, gone) in &known {
-                            if !listed.contains_key(k) {
-                                on_event(gone, false, at);
-                            }
-                        }
-                        known = listed;
-                        if let Some(tx) = synced.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Event::Apply(o) => {
-                        on_event(&o, true, at);
-                        known.insert(key(&o), o);
-                    }
-                    Event::Delete(o) => {
-                        on_event(&o, false, at);
-                        known.remove(&key(&o));
-                    }
+                let (changes, listed) = listing.apply(event);
+                for (object, present) in &changes {
+                    on_event(object, *present, at);
+                }
+                if listed && let Some(tx) = synced.take() {
+                    let _ = tx.send(());
                 }
             }
         }));
         (kind, synced_rx)
+    }
+}
+
+/// What a watch's events say about the objects it watches: each object it
+/// lists or sees change is present, each it sees deleted is gone, and so is
+/// each that a new list (after a broken watch) lacks, of which no Delete
+/// event came.
+struct Listing<K> {
+    /// By `namespace/name`, as of the last complete list and the events
+    /// since.
+    known: HashMap<String, K>,
+    /// A list under way.
+    listing: Option<HashMap<String, K>>,
+}
+
+impl<K> Default for Listing<K> {
+    fn default() -> Self {
+        Self {
+            known: HashMap::new(),
+            listing: None,
+        }
+    }
+}
+
+impl<K: Resource + Clone> Listing<K> {
+    /// The objects the event shows present (`true`) or gone, and whether
+    /// it completed a list.
+    fn apply(&mut self, event: Event<K>) -> (Vec<(K, bool)>, bool) {
+        match event {
+            Event::Init => {
+                self.listing = Some(HashMap::new());
+                (Vec::new(), false)
+            }
+            Event::InitApply(o) => {
+                let listing = self.listing.get_or_insert_default();
+                listing.insert(key(&o), o.clone());
+                (vec![(o, true)], false)
+            }
+            Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                let gone = self
+                    .known
+                    .iter()
+                    .filter(|(k, _)| !listed.contains_key(*k))
+                    .map(|(_, o)| (o.clone(), false))
+                    .collect();
+                self.known = listed;
+                (gone, true)
+            }
+            Event::Apply(o) => {
+                self.known.insert(key(&o), o.clone());
+                (vec![(o, true)], false)
+            }
+            Event::Delete(o) => {
+                self.known.remove(&key(&o));
+                (vec![(o, false)], false)
+            }
+        }
     }
 }
 
@@ -225,10 +262,55 @@ fn policy_of<K: Resource>(o: &K) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn resource_version<K: Resource>(o: &K) -> u64 {
+/// An object's resourceVersion, as a number to compare (etcd's revision).
+pub fn resource_version<K: Resource>(o: &K) -> u64 {
     o.meta()
         .resource_version
         .as_deref()
         .and_then(|rv| rv.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(name: &str) -> PartialObjectMeta<Role> {
+        let mut role = PartialObjectMeta::<Role>::default();
+        role.metadata.namespace = Some("bench-0000".to_owned());
+        role.metadata.name = Some(name.to_owned());
+        role
+    }
+
+    fn names(changes: &[(PartialObjectMeta<Role>, bool)]) -> Vec<(String, bool)> {
+        let mut names: Vec<(String, bool)> = changes
+            .iter()
+            .map(|(o, present)| (o.name_any(), *present))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_new_list_reports_what_vanished_meanwhile() {
+        let mut listing = Listing::default();
+        let (changes, listed) = listing.apply(Event::Init);
+        assert!(changes.is_empty() && !listed);
+        let (changes, _) = listing.apply(Event::InitApply(role("a")));
+        assert_eq!(names(&changes), [("a".to_owned(), true)]);
+        listing.apply(Event::InitApply(role("b")));
+        let (changes, listed) = listing.apply(Event::InitDone);
+        assert!(changes.is_empty() && listed);
+        listing.apply(Event::Apply(role("c")));
+        let (changes, _) = listing.apply(Event::Delete(role("a")));
+        assert_eq!(names(&changes), [("a".to_owned(), false)]);
+        // The watch broke; b was deleted meanwhile, d created.
+        listing.apply(Event::Init);
+        listing.apply(Event::InitApply(role("c")));
+        listing.apply(Event::InitApply(role("d")));
+        let (changes, listed) = listing.apply(Event::InitDone);
+        assert!(listed);
+        assert_eq!(names(&changes), [("b".to_owned(), false)]);
+        assert_eq!(listing.known.len(), 2);
+    }
 }
