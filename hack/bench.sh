@@ -23,16 +23,20 @@
 #   hack/bench.sh --rev REV            build the operator from commit REV (git archive into
 #                                      target/bench/src, cargo target dir target/bench/cargo-target)
 #                                      rather than from the working tree
-#   Passed on to hack/bench/bench.py: --drift-edits N, --parallel P, --timeout S,
+#   Passed on to buildpolicy-bench run: --drift-edits N, --parallel P, --timeout S,
 #   --settle-seconds S, --long-steady-seconds S, --operator-env KEY=VALUE (an
 #   experiment, e.g. MALLOC_ARENA_MAX=2).
 #
+# The harness is crates/bench (buildpolicy-bench: `run` measures and writes
+# results.json and results.md, `report` rebuilds the tables from a
+# results.json), built by hack/cargo-bins.sh with the rest of the workspace.
 # It runs on a control plane of its own (target/bench-cluster, started with
 # hack/local-cluster.sh, fresh for each N and stopped at the end), never on
 # the tests' one; the control-plane binaries are shared. The operator is the
 # release build, run as a child process with the admin kubeconfig of that
-# control plane. The plot needs matplotlib, installed from PyPI into
-# target/bench-venv on first use. Logs: target/bench/logs/.
+# control plane. The plot (full runs only) is hack/bench/plot.py, which needs
+# python3 and matplotlib, installed from PyPI into target/bench-venv on first
+# use. Logs: target/bench/logs/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,7 +63,7 @@ while (( $# )); do
     --resync-seconds) RESYNC="${2:?--resync-seconds needs a number}"; shift ;;
     --resync-seconds=*) RESYNC="${1#*=}" ;;
     -h|--help) usage ;;
-    # Passed through to hack/bench/bench.py (see its --help).
+    # Passed through to buildpolicy-bench run (see its --help).
     --long-steady-seconds|--drift-edits|--parallel|--timeout|--settle-seconds|--operator-env)
       EXTRA+=("$1" "${2:?$1 needs a value}"); shift ;;
     --max-requests-per-policy) MAX_REQUESTS_PER_POLICY="${2:?$1 needs a number}"; shift ;;
@@ -71,8 +75,6 @@ done
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-command -v python3 >/dev/null || die "python3 is required"
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' || die "python3 3.9 or newer is required"
 
 BENCH="$ROOT/target/bench"
 mkdir -p "$BENCH/logs" "$BENCH/work"
@@ -96,6 +98,12 @@ t0=$SECONDS
 log "control-plane binaries"
 hack/local-cluster.sh build >>"$BENCH/logs/local-cluster.log" 2>&1 ||
   die "hack/local-cluster.sh build failed; see $BENCH/logs/local-cluster.log"
+# The harness, and the operator's dev build, from one cargo command.
+log "buildpolicy-bench (hack/cargo-bins.sh: the workspace's binaries, dev build)"
+bin_dir="$(hack/cargo-bins.sh -q)" || die "cargo build failed"
+BENCH_BIN="$bin_dir/buildpolicy-bench"
+# bin_dir is <cargo target dir>/debug (CARGO_TARGET_DIR is honoured).
+TARGET_DIR="$(dirname "$bin_dir")"
 SOURCE=()
 if [[ -n "$REV" ]]; then
   # A commit, not the working tree (which others may be editing): its files
@@ -114,17 +122,18 @@ elif (( QUICK && ! RELEASE )); then
   # not change; the dev build is the one hack/test.sh has just built, where a
   # release build from scratch takes about 20 minutes on two cores. --quick's
   # timings are therefore not the benchmark's figures.
-  log "operator (hack/cargo-bins.sh: the dev build, for --quick)"
-  bin_dir="$(hack/cargo-bins.sh -q)" || die "cargo build failed"
+  log "operator: the dev build, for --quick"
   OPERATOR="$bin_dir/buildpolicy-operator"
 else
   log "operator (cargo build --release -p buildpolicy-operator)"
   cargo build --release -q -p buildpolicy-operator --bin buildpolicy-operator || die "cargo build --release failed"
-  OPERATOR="$ROOT/target/release/buildpolicy-operator"
+  OPERATOR="$TARGET_DIR/release/buildpolicy-operator"
 fi
 
 PLOT_PY=""
 if (( ! QUICK )); then
+  command -v python3 >/dev/null || die "python3 is required for the plot"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' || die "python3 3.9 or newer is required for the plot"
   VENV="$ROOT/target/bench-venv"
   if ! [[ -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
     log "matplotlib for the plot: python3 -m venv $VENV; pip install matplotlib (from PyPI, once)"
@@ -153,15 +162,15 @@ COMMAND="hack/bench.sh"
 (( ${#EXTRA[@]} )) && COMMAND+=" ${EXTRA[*]}"
 
 status=0
-python3 "$ROOT/hack/bench/bench.py" "${ARGS[@]}" ${EXTRA[@]+"${EXTRA[@]}"} ${SOURCE[@]+"${SOURCE[@]}"} --command "$COMMAND" || status=$?
+"$BENCH_BIN" run "${ARGS[@]}" ${EXTRA[@]+"${EXTRA[@]}"} ${SOURCE[@]+"${SOURCE[@]}"} --command "$COMMAND" || status=$?
 if [[ -n "$PLOT_PY" && -f "$OUT/results.json" ]]; then
-  "$PLOT_PY" "$ROOT/hack/bench/report.py" "$OUT/results.json" --plot "$OUT/ready-over-time.png" ||
+  "$PLOT_PY" "$ROOT/hack/bench/plot.py" "$OUT/results.json" "$OUT/ready-over-time.png" ||
     die "the plot failed"
   log "plot: $OUT/ready-over-time.png"
 fi
 # The generated tables in BENCHMARKS.md follow a full run into docs/bench/.
 if [[ "$OUT" == "$ROOT/docs/bench" && -f "$OUT/results.json" ]] && grep -q '^<!-- bench:begin' BENCHMARKS.md 2>/dev/null; then
-  python3 "$ROOT/hack/bench/report.py" "$OUT/results.json" --update-doc BENCHMARKS.md
+  "$BENCH_BIN" report "$OUT/results.json" --update-doc BENCHMARKS.md
   log "BENCHMARKS.md: generated tables updated (the prose around them is not: read it again)"
 fi
 log "results: $OUT/results.md, $OUT/results.json (${SECONDS}s in all, $((SECONDS - t0))s after the lock)"

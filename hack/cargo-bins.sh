@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every binary of the workspace (the operator, crdgen, crddoc,
-# compat-matrix) with one cargo command and prints the directory they are in.
+# compat-matrix, buildpolicy-bench) with one cargo command and prints the
+# directory they are in.
 #
 #   bin_dir="$(hack/cargo-bins.sh)"            # the dev build
 #   bin_dir="$(hack/cargo-bins.sh --release)"

@@ -384,7 +384,7 @@ impl Drop for PrivateCluster {
 
 /// Where the script's binaries are: `LOCAL_CLUSTER_BIN`, as the script reads
 /// it (a worktree sharing another checkout's build), or this checkout's.
-fn binaries_dir() -> PathBuf {
+pub fn binaries_dir() -> PathBuf {
     std::env::var_os("LOCAL_CLUSTER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/local-cluster/bin"))
