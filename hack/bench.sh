@@ -5,7 +5,7 @@
 # pinned Task among 5 Tasks per namespace). BENCHMARKS.md explains the method
 # and the figures.
 #
-#   hack/bench.sh                      N = 100, 500, 1000; results in docs/bench/ and
+#   hack/bench.sh                      N = 100, 500, 1000, 2000; results in docs/bench/ and
 #                                      the generated tables of BENCHMARKS.md
 #   hack/bench.sh --sizes 100,500      other sizes
 #   hack/bench.sh --quick              N = 100 only, results in target/bench/quick/,
@@ -42,7 +42,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-QUICK=0 KEEP=0 RELEASE=0 SIZES="100,500,1000" RESYNC=30 OUT="" REV=""
+QUICK=0 KEEP=0 RELEASE=0 SIZES="100,500,1000,2000" RESYNC=30 OUT="" REV=""
 # The gate (--quick) also counts the write requests converging took (with
 # kubectl's apply of the policies): 9.1 to 9.2 per policy measured at N=100
 # (BENCHMARKS.md); one more per policy fails it.
@@ -154,7 +154,7 @@ ARGS=(--sizes "$SIZES" --out "$OUT" --work-dir "$BENCH/work" --log-dir "$BENCH/l
 COMMAND="hack/bench.sh"
 (( QUICK )) && COMMAND+=" --quick"
 (( QUICK && RELEASE )) && COMMAND+=" --release"
-[[ "$SIZES" != "100,500,1000" && "$QUICK" == 0 ]] && COMMAND+=" --sizes $SIZES"
+[[ "$SIZES" != "100,500,1000,2000" && "$QUICK" == 0 ]] && COMMAND+=" --sizes $SIZES"
 [[ "$RESYNC" != 30 ]] && COMMAND+=" --resync-seconds $RESYNC"
 [[ -n "$REV" ]] && COMMAND+=" --rev $REV"
 [[ -n "${PERF:-}" ]] && COMMAND+=" --perf"

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use buildpolicy_api::BuildPolicy;
+use buildpolicy_test_support::api_writes::{is_write, operator_objects};
 use buildpolicy_test_support::exposition::{metric_sum, samples};
 use buildpolicy_test_support::operator::OPERATOR_NAMESPACE;
 use buildpolicy_test_support::private_cluster::PrivateCluster;
@@ -293,36 +294,16 @@ const OTHER_LEASE_SECONDS: i32 = 16;
 async fn writes_to_operator_resources(
     cluster: &PrivateCluster,
 ) -> std::collections::BTreeMap<String, f64> {
-    const RESOURCES: [(&str, &str); 7] = [
-        ("buildpolicy.dev", "buildpolicies"),
-        ("security.openshift.io", "securitycontextconstraints"),
-        ("rbac.authorization.k8s.io", "roles"),
-        ("rbac.authorization.k8s.io", "rolebindings"),
-        ("tekton.dev", "tasks"),
-        (
-            "admissionregistration.k8s.io",
-            "validatingadmissionpolicies",
-        ),
-        (
-            "admissionregistration.k8s.io",
-            "validatingadmissionpolicybindings",
-        ),
-    ];
-    const WRITES: [&str; 6] = [
-        "POST",
-        "PUT",
-        "PATCH",
-        "APPLY",
-        "DELETE",
-        "DELETECOLLECTION",
-    ];
+    let objects = operator_objects();
     let text = cluster.api_server_metrics().await;
     let mut counts = std::collections::BTreeMap::new();
     for sample in samples(&text) {
         let label = |k: &str| sample.labels.get(k).map(String::as_str).unwrap_or_default();
         if sample.name == "apiserver_request_total"
-            && RESOURCES.contains(&(label("group"), label("resource")))
-            && WRITES.contains(&label("verb"))
+            && objects
+                .iter()
+                .any(|(g, r)| g == label("group") && r == label("resource"))
+            && is_write(label("verb"))
         {
             *counts
                 .entry(format!(

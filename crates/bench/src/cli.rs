@@ -37,7 +37,7 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Numbers of policies, comma-separated.
-    #[arg(long, default_value = "100,500,1000")]
+    #[arg(long, default_value = "100,500,1000,2000")]
     pub sizes: String,
     /// Directory for results.json and results.md.
     #[arg(long)]

@@ -5,12 +5,7 @@
 
 use std::collections::HashMap;
 
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::exposition::{Sample, samples};
-use k8s_openapi::api::authorization::v1::SubjectAccessReview;
-use k8s_openapi::api::core::v1::Event as CoreEvent;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Client;
 
 use crate::cluster::api_server_metrics;
@@ -19,16 +14,7 @@ use crate::pyfmt::{round_int, round_to};
 use crate::pyjson::OrderedMap;
 use crate::results::RequestRow;
 
-/// The verbs that change something (the API server labels server-side
-/// apply `APPLY`).
-pub const WRITE_VERBS: [&str; 6] = [
-    "POST",
-    "PUT",
-    "PATCH",
-    "APPLY",
-    "DELETE",
-    "DELETECOLLECTION",
-];
+pub use buildpolicy_test_support::api_writes::{WRITE_VERBS, is_operator_resource};
 
 /// The read verbs (the steady state lists the operator's resources read).
 pub const READ_VERBS: [&str; 2] = ["GET", "LIST"];
@@ -36,32 +22,6 @@ pub const READ_VERBS: [&str; 2] = ["GET", "LIST"];
 const REQUESTS: &str = "apiserver_request_total";
 const DURATION_SUM: &str = "apiserver_request_duration_seconds_sum";
 const DURATION_COUNT: &str = "apiserver_request_duration_seconds_count";
-
-/// (group, resource) of everything the operator writes. Leases are not in
-/// the list: the benchmark runs the operator without leader election, and
-/// the API server renews its own identity Lease every 10 s.
-fn operator_resources() -> [(String, String); 8] {
-    fn of<K: kube::Resource<DynamicType = ()>>() -> (String, String) {
-        (K::group(&()).into_owned(), K::plural(&()).into_owned())
-    }
-    [
-        of::<SecurityContextConstraints>(),
-        of::<Role>(),
-        of::<RoleBinding>(),
-        of::<Task>(),
-        of::<BuildPolicy>(),
-        of::<Event>(),
-        of::<CoreEvent>(),
-        of::<SubjectAccessReview>(),
-    ]
-}
-
-/// Whether the operator writes resources of this group.
-pub fn is_operator_resource(group: &str, resource: &str) -> bool {
-    operator_resources()
-        .iter()
-        .any(|(g, r)| g == group && r == resource)
-}
 
 /// (verb, group, resource, subresource).
 type Key = (String, String, String, String);
@@ -300,23 +260,5 @@ apiserver_request_duration_seconds_count{group="rbac.authorization.k8s.io",resou
     #[test]
     fn nothing_changed_is_no_row() {
         assert!(delta(&snapshot(AFTER), &snapshot(AFTER)).is_empty());
-    }
-
-    #[test]
-    fn the_operators_resources_are_named_by_its_types() {
-        assert!(is_operator_resource(
-            "security.openshift.io",
-            "securitycontextconstraints"
-        ));
-        assert!(is_operator_resource("tekton.dev", "tasks"));
-        assert!(is_operator_resource("buildpolicy.dev", "buildpolicies"));
-        assert!(is_operator_resource("", "events"));
-        assert!(is_operator_resource("events.k8s.io", "events"));
-        assert!(is_operator_resource(
-            "authorization.k8s.io",
-            "subjectaccessreviews"
-        ));
-        assert!(!is_operator_resource("coordination.k8s.io", "leases"));
-        assert!(!is_operator_resource("", "configmaps"));
     }
 }

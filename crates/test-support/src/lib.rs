@@ -47,6 +47,7 @@ pub fn strings<I: IntoIterator<Item = S>, S: ToString>(items: I) -> Vec<String> 
 
 /// How long the controller waits before it retries a failed reconcile.
 pub use buildpolicy_controller::ERROR_REQUEUE;
+pub mod api_writes;
 pub mod exposition;
 pub mod fleet;
 mod http;
