@@ -206,9 +206,9 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_python_harness_ones() {
+    fn defaults() {
         let args = parse(&[]);
-        assert_eq!(args.size_list().unwrap(), [100, 500, 1000]);
+        assert_eq!(args.size_list().unwrap(), [100, 500, 1000, 2000]);
         assert_eq!(args.steady_seconds(), 60);
         assert_eq!((args.parallel, args.workers, args.drift_edits), (8, 8, 100));
         assert_eq!(args.settle_seconds, 5.0);
