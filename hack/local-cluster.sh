@@ -240,9 +240,20 @@ current-context: local
 EOF
 }
 
-wait_for() { # description seconds command...
-  local what="$1" deadline=$((SECONDS + $2)); shift 2
+# wait_for WHAT SECONDS COMMAND...: until COMMAND succeeds; after SECONDS,
+# dies with the last lines of the logs.
+wait_for() { wait_while_alive "" "$@"; }
+
+# wait_up NAME SECONDS COMMAND...: wait_for, except that it returns 1 as
+# soon as process NAME has exited.
+wait_up() { wait_while_alive "$1" "$@"; }
+
+wait_while_alive() { # process-or-empty what seconds command...
+  local process="$1" what="$2" deadline=$((SECONDS + $3)); shift 3
   until "$@" >/dev/null 2>&1; do
+    if [[ -n "$process" ]] && ! alive "$process"; then
+      return 1
+    fi
     if (( SECONDS >= deadline )); then
       log "timed out waiting for $what; last lines of the logs:"
       tail -n 20 "$RUN"/*.log >&2 || true
@@ -372,21 +383,6 @@ launch_etcd() {
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "local=http://127.0.0.1:$etcd_peer" --listen-metrics-urls "" \
     --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
-}
-
-# wait_up NAME SECONDS COMMAND...: wait_for, except that it returns 1 as
-# soon as process NAME has exited.
-wait_up() {
-  local name="$1" deadline=$((SECONDS + $2)); shift 2
-  until "$@" >/dev/null 2>&1; do
-    alive "$name" || return 1
-    if (( SECONDS >= deadline )); then
-      log "timed out waiting for $name; last lines of the logs:"
-      tail -n 20 "$RUN"/*.log >&2 || true
-      die "$name did not become ready"
-    fi
-    sleep 0.2
-  done
 }
 
 # etcd and kube-apiserver on ports free_port picked. Another process (a

@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -111,25 +110,8 @@ async fn kubectl_apply(
 ) -> anyhow::Result<f64> {
     let log =
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let status = tokio::process::Command::new(Cluster::kubectl())
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig())
-        .args(["apply", "--server-side", "-f"])
-        .arg(shard)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .await
-        .context("running kubectl")?;
-    let end = t0.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!(
-            "kubectl apply failed ({status}); see {}",
-            log_path.display()
-        );
-    }
-    Ok(end)
+    cluster.kubectl_apply(shard, log, &log_path).await?;
+    Ok(t0.elapsed().as_secs_f64())
 }
 
 /// Deletes the baseline's SCCs, Roles and RoleBindings and takes the pins

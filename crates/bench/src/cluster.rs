@@ -105,6 +105,39 @@ impl Cluster {
         binaries_dir().join("kubectl")
     }
 
+    /// `kubectl apply --server-side -f <file>` as its admin, kubectl's
+    /// output in `log` (at `log_path`, named when it fails).
+    ///
+    /// # Errors
+    ///
+    /// When kubectl cannot run or exits unsuccessfully.
+    pub async fn kubectl_apply(
+        &self,
+        file: &Path,
+        log: File,
+        log_path: &Path,
+    ) -> anyhow::Result<()> {
+        let status = tokio::process::Command::new(Self::kubectl())
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(["apply", "--server-side", "-f"])
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .await
+            .context("running kubectl")?;
+        if !status.success() {
+            bail!(
+                "kubectl apply --server-side -f {} failed ({status}); see {}",
+                file.display(),
+                log_path.display()
+            );
+        }
+        Ok(())
+    }
+
     /// A client, as its admin.
     ///
     /// # Errors

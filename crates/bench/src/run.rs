@@ -441,25 +441,10 @@ impl OperatorMeasurement<'_> {
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
         let started = Instant::now();
-        let status = tokio::process::Command::new(Cluster::kubectl())
-            .arg("--kubeconfig")
-            .arg(self.cluster.kubeconfig())
-            .args(["apply", "--server-side", "-f"])
-            .arg(self.policies_file)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .status()
-            .await
-            .context("running kubectl")?;
-        let wall = started.elapsed().as_secs_f64();
-        if !status.success() {
-            bail!(
-                "kubectl apply --server-side -f ... failed ({status}); see {}",
-                log_path.display()
-            );
-        }
-        Ok(wall)
+        self.cluster
+            .kubectl_apply(self.policies_file, log, &log_path)
+            .await?;
+        Ok(started.elapsed().as_secs_f64())
     }
 }
 
