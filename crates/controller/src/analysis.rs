@@ -96,17 +96,19 @@ fn usable_sccs(
 /// The namespace's UID range, groups and MCS level, as the namespace
 /// allocator annotated it; `None` until it has (the checks then accept
 /// whatever the allocation decides).
-fn allocation(caches: &Caches, namespace: &str) -> Option<NamespaceAllocation> {
+pub fn allocation(caches: &Caches, namespace: &str) -> Option<NamespaceAllocation> {
     let ns = caches.namespaces.get(&ObjectRef::new(namespace))?;
     NamespaceAllocation::from_annotations(ns.metadata.annotations.as_ref()?).ok()
 }
 
-/// The `PreemptionSafe` advice for a policy whose SCC is `generated`;
-/// `confined`: its confinement binding is enforced.
+/// The `PreemptionSafe` advice for a policy whose SCC is `generated`, in a
+/// namespace of that [`allocation`]; `confined`: its confinement binding is
+/// enforced.
 pub fn preemption_advice(
     policy: &BuildPolicy,
     caches: &Caches,
     generated: &SecurityContextConstraints,
+    allocation: Option<&NamespaceAllocation>,
     confined: bool,
 ) -> Advice {
     let (ns, sa) = (&policy.spec.namespace, &policy.spec.service_account_name);
@@ -119,7 +121,7 @@ pub fn preemption_advice(
     let subject = format!("{ns}/{sa}");
     let mut safe_message = None;
     let mut widened = None;
-    for (kind, pod) in probe_requests(allocation(caches, ns).as_ref()) {
+    for (kind, pod) in probe_requests(allocation) {
         let verdict = preemption(generated, &usable, Some(&pod));
         let message = verdict.message(&subject);
         match verdict {
@@ -151,11 +153,13 @@ pub fn preemption_advice(
 
 /// The `TasksAdmissible` advice: each pinned Task checked against the SCC.
 /// `pinned_now` holds the Tasks this reconcile just pinned, as the server
-/// answered the pin: checked from there, they are not read again.
+/// answered the pin: checked from there, they are not read again. The
+/// checks are against `scc` in a namespace of that [`allocation`].
 pub async fn tasks_advice(
     policy: &BuildPolicy,
     ctx: &Context,
     scc: &SecurityContextConstraints,
+    allocation: Option<&NamespaceAllocation>,
     pinned: &[String],
     pinned_now: &HashMap<String, Task>,
 ) -> Result<Option<Advice>> {
@@ -164,8 +168,7 @@ pub async fn tasks_advice(
     }
     let ns = &policy.spec.namespace;
     let api: Api<Task> = Api::namespaced(ctx.client.clone(), ns);
-    let allocation = allocation(&ctx.caches, ns);
-    let scc_fingerprint = fingerprint(scc, allocation.as_ref());
+    let scc_fingerprint = fingerprint(scc, allocation);
     let mut problems = Vec::new();
     let mut privileged_steps = Vec::new();
     let mut needs_host_users_false = false;
@@ -198,7 +201,7 @@ pub async fn tasks_advice(
                     name,
                     task.spec.as_ref().unwrap_or(&serde_json::Value::Null),
                     scc,
-                    allocation.as_ref(),
+                    allocation,
                 );
                 if let Some(version) = task.metadata.resource_version {
                     ctx.task_checks

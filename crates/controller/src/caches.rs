@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
+use buildpolicy_api::keys::ownership;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun, scc};
 use buildpolicy_policy::SccSchema;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -15,7 +15,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 
 use crate::index::{Indexed, Key};
 
@@ -111,7 +111,7 @@ impl Caches {
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
         let mut objects = cache.under(&Key::Policy(policy.to_owned()));
-        objects.retain(|o| o.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy));
+        objects.retain(|o| ownership(o.as_ref()).policy() == Some(policy));
         objects
     }
 
@@ -123,10 +123,8 @@ impl Caches {
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
-        let mut objects = Self::labelled(cache, policy);
-        objects.retain(|o| {
-            o.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        });
+        let mut objects = cache.under(&Key::Policy(policy.to_owned()));
+        objects.retain(|o| ownership(o.as_ref()).managed() == Some(policy));
         objects
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use buildpolicy_api::keys::{
-    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL,
+    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL, ownership,
 };
 use buildpolicy_api::tekton::TASK_LABEL;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, TaskRun, scc};
@@ -319,13 +319,7 @@ impl RefusalCounter {
 }
 
 fn is_managed<K: Resource>(object: &K) -> bool {
-    object
-        .meta()
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .map(String::as_str)
-        == Some(MANAGED_BY_VALUE)
+    ownership(object).managed().is_some()
 }
 
 /// Rules that cannot grant SCC `use` are never read (except on the Roles the
@@ -476,12 +470,7 @@ fn policy_of<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
 }
 
 fn policy_of_label<K: Resource>(object: &K) -> Option<ObjectRef<BuildPolicy>> {
-    object
-        .meta()
-        .labels
-        .as_ref()?
-        .get(POLICY_LABEL)
-        .map(|p| ObjectRef::new(p))
+    ownership(object).policy().map(ObjectRef::new)
 }
 
 /// The policies naming `namespace` whose spec matches `predicate`, as

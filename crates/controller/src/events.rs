@@ -59,18 +59,60 @@ impl Journal {
     }
 }
 
-/// One thing a reconcile did that the pipeline owner hears of. `kind` is
-/// the kind of object concerned (`SecurityContextConstraints`, `Role`,
-/// `RoleBinding`, `Task` for a pin, ...), as the metrics label it.
+/// The kind of object an [`Outcome`] concerns (a Task: its pin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Scc,
+    Role,
+    RoleBinding,
+    AdmissionBinding,
+    Task,
+}
+
+impl Kind {
+    /// The Kubernetes kind, as Events and the metrics' `kind` label name it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Scc => "SecurityContextConstraints",
+            Self::Role => "Role",
+            Self::RoleBinding => "RoleBinding",
+            Self::AdmissionBinding => "ValidatingAdmissionPolicyBinding",
+            Self::Task => "Task",
+        }
+    }
+}
+
+/// The objects a grant is made of, each with its [`Kind`].
+pub trait Granted: kube::Resource<DynamicType = ()> {
+    const KIND: Kind;
+}
+
+impl Granted for buildpolicy_api::SecurityContextConstraints {
+    const KIND: Kind = Kind::Scc;
+}
+
+impl Granted for k8s_openapi::api::rbac::v1::Role {
+    const KIND: Kind = Kind::Role;
+}
+
+impl Granted for k8s_openapi::api::rbac::v1::RoleBinding {
+    const KIND: Kind = Kind::RoleBinding;
+}
+
+impl Granted for k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding {
+    const KIND: Kind = Kind::AdmissionBinding;
+}
+
+/// One thing a reconcile did that the pipeline owner hears of.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// An object created, or brought to what the policy asks, for the grant.
-    Granted { kind: String, text: String },
+    Granted { kind: Kind, text: String },
     /// A hand edit of a granted object undone (counted as a drift
     /// correction).
-    Repaired { kind: String, text: String },
+    Repaired { kind: Kind, text: String },
     /// Part of a grant withdrawn (counted as a revocation).
-    Revoked { kind: String, text: String },
+    Revoked { kind: Kind, text: String },
     /// Admission refused the pod of a pinned Task's run.
     BuildRefused { reason: String, text: String },
     /// `Ready` changed.
@@ -91,30 +133,28 @@ impl Outcome {
             text,
         };
         match self {
-            Self::Granted { kind, text } => match kind.as_str() {
-                "SecurityContextConstraints" => {
-                    note(EventType::Normal, "SCCApplied", "CreateSCC".into(), text)
-                }
-                "Task" => note(EventType::Normal, "TaskPinned", "PinTask".into(), text),
-                _ => note(
+            Self::Granted { kind, text } => match kind {
+                Kind::Scc => note(EventType::Normal, "SCCApplied", "CreateSCC".into(), text),
+                Kind::Task => note(EventType::Normal, "TaskPinned", "PinTask".into(), text),
+                Kind::Role | Kind::RoleBinding | Kind::AdmissionBinding => note(
                     EventType::Normal,
                     "RBACApplied",
-                    format!("Create{kind}"),
+                    format!("Create{}", kind.name()),
                     text,
                 ),
             },
             Self::Repaired { kind, text } => {
-                let action = match kind.as_str() {
-                    "SecurityContextConstraints" => "RepairSCC".to_owned(),
-                    "Task" => "RepairPin".to_owned(),
-                    _ => format!("Repair{kind}"),
+                let action = match kind {
+                    Kind::Scc => "RepairSCC".to_owned(),
+                    Kind::Task => "RepairPin".to_owned(),
+                    _ => format!("Repair{}", kind.name()),
                 };
                 note(EventType::Warning, "DriftCorrected", action, text)
             }
             Self::Revoked { kind, text } => {
-                let action = match kind.as_str() {
-                    "Task" => "UnpinTask".to_owned(),
-                    _ => format!("Delete{kind}"),
+                let action = match kind {
+                    Kind::Task => "UnpinTask".to_owned(),
+                    _ => format!("Delete{}", kind.name()),
                 };
                 note(EventType::Normal, "Revoked", action, text)
             }
@@ -141,8 +181,8 @@ impl Outcome {
 /// revocations in the metrics; published as one Event by [`flush`].
 pub fn record(ctx: &Context, policy: &BuildPolicy, outcome: Outcome) {
     match &outcome {
-        Outcome::Repaired { kind, .. } => ctx.metrics.drift_corrected(kind),
-        Outcome::Revoked { kind, .. } => ctx.metrics.revoked(kind),
+        Outcome::Repaired { kind, .. } => ctx.metrics.drift_corrected(kind.name()),
+        Outcome::Revoked { kind, .. } => ctx.metrics.revoked(kind.name()),
         _ => {}
     }
     ctx.journal.push(&policy.name_any(), outcome.note());
@@ -222,60 +262,59 @@ mod tests {
     #[test]
     fn each_outcome_has_its_type_reason_and_action() {
         let text = || "t".to_owned();
-        let kind = |k: &str| k.to_owned();
         let cases = [
             (
                 Outcome::Granted {
-                    kind: kind("SecurityContextConstraints"),
+                    kind: Kind::Scc,
                     text: text(),
                 },
                 note(EventType::Normal, "SCCApplied", "CreateSCC", "t"),
             ),
             (
                 Outcome::Granted {
-                    kind: kind("RoleBinding"),
+                    kind: Kind::RoleBinding,
                     text: text(),
                 },
                 note(EventType::Normal, "RBACApplied", "CreateRoleBinding", "t"),
             ),
             (
                 Outcome::Granted {
-                    kind: kind("Task"),
+                    kind: Kind::Task,
                     text: text(),
                 },
                 note(EventType::Normal, "TaskPinned", "PinTask", "t"),
             ),
             (
                 Outcome::Repaired {
-                    kind: kind("SecurityContextConstraints"),
+                    kind: Kind::Scc,
                     text: text(),
                 },
                 note(EventType::Warning, "DriftCorrected", "RepairSCC", "t"),
             ),
             (
                 Outcome::Repaired {
-                    kind: kind("Role"),
+                    kind: Kind::Role,
                     text: text(),
                 },
                 note(EventType::Warning, "DriftCorrected", "RepairRole", "t"),
             ),
             (
                 Outcome::Repaired {
-                    kind: kind("Task"),
+                    kind: Kind::Task,
                     text: text(),
                 },
                 note(EventType::Warning, "DriftCorrected", "RepairPin", "t"),
             ),
             (
                 Outcome::Revoked {
-                    kind: kind("Role"),
+                    kind: Kind::Role,
                     text: text(),
                 },
                 note(EventType::Normal, "Revoked", "DeleteRole", "t"),
             ),
             (
                 Outcome::Revoked {
-                    kind: kind("Task"),
+                    kind: Kind::Task,
                     text: text(),
                 },
                 note(EventType::Normal, "Revoked", "UnpinTask", "t"),

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
+use buildpolicy_api::keys::ownership;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -174,26 +174,15 @@ pub fn policy_keys(policy: &BuildPolicy) -> Vec<Key> {
 /// An object the operator created, under its policy; a Task or TaskRun
 /// under the policy of its label.
 pub fn labelled_keys<K: Resource>(object: &K) -> Vec<Key> {
-    let labels = object.meta().labels.as_ref();
-    labels
-        .and_then(|l| l.get(POLICY_LABEL))
-        .map(|policy| Key::Policy(policy.clone()))
-        .into_iter()
-        .collect()
+    let policy = ownership(object).policy();
+    policy.map(|p| Key::Policy(p.to_owned())).into_iter().collect()
 }
 
 /// An object the operator created (policy and managed-by labels), under
 /// its policy.
 pub fn managed_keys<K: Resource>(object: &K) -> Vec<Key> {
-    let labels = object.meta().labels.as_ref();
-    let managed = labels
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGED_BY_VALUE);
-    if managed {
-        labelled_keys(object)
-    } else {
-        Vec::new()
-    }
+    let policy = ownership(object).managed();
+    policy.map(|p| Key::Policy(p.to_owned())).into_iter().collect()
 }
 
 /// A RoleBinding: under its namespace (who may use which SCC there), and
@@ -213,6 +202,7 @@ pub fn scc_keys(scc: &SecurityContextConstraints) -> Vec<Key> {
 
 #[cfg(test)]
 mod tests {
+    use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
     use k8s_openapi::api::rbac::v1::RoleBinding;
     use kube::runtime::reflector;
     use serde_json::json;

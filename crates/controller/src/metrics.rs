@@ -252,28 +252,37 @@ impl prometheus::core::Collector for ManagedObjects {
     }
 
     fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        use buildpolicy_api::keys::POLICY_LABEL;
-        use kube::ResourceExt;
+        use buildpolicy_api::keys::{Ownership, ownership};
         let Some(caches) = self.caches.lock().expect("not poisoned").clone() else {
             return Vec::new();
         };
-        fn count<K: kube::Resource + Clone>(store: &kube::runtime::reflector::Store<K>) -> i64
+        // Objects the operator created; Tasks, the ones it pinned.
+        fn count<K: kube::Resource + Clone>(
+            store: &kube::runtime::reflector::Store<K>,
+            ours: fn(Ownership<'_>) -> bool,
+        ) -> i64
         where
             K::DynamicType: Eq + std::hash::Hash + Clone,
         {
             let n = store
                 .state()
                 .iter()
-                .filter(|o| o.labels().contains_key(POLICY_LABEL))
+                .filter(|o| ours(ownership(o.as_ref())))
                 .count();
             i64::try_from(n).unwrap_or(i64::MAX)
         }
+        fn managed(o: Ownership<'_>) -> bool {
+            o.managed().is_some()
+        }
+        fn pinned(o: Ownership<'_>) -> bool {
+            o.policy().is_some()
+        }
         // The RBAC caches hold everyone's Roles and RoleBindings.
         for (kind, n) in [
-            ("SecurityContextConstraints", count(&caches.sccs)),
-            ("Role", count(&caches.roles)),
-            ("RoleBinding", count(&caches.role_bindings)),
-            ("Task", count(&caches.tasks)),
+            ("SecurityContextConstraints", count(&caches.sccs, managed)),
+            ("Role", count(&caches.roles, managed)),
+            ("RoleBinding", count(&caches.role_bindings, managed)),
+            ("Task", count(&caches.tasks, pinned)),
         ] {
             self.gauge.with_label_values(&[kind]).set(n);
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use buildpolicy_api::conditions::reason;
 use buildpolicy_api::keys::{
-    FIELD_MANAGER, FINALIZER, POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name,
+    FIELD_MANAGER, FINALIZER, POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name, ownership,
 };
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun};
 use buildpolicy_policy::builds::builds_advice;
@@ -34,7 +34,7 @@ use crate::analysis;
 use crate::caches::Caches;
 use crate::context::Context;
 use crate::error::{Doing as _, Error, Result};
-use crate::events::{self, Outcome};
+use crate::events::{self, Granted, Kind, Outcome};
 use crate::status;
 
 /// Entry point for the kube-runtime `Controller`.
@@ -233,10 +233,22 @@ async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
         ),
     };
 
-    // 5. Advice on what the grant means for other pods and for the Tasks.
-    let preemption = analysis::preemption_advice(policy, &ctx.caches, &scc.scc, confinement.ok);
-    let tasks_admissible =
-        match analysis::tasks_advice(policy, ctx, &scc.scc, &pins.pinned, &pins.pinned_now).await {
+    // 5. Advice on what the grant means for other pods and for the Tasks,
+    // both for the namespace's allocation.
+    let allocation = analysis::allocation(&ctx.caches, &spec.namespace);
+    let allocation = allocation.as_ref();
+    let preemption =
+        analysis::preemption_advice(policy, &ctx.caches, &scc.scc, allocation, confinement.ok);
+    let tasks_admissible = match analysis::tasks_advice(
+        policy,
+        ctx,
+        &scc.scc,
+        allocation,
+        &pins.pinned,
+        &pins.pinned_now,
+    )
+    .await
+    {
             Ok(advice) => advice,
             Err(error) => {
                 warn!(%error, "Task admissibility check failed");
@@ -317,7 +329,7 @@ async fn apply_scc(
     api.patch(desired.name(), &apply_params(), &Patch::Apply(&fitted.body))
         .await
         .doing(|| format!("applying SecurityContextConstraints {}", desired.name()))?;
-    let kind = "SecurityContextConstraints".to_owned();
+    let kind = Kind::Scc;
     events::record(
         ctx,
         policy,
@@ -377,7 +389,7 @@ async fn apply_rbac(policy: &BuildPolicy, ctx: &Context, desired: &Desired) -> R
         )
         .await
         .doing(|| format!("applying Role {ns}/{role_name}"))?;
-        note_rbac_change(policy, ctx, "Role", &role_name, role_drift).await;
+        note_rbac_change(policy, ctx, Kind::Role, &role_name, role_drift).await;
     }
 
     let binding_drift = live_binding
@@ -401,7 +413,7 @@ async fn apply_rbac(policy: &BuildPolicy, ctx: &Context, desired: &Desired) -> R
         )
         .await
         .doing(|| format!("applying RoleBinding {ns}/{role_name}"))?;
-        note_rbac_change(policy, ctx, "RoleBinding", &role_name, binding_drift).await;
+        note_rbac_change(policy, ctx, Kind::RoleBinding, &role_name, binding_drift).await;
     }
     Ok(())
 }
@@ -409,26 +421,26 @@ async fn apply_rbac(policy: &BuildPolicy, ctx: &Context, desired: &Desired) -> R
 async fn note_rbac_change(
     policy: &BuildPolicy,
     ctx: &Context,
-    kind: &str,
+    kind: Kind,
     name: &str,
     drift: Option<Vec<&str>>,
 ) {
     let ns = &policy.spec.namespace;
-    let kind = kind.to_owned();
+    let what = kind.name();
     events::record(
         ctx,
         policy,
         match drift {
             Some(fields) => Outcome::Repaired {
                 text: format!(
-                    "{kind} {ns}/{name} was changed by hand ({}); restored",
+                    "{what} {ns}/{name} was changed by hand ({}); restored",
                     fields.join(", ")
                 ),
                 kind,
             },
             None => Outcome::Granted {
                 text: format!(
-                    "{kind} {ns}/{name} lets only system:serviceaccount:{ns}:{} use the SCC",
+                    "{what} {ns}/{name} lets only system:serviceaccount:{ns}:{} use the SCC",
                     policy.spec.service_account_name
                 ),
                 kind,
@@ -446,10 +458,8 @@ fn task_holder(
     scc_name: &str,
 ) -> Option<String> {
     let name = policy.name_any();
-    let labels = task.metadata.labels.as_ref();
-    let label_holder = labels
-        .and_then(|l| l.get(POLICY_LABEL))
-        .filter(|h| **h != name);
+    let pinned_by = ownership(task).policy();
+    let label_holder = pinned_by.filter(|h| *h != name);
     if let Some(holder) = label_holder {
         // Another policy pinned it. The older policy wins; ties go to the
         // smaller name, so every replica and every run decides the same way.
@@ -461,14 +471,13 @@ fn task_holder(
         let key = |p: &BuildPolicy| (p.metadata.creation_timestamp.clone(), p.name_any());
         return (claims && key(&other) < key(policy)).then(|| format!("BuildPolicy {holder}"));
     }
-    let pinned_by_us = labels.and_then(|l| l.get(POLICY_LABEL)).is_some();
     let annotation = task
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(REQUIRED_SCC_ANNOTATION));
     match annotation {
-        Some(value) if !pinned_by_us && value != scc_name => Some(format!(
+        Some(value) if pinned_by.is_none() && value != scc_name => Some(format!(
             "someone else ({REQUIRED_SCC_ANNOTATION}={value}, not set by a BuildPolicy)"
         )),
         _ => None,
@@ -514,12 +523,7 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin]) -> Pin
             out.conflicting.push((pin.name.clone(), holder));
             continue;
         }
-        let was_ours = task
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(POLICY_LABEL))
-            == Some(&policy.name_any());
+        let was_ours = ownership(task.as_ref()).policy() == Some(&policy.name_any());
         let api: Api<Task> = Api::namespaced(ctx.client.clone(), &pin.namespace);
         match api
             .patch(&pin.name, &apply_params(), &Patch::Apply(pin.apply_body()))
@@ -528,7 +532,7 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin]) -> Pin
             Ok(task) => {
                 out.pinned.push(pin.name.clone());
                 out.pinned_now.insert(pin.name.clone(), task);
-                let kind = "Task".to_owned();
+                let kind = Kind::Task;
                 events::record(
                     ctx,
                     policy,
@@ -771,7 +775,7 @@ async fn delete_owned<K>(
     meta: &ObjectMeta,
 ) -> Result<()>
 where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Granted + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let name = meta.name.clone().unwrap_or_default();
     let params = DeleteParams {
@@ -781,7 +785,7 @@ where
         }),
         ..DeleteParams::background()
     };
-    let kind = K::kind(&()).into_owned();
+    let kind = K::KIND.name();
     match api.delete(&name, &params).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(()),
@@ -797,7 +801,7 @@ where
         policy,
         Outcome::Revoked {
             text: format!("{kind} {location} deleted"),
-            kind: kind.to_string(),
+            kind: K::KIND,
         },
     );
     Ok(())
@@ -826,7 +830,7 @@ async fn unpin(policy: &BuildPolicy, ctx: &Context, namespace: &str, task: &str)
     // If someone else also set our values (kubectl annotate on a pinned
     // Task), they survive the release: remove them explicitly.
     let mut leftovers = serde_json::Map::new();
-    if after.labels().get(POLICY_LABEL) == Some(&name) {
+    if ownership(&after).policy() == Some(&name) {
         leftovers.insert("labels".into(), serde_json::json!({ POLICY_LABEL: null }));
     }
     if after.annotations().get(REQUIRED_SCC_ANNOTATION) == Some(&scc_name) {
@@ -848,7 +852,7 @@ async fn unpin(policy: &BuildPolicy, ctx: &Context, namespace: &str, task: &str)
         ctx,
         policy,
         Outcome::Revoked {
-            kind: "Task".to_owned(),
+            kind: Kind::Task,
             text: format!("Task {namespace}/{task} no longer pinned to SCC {scc_name}"),
         },
     );
