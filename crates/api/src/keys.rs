@@ -124,7 +124,10 @@ mod tests {
 
     #[test]
     fn both_labels_make_an_object_the_operators() {
-        let m = meta(&[(POLICY_LABEL, "buildah"), (MANAGED_BY_LABEL, MANAGED_BY_VALUE)]);
+        let m = meta(&[
+            (POLICY_LABEL, "buildah"),
+            (MANAGED_BY_LABEL, MANAGED_BY_VALUE),
+        ]);
         assert_eq!(Ownership::of(&m), Ownership::Managed("buildah"));
         assert_eq!(Ownership::of(&m).managed(), Some("buildah"));
         assert_eq!(Ownership::of(&m).policy(), Some("buildah"));

@@ -1,24 +1,29 @@
 //! Wiring: the watches that feed the caches, how their events map back to
 //! policies, and the kube-runtime `Controller` that runs reconciles.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use buildpolicy_api::keys::{
     FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NAME_PREFIX, POLICY_LABEL, ownership,
 };
 use buildpolicy_api::tekton::TASK_LABEL;
-use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, TaskRun, scc};
+use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun, scc};
 use buildpolicy_policy::Ceiling;
+use buildpolicy_policy::admission::namespace::ALLOCATION_ANNOTATIONS;
 use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_policy::rbac::grants_scc_use;
+use buildpolicy_policy::render::PIN_ANNOTATION_KEYS;
 use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
 
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -272,6 +277,58 @@ fn keep_own_annotations<K: Resource>(object: &mut K) {
 }
 
 fn keep_all<K>(_: &mut K) {}
+
+/// Tasks, thousands of them: what a pin is compared with (the policy label,
+/// the annotations a pin sets, the operator's own managedFields entry) and
+/// the resourceVersion the Task checks go by. The rest of their metadata
+/// (catalog labels and annotations, most of it) is dropped.
+fn prune_task(task: &mut PartialObjectMeta<Task>) {
+    keep_own_annotations(task);
+    task.types = None;
+    let meta = &mut task.metadata;
+    retain_keys(&mut meta.labels, |k| k == POLICY_LABEL);
+    retain_keys(&mut meta.annotations, |k| PIN_ANNOTATION_KEYS.contains(&k));
+    forget_bookkeeping(meta);
+}
+
+/// Namespaces: their name and the allocation annotations.
+fn prune_namespace(namespace: &mut PartialObjectMeta<Namespace>) {
+    namespace.types = None;
+    let meta = &mut namespace.metadata;
+    meta.labels = None;
+    retain_keys(&mut meta.annotations, |k| {
+        ALLOCATION_ANNOTATIONS.contains(&k)
+    });
+    forget_bookkeeping(meta);
+}
+
+/// Service accounts: their name.
+fn prune_service_account(account: &mut PartialObjectMeta<ServiceAccount>) {
+    account.types = None;
+    let meta = &mut account.metadata;
+    meta.labels = None;
+    meta.annotations = None;
+    forget_bookkeeping(meta);
+}
+
+/// What no reader of a metadata cache looks at.
+fn forget_bookkeeping(meta: &mut ObjectMeta) {
+    meta.uid = None;
+    meta.creation_timestamp = None;
+    meta.generation = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+}
+
+/// Keeps the entries whose key `keep` accepts; none left is no map.
+fn retain_keys(map: &mut Option<BTreeMap<String, String>>, keep: impl Fn(&str) -> bool) {
+    if let Some(entries) = map.as_mut() {
+        entries.retain(|k, _| keep(k));
+        if entries.is_empty() {
+            *map = None;
+        }
+    }
+}
 
 /// TaskRuns: the type already dropped all but the Task, pod and condition;
 /// of the metadata only the labels that map a run to its policy stay.
@@ -573,10 +630,9 @@ pub fn build(
         watches.all(everything(), prune_cluster_role, no_keys);
     let (cluster_role_bindings, cluster_binding_stream) =
         watches.all(everything(), prune_binding, no_keys);
-    let (tasks, task_stream) =
-        watches.all(everything(), keep_own_annotations, index::labelled_keys);
-    let (namespaces, namespace_stream) = watches.all(everything(), keep_all, no_keys);
-    let (service_accounts, sa_stream) = watches.all(everything(), keep_all, no_keys);
+    let (tasks, task_stream) = watches.all(everything(), prune_task, index::labelled_keys);
+    let (namespaces, namespace_stream) = watches.all(everything(), prune_namespace, no_keys);
+    let (service_accounts, sa_stream) = watches.all(everything(), prune_service_account, no_keys);
     let (scc_crd, scc_crd_stream) = cached_scc_crd(&mut watches);
     // Only TaskRuns of Tasks some policy pinned: Tekton copies the Task's
     // policy label onto them. Their deletions say nothing.
@@ -750,4 +806,119 @@ pub fn build(
         },
         run,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use buildpolicy_api::Isolation;
+    use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
+    use buildpolicy_policy::TaskPin;
+    use buildpolicy_policy::admission::NamespaceAllocation;
+    use buildpolicy_policy::render::pin_annotations;
+    use serde_json::json;
+
+    use super::*;
+
+    fn pin(isolation: Isolation) -> TaskPin {
+        TaskPin {
+            namespace: "team".into(),
+            name: "buildah".into(),
+            annotations: pin_annotations("buildpolicy-p", isolation),
+            labels: BTreeMap::from([(POLICY_LABEL.to_owned(), "p".to_owned())]),
+        }
+    }
+
+    /// A catalog Task the operator pinned, with `applied` the annotations
+    /// its own apply holds.
+    fn task(applied: serde_json::Value) -> PartialObjectMeta<Task> {
+        serde_json::from_value(json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": {
+                "name": "buildah", "namespace": "team", "uid": "u-1",
+                "resourceVersion": "42", "generation": 3,
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {POLICY_LABEL: "p", "app.kubernetes.io/version": "0.9"},
+                "annotations": {
+                    REQUIRED_SCC_ANNOTATION: "buildpolicy-p",
+                    "tekton.dev/tags": "image-build",
+                    "tekton.dev/displayName": "Buildah",
+                },
+                "managedFields": [
+                    {"manager": FIELD_MANAGER, "operation": "Apply", "apiVersion": "tekton.dev/v1",
+                     "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:metadata": {"f:annotations": applied,
+                                                 "f:labels": {format!("f:{POLICY_LABEL}"): {}}}}},
+                    {"manager": "kubectl", "operation": "Apply", "apiVersion": "tekton.dev/v1",
+                     "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}},
+                ],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pruned_task_compares_with_a_pin_as_the_whole_task_does() {
+        let own = json!({format!("f:{REQUIRED_SCC_ANNOTATION}"): {}});
+        let stale = json!({
+            format!("f:{REQUIRED_SCC_ANNOTATION}"): {},
+            "f:io.kubernetes.cri-o.userns-mode": {},
+        });
+        for (applied, isolation, current) in [
+            (own.clone(), Isolation::HostUserNamespace, true),
+            // The operator's apply of an earlier mode still holds CRI-O's
+            // annotation: not current.
+            (stale, Isolation::HostUserNamespace, false),
+            // The pin of another mode is missing its annotations.
+            (own, Isolation::CrioUserNamespace, false),
+        ] {
+            let whole = task(applied);
+            let mut pruned = whole.clone();
+            prune_task(&mut pruned);
+            let pin = pin(isolation);
+            assert_eq!(pin.is_current_on(&whole.metadata), current, "{isolation:?}");
+            assert_eq!(
+                pin.is_current_on(&pruned.metadata),
+                current,
+                "{isolation:?}, pruned"
+            );
+            assert_eq!(ownership(&pruned).policy(), Some("p"));
+            let meta = &pruned.metadata;
+            assert_eq!(meta.resource_version.as_deref(), Some("42"));
+            assert_eq!(
+                meta.annotations
+                    .as_ref()
+                    .map(|a| a.keys().collect::<Vec<_>>()),
+                Some(vec![&REQUIRED_SCC_ANNOTATION.to_owned()])
+            );
+            assert_eq!(meta.labels.as_ref().map(BTreeMap::len), Some(1));
+            assert!(meta.uid.is_none() && pruned.types.is_none());
+        }
+    }
+
+    #[test]
+    fn a_pruned_namespace_keeps_its_allocation() {
+        let mut namespace: PartialObjectMeta<Namespace> = serde_json::from_value(json!({
+            "metadata": {
+                "name": "team", "uid": "u-2",
+                "labels": {"kubernetes.io/metadata.name": "team"},
+                "annotations": {
+                    "openshift.io/sa.scc.uid-range": "1000680000/10000",
+                    "openshift.io/sa.scc.supplemental-groups": "1000680000/10000",
+                    "openshift.io/sa.scc.mcs": "s0:c26,c5",
+                    "openshift.io/description": "the team's builds",
+                },
+            },
+        }))
+        .unwrap();
+        let before =
+            NamespaceAllocation::from_annotations(namespace.metadata.annotations.as_ref().unwrap());
+        prune_namespace(&mut namespace);
+        let annotations = namespace.metadata.annotations.as_ref().unwrap();
+        assert_eq!(NamespaceAllocation::from_annotations(annotations), before);
+        assert!(before.is_ok());
+        assert_eq!(annotations.len(), 3);
+        assert!(namespace.metadata.labels.is_none());
+        assert_eq!(namespace.metadata.name.as_deref(), Some("team"));
+    }
 }

@@ -17,7 +17,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 /// What an object is indexed under.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Key {
     /// Created by the operator for this policy (the policy and managed-by
     /// labels), or a Task or TaskRun labelled with the policy.
@@ -32,8 +32,11 @@ pub enum Key {
 /// The keys of one object.
 pub type Keys<K> = fn(&K) -> Vec<Key>;
 
+/// Most keys hold one object, so each holds a `Vec`, not a set (a set of
+/// one takes four slots); the references carry no resourceVersion or UID
+/// (equality ignores them, and the cache has them).
 struct State<K: Resource> {
-    by_key: HashMap<Key, HashSet<ObjectRef<K>>>,
+    by_key: HashMap<Key, Vec<ObjectRef<K>>>,
     keys_of: HashMap<ObjectRef<K>, Vec<Key>>,
     /// During a re-list: the objects it has listed so far. Those it did not
     /// list when it is done were deleted while the watch was down.
@@ -98,11 +101,11 @@ where
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         match event {
             watcher::Event::Apply(object) => state.put(object, self.keys),
-            watcher::Event::Delete(object) => state.remove(&ObjectRef::from_obj(object)),
+            watcher::Event::Delete(object) => state.remove(&reference(object)),
             watcher::Event::Init => state.listed = Some(HashSet::new()),
             watcher::Event::InitApply(object) => {
                 if let Some(listed) = state.listed.as_mut() {
-                    listed.insert(ObjectRef::from_obj(object));
+                    listed.insert(reference(object));
                 }
                 state.put(object, self.keys);
             }
@@ -132,19 +135,33 @@ impl<K: Resource<DynamicType = ()> + 'static> std::ops::Deref for Indexed<K> {
     }
 }
 
+/// The name and namespace of `object`, which is all the index compares.
+fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    let meta = object.meta();
+    let name = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+    match meta.namespace.as_deref() {
+        Some(ns) => name.within(ns),
+        None => name,
+    }
+}
+
 impl<K: Resource<DynamicType = ()>> State<K> {
     fn put(&mut self, object: &K, keys: Keys<K>) {
-        let object_ref = ObjectRef::from_obj(object);
+        let object_ref = reference(object);
         self.remove(&object_ref);
-        let keys = keys(object);
+        let mut keys = keys(object);
+        // An SCC may list a user twice; the object is under it once.
+        keys.sort_unstable();
+        keys.dedup();
         if keys.is_empty() {
             return;
         }
+        keys.shrink_to_fit();
         for key in &keys {
             self.by_key
                 .entry(key.clone())
                 .or_default()
-                .insert(object_ref.clone());
+                .push(object_ref.clone());
         }
         self.keys_of.insert(object_ref, keys);
     }
@@ -152,7 +169,7 @@ impl<K: Resource<DynamicType = ()>> State<K> {
     fn remove(&mut self, object: &ObjectRef<K>) {
         for key in self.keys_of.remove(object).into_iter().flatten() {
             if let Some(refs) = self.by_key.get_mut(&key) {
-                refs.remove(object);
+                refs.retain(|r| r != object);
                 if refs.is_empty() {
                     self.by_key.remove(&key);
                 }
@@ -175,14 +192,20 @@ pub fn policy_keys(policy: &BuildPolicy) -> Vec<Key> {
 /// under the policy of its label.
 pub fn labelled_keys<K: Resource>(object: &K) -> Vec<Key> {
     let policy = ownership(object).policy();
-    policy.map(|p| Key::Policy(p.to_owned())).into_iter().collect()
+    policy
+        .map(|p| Key::Policy(p.to_owned()))
+        .into_iter()
+        .collect()
 }
 
 /// An object the operator created (policy and managed-by labels), under
 /// its policy.
 pub fn managed_keys<K: Resource>(object: &K) -> Vec<Key> {
     let policy = ownership(object).managed();
-    policy.map(|p| Key::Policy(p.to_owned())).into_iter().collect()
+    policy
+        .map(|p| Key::Policy(p.to_owned()))
+        .into_iter()
+        .collect()
 }
 
 /// A RoleBinding: under its namespace (who may use which SCC there), and
@@ -304,5 +327,30 @@ mod tests {
         fed.feed(watcher::Event::InitDone);
         assert_eq!(fed.names(&policy("p")), ["kept"]);
         assert_eq!(fed.index.refs(&policy("p")).len(), 1);
+    }
+
+    #[test]
+    fn a_user_listed_twice_holds_the_scc_once_and_lets_go_of_it() {
+        let (store, mut writer) = reflector::store();
+        let index = Indexed::new(store, scc_keys);
+        let scc: SecurityContextConstraints = serde_json::from_value(json!({
+            "metadata": {"name": "twice"},
+            "users": ["system:serviceaccount:a:builder", "system:serviceaccount:a:builder"],
+        }))
+        .unwrap();
+        let user = Key::User("system:serviceaccount:a:builder".into());
+        for event in [
+            watcher::Event::Apply(scc.clone()),
+            watcher::Event::Apply(scc.clone()),
+        ] {
+            writer.apply_watcher_event(&event);
+            index.observe(&event);
+        }
+        assert_eq!(index.refs(&user).len(), 1);
+        let event = watcher::Event::Delete(scc);
+        writer.apply_watcher_event(&event);
+        index.observe(&event);
+        assert!(index.refs(&user).is_empty());
+        assert!(index.state.read().unwrap().by_key.is_empty());
     }
 }

@@ -249,12 +249,12 @@ async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
     )
     .await
     {
-            Ok(advice) => advice,
-            Err(error) => {
-                warn!(%error, "Task admissibility check failed");
-                None
-            }
-        };
+        Ok(advice) => advice,
+        Err(error) => {
+            warn!(%error, "Task admissibility check failed");
+            None
+        }
+    };
     let runs = ctx.caches.task_runs_of(&name, &spec.namespace);
     let runs: Vec<&TaskRun> = runs.iter().map(AsRef::as_ref).collect();
     let builds = builds_advice(&spec.tasks, spec.isolation, &runs);

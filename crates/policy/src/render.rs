@@ -353,6 +353,14 @@ fn render_pins(owner: &Owner, scc_name: &str, spec: &BuildPolicySpec) -> Vec<Tas
         .collect()
 }
 
+/// Every annotation key a pin sets, in any isolation mode: of a Task's
+/// annotations, the only ones a pin is compared with.
+pub const PIN_ANNOTATION_KEYS: [&str; 3] = [
+    REQUIRED_SCC_ANNOTATION,
+    CRIO_USERNS_MODE_ANNOTATION,
+    OPENSHIFT_BUILDER_ANNOTATION,
+];
+
 /// The annotations a pinned Task carries: the SCC pin, and in
 /// `CRIOUserNamespace` mode CRI-O's user-namespace request. Tekton copies
 /// them to the TaskRun and its pod.
@@ -406,6 +414,18 @@ fn with_type(object: &impl Serialize, api_version: &str, kind: &str) -> serde_js
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_pin_annotation_is_one_of_the_pin_annotation_keys() {
+        for isolation in Isolation::ALL {
+            for key in pin_annotations("buildpolicy-p", isolation).keys() {
+                assert!(
+                    PIN_ANNOTATION_KEYS.contains(&key.as_str()),
+                    "{key} ({isolation:?}) is missing from PIN_ANNOTATION_KEYS"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     fn modelcar() -> BuildPolicySpec {

@@ -22,6 +22,13 @@ pub const SUPPLEMENTAL_GROUPS_ANNOTATION: &str = "openshift.io/sa.scc.supplement
 /// `openshift.io/sa.scc.mcs`: the SELinux level, e.g. `s0:c26,c5`.
 pub const MCS_ANNOTATION: &str = "openshift.io/sa.scc.mcs";
 
+/// The annotations [`NamespaceAllocation::from_annotations`] reads.
+pub const ALLOCATION_ANNOTATIONS: [&str; 3] = [
+    UID_RANGE_ANNOTATION,
+    SUPPLEMENTAL_GROUPS_ANNOTATION,
+    MCS_ANNOTATION,
+];
+
 /// A namespace's allocation, as its annotations record it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamespaceAllocation {
