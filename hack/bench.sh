@@ -20,6 +20,10 @@
 #                                      steady state is observed for 2 x R)
 #   hack/bench.sh --perf               also profile the operator while it converges (perf
 #                                      record --call-graph dwarf; slows the run down)
+#   hack/bench.sh --heap-profile       with one size: also record the operator's heap with
+#                                      heaptrack (its LD_PRELOAD library) into OUT/heaptrack.gz,
+#                                      for heaptrack_print or heaptrack_gui; slows the run down,
+#                                      so its timings and RSS are not the benchmark's
 #   hack/bench.sh --rev REV            build the operator from commit REV (git archive into
 #                                      target/bench/src, cargo target dir target/bench/cargo-target)
 #                                      rather than from the working tree
@@ -42,7 +46,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-QUICK=0 KEEP=0 RELEASE=0 SIZES="100,500,1000,2000" RESYNC=30 OUT="" REV=""
+QUICK=0 KEEP=0 RELEASE=0 HEAP=0 SIZES="100,500,1000,2000" RESYNC=30 OUT="" REV=""
 # The gate (--quick) also counts the write requests converging took (with
 # kubectl's apply of the policies): 9.1 to 9.2 per policy measured at N=100
 # (BENCHMARKS.md); one more per policy fails it.
@@ -68,6 +72,7 @@ while (( $# )); do
       EXTRA+=("$1" "${2:?$1 needs a value}"); shift ;;
     --max-requests-per-policy) MAX_REQUESTS_PER_POLICY="${2:?$1 needs a number}"; shift ;;
     --perf) PERF=1 ;;
+    --heap-profile) HEAP=1 ;;
     *) echo "bench: unknown argument $1" >&2; usage ;;
   esac
   shift
@@ -120,8 +125,8 @@ if [[ -n "$REV" ]]; then
 elif (( QUICK && ! RELEASE )); then
   # The gate is a count of write requests, which the optimisation level does
   # not change; the dev build is the one hack/test.sh has just built, where a
-  # release build from scratch takes about 20 minutes on two cores. --quick's
-  # timings are therefore not the benchmark's figures.
+  # release build from scratch (whole-program LTO) takes about 10 minutes on
+  # two cores. --quick's timings are therefore not the benchmark's figures.
   log "operator: the dev build, for --quick"
   OPERATOR="$bin_dir/buildpolicy-operator"
 else
@@ -151,6 +156,21 @@ ARGS=(--sizes "$SIZES" --out "$OUT" --work-dir "$BENCH/work" --log-dir "$BENCH/l
 # A CPU profile of the operator while it converges (perf with DWARF call
 # graphs: it costs CPU, so the timings of such a run are not the headline).
 [[ -n "${PERF:-}" ]] && ARGS+=(--perf)
+# A heap profile: heaptrack's preload library writes its trace into a FIFO
+# that heaptrack_interpret turns into OUT/heaptrack.gz while the run goes on.
+HEAP_PID=""
+if (( HEAP )); then
+  [[ "$SIZES" =~ ^[0-9]+$ ]] || die "--heap-profile takes one size (--sizes N): the operator runs once per size"
+  interpret=/usr/lib/heaptrack/libexec/heaptrack_interpret
+  preload=/usr/lib/heaptrack/libheaptrack_preload.so
+  [[ -x "$interpret" && -f "$preload" ]] ||
+    die "--heap-profile needs heaptrack ($interpret, $preload; Debian: apt-get install heaptrack)"
+  fifo="$BENCH/work/heaptrack.fifo"
+  rm -f "$fifo" && mkfifo "$fifo"
+  "$interpret" <"$fifo" | gzip >"$OUT/heaptrack.gz" &
+  HEAP_PID=$!
+  ARGS+=(--operator-env "LD_PRELOAD=$preload" --operator-env "DUMP_HEAPTRACK_OUTPUT=$fifo")
+fi
 COMMAND="hack/bench.sh"
 (( QUICK )) && COMMAND+=" --quick"
 (( QUICK && RELEASE )) && COMMAND+=" --release"
@@ -158,11 +178,22 @@ COMMAND="hack/bench.sh"
 [[ "$RESYNC" != 30 ]] && COMMAND+=" --resync-seconds $RESYNC"
 [[ -n "$REV" ]] && COMMAND+=" --rev $REV"
 [[ -n "${PERF:-}" ]] && COMMAND+=" --perf"
+(( HEAP )) && COMMAND+=" --heap-profile"
+(( QUICK )) && [[ "$MAX_REQUESTS_PER_POLICY" != 9.5 ]] && COMMAND+=" --max-requests-per-policy $MAX_REQUESTS_PER_POLICY"
 [[ "$OUT" != "$ROOT/docs/bench" && "$OUT" != "$BENCH/quick" ]] && COMMAND+=" --out ${OUT#"$ROOT"/}"
 (( ${#EXTRA[@]} )) && COMMAND+=" ${EXTRA[*]}"
 
 status=0
 "$BENCH_BIN" run "${ARGS[@]}" ${EXTRA[@]+"${EXTRA[@]}"} ${SOURCE[@]+"${SOURCE[@]}"} --command "$COMMAND" || status=$?
+if [[ -n "$HEAP_PID" ]]; then
+  # The operator has exited: the interpreter reads to the end of the trace.
+  # Had the operator never started, the interpreter would wait for a writer
+  # for ever: open the FIFO once (it gives up after 5 s if nobody reads).
+  timeout 5 sh -c ': >"$1"' _ "$fifo" 2>/dev/null || true
+  wait "$HEAP_PID" || die "heaptrack_interpret failed"
+  rm -f "$fifo"
+  log "heap profile: $OUT/heaptrack.gz (heaptrack_print -f $OUT/heaptrack.gz)"
+fi
 if [[ -n "$PLOT_PY" && -f "$OUT/results.json" ]]; then
   "$PLOT_PY" "$ROOT/hack/bench/plot.py" "$OUT/results.json" "$OUT/ready-over-time.png" ||
     die "the plot failed"

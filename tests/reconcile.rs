@@ -15,7 +15,7 @@ use buildpolicy_test_support::scene::{
 use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -427,8 +427,9 @@ async fn time_until_scc(
 }
 
 /// A new policy records one Event (what was granted, led by `Ready`), not
-/// one per object; a hand edit repaired records one Warning; a reconcile
-/// that changes nothing records none.
+/// one per object; a hand edit repaired records one Warning, and the same
+/// edit again adds to that Warning's series; a reconcile that changes
+/// nothing records none.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_policy_records_one_event_and_a_repair_one_warning() {
     with_temp_ns(|client, ns| async move {
@@ -471,6 +472,33 @@ async fn a_new_policy_records_one_event_and_a_repair_one_warning() {
             ("Warning", "DriftCorrected")
         );
         assert!(note.contains("allowPrivilegedContainer"), "{note}");
+
+        // The same hand edit again: the Warning repeats, and the repeat is
+        // folded into the first one's series, not a third Event.
+        sccs.patch(
+            &scc_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"allowPrivilegedContainer": true})),
+        )
+        .await
+        .unwrap();
+        eventually(
+            "the repeated repair in the Warning's series",
+            TIMEOUT,
+            || async {
+                let events = Api::<k8s_openapi::api::events::v1::Event>::all(client.clone())
+                    .list(&ListParams::default().fields(&format!("regarding.name={name}")))
+                    .await
+                    .unwrap()
+                    .items;
+                let warning = events
+                    .iter()
+                    .find(|e| e.reason.as_deref() == Some("DriftCorrected"))?;
+                (warning.series.as_ref()?.count >= 2).then_some(())
+            },
+        )
+        .await;
+        assert_eq!(policy_events(&client, &name).await.len(), 2);
 
         // A reconcile that changes nothing says nothing.
         let reconciled = reconciles(&op);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use buildpolicy_policy::Ceiling;
 use kube::Client;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Recorder, Reporter};
 
 use crate::caches::Caches;
 use crate::metrics::Metrics;
@@ -46,7 +46,10 @@ impl Default for Config {
 /// Shared by all reconciles.
 pub struct Context {
     pub client: Client,
+    /// Publishes the Warning Events, folding a repeat into a series.
     pub recorder: Recorder,
+    /// Who publishes Events (for the Normal ones, see [`crate::events::flush`]).
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub config: Config,
     pub caches: Caches,

@@ -1,7 +1,7 @@
 //! Wiring: the watches that feed the caches, how their events map back to
 //! policies, and the kube-runtime `Controller` that runs reconciles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use buildpolicy_api::keys::{
@@ -13,7 +13,7 @@ use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::admission::namespace::ALLOCATION_ANNOTATIONS;
 use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_policy::rbac::grants_scc_use;
-use buildpolicy_policy::render::PIN_ANNOTATION_KEYS;
+use buildpolicy_policy::render::{PIN_ANNOTATION_KEYS, applied_annotations};
 use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
 
@@ -247,33 +247,38 @@ fn is_kept_entry(entry: &ManagedFieldsEntry) -> bool {
     entry.subresource.as_deref() == Some(KEPT)
 }
 
-/// Tasks: keep which annotations the operator applied (its own managedFields
-/// entry, cut down to `f:metadata.f:annotations`), so a pin of an earlier
-/// `spec.isolation` mode can be told apart from annotations others set.
+/// Tasks: keep which annotation keys the operator's own apply holds, so a
+/// pin of an earlier `spec.isolation` mode can be told apart from
+/// annotations others set ([`applied_annotations_kept`] reads them). They
+/// are kept as one managedFields entry marked [`KEPT`] whose `fieldsV1` is
+/// the list of keys: the entry as the server has it nests three JSON maps,
+/// about 2 KiB per pinned Task in this cache.
 fn keep_own_annotations<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
-    let own = meta.managed_fields.iter().flatten().find(|e| {
-        e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+    let applied = applied_annotations(meta, FIELD_MANAGER);
+    meta.managed_fields = (!applied.is_empty()).then(|| {
+        vec![ManagedFieldsEntry {
+            subresource: Some(KEPT.to_owned()),
+            fields_v1: Some(FieldsV1(serde_json::Value::Array(
+                applied.into_iter().map(serde_json::Value::String).collect(),
+            ))),
+            ..ManagedFieldsEntry::default()
+        }]
     });
-    let Some(own) = own else {
-        return;
-    };
-    let annotations = own
-        .fields_v1
-        .as_ref()
-        .and_then(|f| f.0.pointer("/f:metadata/f:annotations"))
-        .cloned()
-        .unwrap_or_default();
-    let kept = ManagedFieldsEntry {
-        manager: own.manager.clone(),
-        operation: own.operation.clone(),
-        subresource: Some(KEPT.to_owned()),
-        fields_v1: Some(FieldsV1(
-            serde_json::json!({"f:metadata": {"f:annotations": annotations}}),
-        )),
-        ..ManagedFieldsEntry::default()
-    };
-    meta.managed_fields = Some(vec![kept]);
+}
+
+/// The annotation keys the operator's own apply holds on a Task of the
+/// cache, as [`keep_own_annotations`] kept them.
+pub(crate) fn applied_annotations_kept(meta: &ObjectMeta) -> BTreeSet<String> {
+    let kept = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| is_kept_entry(e));
+    kept.filter_map(|e| e.fields_v1.as_ref()?.0.as_array())
+        .flatten()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect()
 }
 
 fn keep_all<K>(_: &mut K) {}
@@ -676,13 +681,11 @@ pub fn build(
         synced: std::mem::take(&mut watches.synced),
     };
     metrics.count_managed_objects_in(caches.clone());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: config.reporter.clone(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let reporter = Reporter {
+        controller: config.reporter.clone(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter.clone());
     let (ceiling_tx, ceiling_rx) = tokio::sync::watch::channel(config.ceiling.clone());
     let ceiling_changes = WatchStream::from_changes(ceiling_rx.clone()).map(|_| ());
     // A new ceiling, a new SCC schema, or a cache re-listed after a broken
@@ -694,6 +697,7 @@ pub fn build(
     let ctx = Arc::new(Context {
         client,
         recorder,
+        reporter,
         metrics: metrics.clone(),
         config,
         caches: caches.clone(),
@@ -859,6 +863,12 @@ mod tests {
 
     #[test]
     fn a_pruned_task_compares_with_a_pin_as_the_whole_task_does() {
+        // The kept keys of a Task the operator never applied to: none.
+        let mut unpinned = task(json!({}));
+        unpinned.metadata.managed_fields.as_mut().unwrap().remove(0);
+        prune_task(&mut unpinned);
+        assert!(unpinned.metadata.managed_fields.is_none());
+
         let own = json!({format!("f:{REQUIRED_SCC_ANNOTATION}"): {}});
         let stale = json!({
             format!("f:{REQUIRED_SCC_ANNOTATION}"): {},
@@ -877,8 +887,10 @@ mod tests {
             prune_task(&mut pruned);
             let pin = pin(isolation);
             assert_eq!(pin.is_current_on(&whole.metadata), current, "{isolation:?}");
+            let kept = applied_annotations_kept(&pruned.metadata);
+            assert_eq!(kept, applied_annotations(&whole.metadata, FIELD_MANAGER));
             assert_eq!(
-                pin.is_current_on(&pruned.metadata),
+                pin.is_current_with(&pruned.metadata, &kept),
                 current,
                 "{isolation:?}, pruned"
             );

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use buildpolicy_api::BuildPolicy;
 use kube::Resource;
 use kube::ResourceExt;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
 use crate::context::Context;
@@ -194,7 +194,17 @@ pub async fn flush(ctx: &Context, policy: &BuildPolicy) {
     let Some(event) = combine(ctx.journal.take(&policy.name_any())) else {
         return;
     };
-    if let Err(error) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+    // Warnings (a repair, a refused build) are what repeats: kube's Recorder
+    // folds a repeat within six minutes into the first Event's series, and
+    // keeps every Event it published for that long to do so. A Normal Event
+    // reports a change of outcome, which does not repeat, so it goes through
+    // a Recorder that keeps nothing: a thousand new policies would otherwise
+    // hold 3.5 MB of Events (a heap profile at N = 1000, BENCHMARKS.md).
+    let recorder = match event.type_ {
+        EventType::Warning => ctx.recorder.clone(),
+        EventType::Normal => Recorder::new(ctx.client.clone(), ctx.reporter.clone()),
+    };
+    if let Err(error) = recorder.publish(&event, &policy.object_ref(&())).await {
         warn!(%error, "could not publish event");
     }
 }

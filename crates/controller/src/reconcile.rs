@@ -33,6 +33,7 @@ use tracing::{info, instrument, warn};
 use crate::analysis;
 use crate::caches::Caches;
 use crate::context::Context;
+use crate::controller::applied_annotations_kept;
 use crate::error::{Doing as _, Error, Result};
 use crate::events::{self, Granted, Kind, Outcome};
 use crate::status;
@@ -509,7 +510,7 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin]) -> Pin
             out.missing.push(pin.name.clone());
             continue;
         };
-        if pin.is_current_on(&task.metadata) {
+        if pin.is_current_with(&task.metadata, &applied_annotations_kept(&task.metadata)) {
             out.pinned.push(pin.name.clone());
             continue;
         }

@@ -171,10 +171,14 @@ impl TaskPin {
     /// asks for (one of another `spec.isolation` mode). `meta` must keep the
     /// operator's own `managedFields` entry.
     pub fn is_current_on(&self, meta: &ObjectMeta) -> bool {
+        self.is_current_with(meta, &applied_annotations(meta, FIELD_MANAGER))
+    }
+
+    /// [`TaskPin::is_current_on`], given the annotation keys the operator's
+    /// own apply holds (`applied`) rather than reading them from `meta`.
+    pub fn is_current_with(&self, meta: &ObjectMeta, applied: &BTreeSet<String>) -> bool {
         self.is_satisfied_by(meta.labels.as_ref(), meta.annotations.as_ref())
-            && applied_annotations(meta, FIELD_MANAGER)
-                .iter()
-                .all(|k| self.annotations.contains_key(k))
+            && applied.iter().all(|k| self.annotations.contains_key(k))
     }
 }
 
