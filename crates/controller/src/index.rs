@@ -92,7 +92,7 @@ where
         state
             .by_key
             .get(key)
-            .map(|refs| refs.iter().cloned().collect())
+            .map(|refs| refs.to_vec())
             .unwrap_or_default()
     }
 
