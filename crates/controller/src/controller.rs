@@ -251,8 +251,8 @@ fn is_kept_entry(entry: &ManagedFieldsEntry) -> bool {
 /// pin of an earlier `spec.isolation` mode can be told apart from
 /// annotations others set ([`applied_annotations_kept`] reads them). They
 /// are kept as one managedFields entry marked [`KEPT`] whose `fieldsV1` is
-/// the list of keys: the entry as the server has it nests three JSON maps,
-/// about 2 KiB per pinned Task in this cache.
+/// the list of keys, where the entry as the server has it nests three JSON
+/// maps, each an allocation of its own, for every pinned Task.
 fn keep_own_annotations<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     let applied = applied_annotations(meta, FIELD_MANAGER);

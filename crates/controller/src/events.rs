@@ -199,7 +199,7 @@ pub async fn flush(ctx: &Context, policy: &BuildPolicy) {
     // keeps every Event it published for that long to do so. A Normal Event
     // reports a change of outcome, which does not repeat, so it goes through
     // a Recorder that keeps nothing: a thousand new policies would otherwise
-    // hold 3.5 MB of Events (a heap profile at N = 1000, BENCHMARKS.md).
+    // hold 3.6 MB of Events (a heap profile at N = 1000, BENCHMARKS.md).
     let recorder = match event.type_ {
         EventType::Warning => ctx.recorder.clone(),
         EventType::Normal => Recorder::new(ctx.client.clone(), ctx.reporter.clone()),
