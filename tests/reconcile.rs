@@ -10,12 +10,13 @@ use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scc_admission::may_use_scc;
 use buildpolicy_test_support::scene::{
-    create_service_account, create_task, is_ready, pin_of, policy_events, refused_as,
+    create_service_account, create_task, is_ready, pin_of, policy_event_objects, policy_events,
+    refused_as,
 };
 use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -453,14 +454,18 @@ async fn a_new_policy_records_one_event_and_a_repair_one_warning() {
             assert!(note.contains(part), "{part:?} is not in {note:?}");
         }
 
-        let sccs: Api<SecurityContextConstraints> = Api::all(client.clone());
-        sccs.patch(
-            &scc_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"allowPrivilegedContainer": true})),
-        )
-        .await
-        .unwrap();
+        // A hand edit that widens the SCC.
+        let widen_scc = || async {
+            Api::<SecurityContextConstraints>::all(client.clone())
+                .patch(
+                    &scc_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"allowPrivilegedContainer": true})),
+                )
+                .await
+                .unwrap();
+        };
+        widen_scc().await;
         let events = eventually("the repair's Event", TIMEOUT, || async {
             let events = policy_events(&client, &name).await;
             (events.len() > 1).then_some(events)
@@ -475,22 +480,12 @@ async fn a_new_policy_records_one_event_and_a_repair_one_warning() {
 
         // The same hand edit again: the Warning repeats, and the repeat is
         // folded into the first one's series, not a third Event.
-        sccs.patch(
-            &scc_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"allowPrivilegedContainer": true})),
-        )
-        .await
-        .unwrap();
+        widen_scc().await;
         eventually(
             "the repeated repair in the Warning's series",
             TIMEOUT,
             || async {
-                let events = Api::<k8s_openapi::api::events::v1::Event>::all(client.clone())
-                    .list(&ListParams::default().fields(&format!("regarding.name={name}")))
-                    .await
-                    .unwrap()
-                    .items;
+                let events = policy_event_objects(&client, &name).await;
                 let warning = events
                     .iter()
                     .find(|e| e.reason.as_deref() == Some("DriftCorrected"))?;

@@ -195,13 +195,15 @@ pub fn buildah_pod(pin: Option<&str>) -> Value {
     })
 }
 
-/// `(type, reason, note)` of the Events about BuildPolicy `name`, oldest
-/// first.
+/// The Events about BuildPolicy `name`, oldest first.
 ///
 /// # Panics
 ///
 /// When the server does not answer.
-pub async fn policy_events(client: &Client, name: &str) -> Vec<(String, String, String)> {
+pub async fn policy_event_objects(
+    client: &Client,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
     use k8s_openapi::api::events::v1::Event;
     let mut events = Api::<Event>::all(client.clone())
         .list(&ListParams::default().fields(&format!("regarding.name={name}")))
@@ -210,6 +212,17 @@ pub async fn policy_events(client: &Client, name: &str) -> Vec<(String, String, 
         .items;
     events.sort_by(|a, b| a.event_time.cmp(&b.event_time));
     events
+}
+
+/// `(type, reason, note)` of the Events about BuildPolicy `name`, oldest
+/// first.
+///
+/// # Panics
+///
+/// When the server does not answer.
+pub async fn policy_events(client: &Client, name: &str) -> Vec<(String, String, String)> {
+    policy_event_objects(client, name)
+        .await
         .into_iter()
         .map(|e| {
             (
