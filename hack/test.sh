@@ -277,24 +277,27 @@ tests_status=0
 rm -rf target/compat-matrix target/status-samples
 run_tests || tests_status=$?
 
-# Tekton's controller across an API server crash: restarts the shared
-# control plane, so it runs alone, after the other tests (it is #[ignore]d
-# in the parallel run). Only on a control plane of this checkout.
+# Tekton's controller, and confinement, across an API server crash: each
+# restarts the shared control plane, so they run one at a time after the
+# other tests (they are #[ignore]d in the parallel run). Only on a control
+# plane of this checkout.
 if [[ -z "${BUILDPOLICY_TEST_KUBECONFIG:-}" ]]; then
-  section "Tekton after an API server restart (tests/tekton.rs, ignored in the parallel run)"
+  section "after an API server restart (tests/tekton.rs, tests/confinement.rs; ignored in the parallel run)"
   set +e
   if (( USE_NEXTEST )); then
-    # The binary the parallel run built: a `-p` selection would build kube
+    # The binaries the parallel run built: a `-p` selection would build kube
     # and the controller again with other features (hack/cargo-bins.sh).
-    cargo nextest run --workspace -E 'binary_id(buildpolicy-integration-tests::tekton)' --run-ignored only 2>&1 |
+    cargo nextest run --workspace --test-threads 1 --run-ignored only \
+      -E 'binary_id(buildpolicy-integration-tests::tekton) | binary_id(buildpolicy-integration-tests::confinement)' 2>&1 |
       grep --line-buffered -v -x 'error: test run failed' | tee "$LOG_DIR/tekton-restart.log"
   else
-    cargo test --workspace --test tekton -- --ignored 2>&1 | tee "$LOG_DIR/tekton-restart.log"
+    cargo test --workspace --test tekton --test confinement -- --ignored --test-threads=1 2>&1 |
+      tee "$LOG_DIR/tekton-restart.log"
   fi
   restart_status=${PIPESTATUS[0]}
   set -e
   if (( restart_status != 0 )); then
-    printf '\nERROR: Tekton after an API server restart failed (above)\n' >&2
+    printf '\nERROR: a test after an API server restart failed (above)\n' >&2
     (( tests_status != 0 )) || tests_status=$restart_status
   fi
 fi

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
-use buildpolicy_policy::Ceiling;
-use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::operator::{Operator, test_ceiling};
 use buildpolicy_test_support::scene::{buildah_scene, is_ready, refused_as};
 use buildpolicy_test_support::{unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -126,7 +125,7 @@ async fn lowering_the_ceiling_on_a_running_operator_revokes_an_existing_grant() 
         let policies: Api<BuildPolicy> = Api::all(client.clone());
         wait_for(&policies, &name, TIMEOUT, is_ready).await;
 
-        let mut lowered = Ceiling::default();
+        let mut lowered = test_ceiling();
         lowered.allowed_capabilities.remove("SYS_ADMIN");
         op.set_ceiling(lowered);
         let policy = wait_for(
@@ -145,7 +144,7 @@ async fn lowering_the_ceiling_on_a_running_operator_revokes_an_existing_grant() 
         );
         assert_nothing_granted(&client, &ns, &name).await;
 
-        op.set_ceiling(Ceiling::default());
+        op.set_ceiling(test_ceiling());
         wait_for(&policies, &name, TIMEOUT, is_ready).await;
         op.delete_policies_and_stop().await;
     })

@@ -51,6 +51,7 @@ async fn buildpolicy_and_scc_round_trip_in_a_temp_namespace() {
                 capabilities: strings(BUILDAH_CAPABILITIES),
                 tasks: strings(["build-and-push-v2"]),
                 isolation: Default::default(),
+                task_digests: Default::default(),
             },
         );
         policy.metadata.labels = Some(test_labels(&ns));
@@ -381,6 +382,7 @@ async fn garbage_collection_deletes_the_scc_of_a_deleted_buildpolicy() {
                 capabilities: strings(BUILDAH_CAPABILITIES),
                 tasks: strings(["build-and-push-v2"]),
                 isolation: Default::default(),
+                task_digests: Default::default(),
             },
         );
         policy.metadata.labels = Some(test_labels(&ns));

@@ -13,7 +13,7 @@ use buildpolicy_api::{BuildPolicy, Isolation, SecurityContextConstraints, Task};
 use buildpolicy_policy::drift::scc_drift;
 use buildpolicy_policy::render::pin_annotations;
 use buildpolicy_policy::{Ceiling, Owner, render};
-use buildpolicy_test_support::operator::Operator;
+use buildpolicy_test_support::operator::{Operator, test_ceiling};
 use buildpolicy_test_support::scene::{
     MODELCAR_BUILD_TASK, is_ready, modelcar_policy, modelcar_scene,
 };
@@ -271,7 +271,7 @@ async fn the_ceiling_can_require_a_user_namespace_for_sys_admin() {
         modelcar_scene(&client, &ns).await;
         let ceiling = Ceiling {
             user_namespace_required_for: ["SYS_ADMIN".to_owned()].into(),
-            ..Ceiling::default()
+            ..test_ceiling()
         };
         let op = Operator::start_with(&client, &ns, ceiling).await;
         let name = unique_name("userns-required");

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use buildpolicy_api::keys::owned_name;
 use buildpolicy_api::{BuildPolicy, Isolation, SecurityContextConstraints};
-use buildpolicy_policy::Ceiling;
-use buildpolicy_test_support::operator::{OPERATOR_NAMESPACE, Operator, service_account_token};
+use buildpolicy_test_support::operator::{
+    OPERATOR_NAMESPACE, Operator, service_account_token, test_ceiling,
+};
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, is_ready, modelcar_scene,
 };
@@ -95,7 +96,7 @@ async fn without_the_use_rule_rbac_refuses_the_operators_role_and_status_says_so
         );
         let (identity, cleanup) = identity_with(&client, role).await;
 
-        let op = Operator::start_as(&client, identity, &ns, Ceiling::default()).await;
+        let op = Operator::start_as(&client, identity, &ns, test_ceiling()).await;
         let sa: ServiceAccount =
             serde_json::from_value(json!({"metadata": {"name": "builder"}})).unwrap();
         Api::<ServiceAccount>::namespaced(client.clone(), &ns)
@@ -162,7 +163,7 @@ async fn without_the_crd_rule_the_operator_assumes_the_newest_scc_schema() {
         );
         let (identity, cleanup) = identity_with(&client, role).await;
 
-        let op = Operator::start_as(&client, identity, &ns, Ceiling::default()).await;
+        let op = Operator::start_as(&client, identity, &ns, test_ceiling()).await;
         modelcar_scene(&client, &ns).await;
         let name = unique_name("newest-schema");
         let mut policy = op.policy(

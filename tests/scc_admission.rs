@@ -22,8 +22,8 @@ use std::time::Duration;
 use buildpolicy_api::keys::REQUIRED_SCC_ANNOTATION;
 use buildpolicy_api::{BuildPolicy, Task};
 use buildpolicy_policy::Ceiling;
-use buildpolicy_policy::ceiling::{Confinement, ConfinementMode};
-use buildpolicy_test_support::operator::Operator;
+use buildpolicy_policy::ceiling::ConfinementMode;
+use buildpolicy_test_support::operator::{Operator, test_ceiling};
 use buildpolicy_test_support::scc_admission::{
     NO_SCC, admitted_scc, create_pod, taskrun_pod, tekton_controller, webhook_forgets,
     webhook_holds,
@@ -131,13 +131,9 @@ impl Scene {
 
 /// The default ceiling with confinement off.
 fn confinement_off() -> Ceiling {
-    Ceiling {
-        confinement: Confinement {
-            mode: ConfinementMode::Off,
-            ..Confinement::default()
-        },
-        ..Ceiling::default()
-    }
+    let mut ceiling = test_ceiling();
+    ceiling.confinement.mode = ConfinementMode::Off;
+    ceiling
 }
 
 /// Creates a Task from `crates/policy/tests/fixtures/<fixture>` in `ns`.

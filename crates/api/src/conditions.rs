@@ -55,6 +55,8 @@ pub fn needs_a_person(reason: &str) -> bool {
             | reason::UNSUPPORTED_BY_CLUSTER
             | reason::SCC_CONFLICT
             | reason::TASK_CONFLICT
+            | reason::TASK_DIGEST_REQUIRED
+            | reason::TASK_CONTENT_CHANGED
     )
 }
 
@@ -78,6 +80,12 @@ pub mod reason {
     /// (an older OpenShift): `spec.isolation: PodUserNamespace` without
     /// `userNamespaceLevel`.
     pub const UNSUPPORTED_BY_CLUSTER: &str = "UnsupportedByCluster";
+    /// The ceiling requires a reviewed digest (`spec.taskDigests`) for
+    /// every listed Task, and one has none.
+    pub const TASK_DIGEST_REQUIRED: &str = "TaskDigestRequired";
+    /// A listed Task's live `spec` differs from its reviewed digest: it is
+    /// not granted until the Task is restored or the digest updated.
+    pub const TASK_CONTENT_CHANGED: &str = "TaskContentChanged";
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const WAITING: &str = "Waiting";
     /// PreemptionSafe=True: unpinned pods get the SCC they got before.

@@ -5,6 +5,8 @@
 //! what to write instead. The controller re-validates everything (see the
 //! `buildpolicy-policy` crate), because a CRD can be old or edited by hand.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::{Schema, SchemaGenerator, json_schema};
@@ -46,6 +48,8 @@ pub const MAX_TASKS: usize = 32;
     .message(Message::Message(format!(
         "metadata.name must be a DNS label of at most {MAX_POLICY_NAME_LEN} characters (lower-case letters, digits and '-'): it names the generated SCC 'buildpolicy-<name>' and labels every object the policy owns"
     ))),
+    validation = Rule::new("!has(self.spec.taskDigests) || self.spec.taskDigests.all(t, t in self.spec.tasks)")
+        .message(Message::Expression("'spec.taskDigests names ' + self.spec.taskDigests.filter(t, !(t in self.spec.tasks)).join(', ') + ', which spec.tasks does not list: digest only the listed Tasks, or add the Task to spec.tasks'".into())),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BuildPolicySpec {
@@ -79,6 +83,18 @@ pub struct BuildPolicySpec {
     /// admitted under the generated SCC and no other pod is affected by it.
     #[schemars(schema_with = "tasks_schema")]
     pub tasks: Vec<String>,
+
+    /// The reviewed content of listed Tasks: Task name to `sha256:<hex>`,
+    /// the digest of the Task's `spec` that `buildpolicy-operator render`
+    /// and `check --task FILE` print. A listed Task whose live `spec` has
+    /// another digest is not granted: its pin is removed, its pods are
+    /// refused, and `TasksPinned` names both digests and who last changed
+    /// it, until the Task is restored or the digest updated. Optional per
+    /// Task, unless the operator's ceiling sets
+    /// `confinement.requireTaskDigests`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "task_digests_schema")]
+    pub task_digests: BTreeMap<String, String>,
 
     /// Which user namespace the build's root and capabilities live in.
     /// `HostUserNamespace` (the default): the SCC admits pods in the host's
@@ -261,5 +277,23 @@ fn tasks_schema(_: &mut SchemaGenerator) -> Schema {
                 "messageExpression": "'each Task may appear once: remove the repeated ' + self.filter(t, self.filter(u, u == t).size() > 1)[0]"
             }
         ]
+    })
+}
+
+fn task_digests_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "The reviewed content of listed Tasks: Task name to `sha256:<hex>`, the digest of the Task's `spec` that `buildpolicy-operator render` and `check --task FILE` print. A listed Task whose live `spec` has another digest is not granted: its pin is removed, its pods are refused, and `TasksPinned` names both digests and who last changed it, until the Task is restored or the digest updated. Optional per Task, unless the operator's ceiling sets `confinement.requireTaskDigests`.",
+        "type": "object",
+        "maxProperties": MAX_TASKS,
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": 71,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.matches('^sha256:[0-9a-f]{64}$')",
+                    "messageExpression": "'\\'' + self + '\\' is not a Task digest: write sha256: and 64 lower-case hex digits, as buildpolicy-operator check --task FILE prints it'"
+                }
+            ]
+        }
     })
 }

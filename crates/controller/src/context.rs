@@ -57,6 +57,8 @@ pub struct Context {
     pub ceiling: tokio::sync::watch::Receiver<Ceiling>,
     /// The last `TasksAdmissible` check of each pinned Task.
     pub(crate) task_checks: crate::task_checks::TaskChecks,
+    /// The reviewed-content check of each digested Task.
+    pub(crate) task_contents: crate::task_checks::TaskContents,
     /// What the reconciles in flight did, published as one Event each.
     pub(crate) journal: crate::events::Journal,
     /// Which reconciles are running, and since when (for `/healthz`).

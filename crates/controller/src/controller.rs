@@ -11,7 +11,6 @@ use buildpolicy_api::tekton::TASK_LABEL;
 use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task, TaskRun, scc};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::admission::namespace::ALLOCATION_ANNOTATIONS;
-use buildpolicy_policy::confinement::ADMISSION_POLICY_NAME;
 use buildpolicy_policy::rbac::grants_scc_use;
 use buildpolicy_policy::render::{PIN_ANNOTATION_KEYS, applied_annotations};
 use futures::stream::BoxStream;
@@ -650,13 +649,14 @@ pub fn build(
         prune_task_run,
         index::labelled_keys,
     );
-    // Confinement: the one ValidatingAdmissionPolicy and the bindings the
-    // operator manages; nothing to watch where the server lacks the API.
+    // Confinement: each policy's ValidatingAdmissionPolicy and binding
+    // (and a shared policy of earlier releases, to delete); nothing to
+    // watch where the server lacks the API.
     let served = config.admission_policies_served;
     let (admission_policies, admission_policy_stream) = watches.all_if_served(
         served,
-        everything().fields(&format!("metadata.name={ADMISSION_POLICY_NAME}")),
-        no_keys,
+        everything().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        index::managed_keys,
     );
     let (admission_bindings, admission_binding_stream) = watches.all_if_served(
         served,
@@ -703,6 +703,7 @@ pub fn build(
         caches: caches.clone(),
         ceiling: ceiling_rx,
         task_checks: Default::default(),
+        task_contents: Default::default(),
         journal: Default::default(),
         health: watches.health.clone(),
     });
@@ -718,7 +719,6 @@ pub fn build(
     let grants_for_cluster_bindings = grants.clone();
     let by_namespace = policies.clone();
     let by_sa = policies.clone();
-    let by_admission_policy = policies.clone();
     let refusals = RefusalCounter {
         metrics: metrics.clone(),
         since: k8s_openapi::jiff::Timestamp::now(),
@@ -777,11 +777,7 @@ pub fn build(
             policy_of_label(&run)
         })
         .watches_stream(admission_binding_stream, |binding| policy_of(&binding))
-        // The one admission policy serves every BuildPolicy: any of them
-        // repairs it, all of them report on it.
-        .watches_stream(admission_policy_stream, move |_| {
-            every_policy(&by_admission_policy)
-        })
+        .watches_stream(admission_policy_stream, |policy| policy_of(&policy))
         .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);
 

@@ -65,6 +65,7 @@ pub enum Kind {
     Scc,
     Role,
     RoleBinding,
+    AdmissionPolicy,
     AdmissionBinding,
     Task,
 }
@@ -76,6 +77,7 @@ impl Kind {
             Self::Scc => "SecurityContextConstraints",
             Self::Role => "Role",
             Self::RoleBinding => "RoleBinding",
+            Self::AdmissionPolicy => "ValidatingAdmissionPolicy",
             Self::AdmissionBinding => "ValidatingAdmissionPolicyBinding",
             Self::Task => "Task",
         }
@@ -97,6 +99,10 @@ impl Granted for k8s_openapi::api::rbac::v1::Role {
 
 impl Granted for k8s_openapi::api::rbac::v1::RoleBinding {
     const KIND: Kind = Kind::RoleBinding;
+}
+
+impl Granted for k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy {
+    const KIND: Kind = Kind::AdmissionPolicy;
 }
 
 impl Granted for k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding {
@@ -136,9 +142,15 @@ impl Outcome {
             Self::Granted { kind, text } => match kind {
                 Kind::Scc => note(EventType::Normal, "SCCApplied", "CreateSCC".into(), text),
                 Kind::Task => note(EventType::Normal, "TaskPinned", "PinTask".into(), text),
-                Kind::Role | Kind::RoleBinding | Kind::AdmissionBinding => note(
+                Kind::Role | Kind::RoleBinding => note(
                     EventType::Normal,
                     "RBACApplied",
+                    format!("Create{}", kind.name()),
+                    text,
+                ),
+                Kind::AdmissionPolicy | Kind::AdmissionBinding => note(
+                    EventType::Normal,
+                    "ConfinementApplied",
                     format!("Create{}", kind.name()),
                     text,
                 ),

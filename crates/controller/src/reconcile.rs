@@ -15,7 +15,7 @@ use buildpolicy_policy::ceiling::ConfinementMode;
 use buildpolicy_policy::confinement;
 use buildpolicy_policy::drift::{role_binding_drift, role_drift, scc_drift};
 use buildpolicy_policy::status::Advice;
-use buildpolicy_policy::status::{Observation, Part};
+use buildpolicy_policy::status::{ChangedTask, Observation, Part};
 use buildpolicy_policy::{Desired, FittedScc, Owner, Rejection, TaskPin, render, validate};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -37,6 +37,7 @@ use crate::controller::applied_annotations_kept;
 use crate::error::{Doing as _, Error, Result};
 use crate::events::{self, Granted, Kind, Outcome};
 use crate::status;
+use crate::task_checks::TaskContent;
 
 /// Entry point for the kube-runtime `Controller`.
 #[instrument(skip(policy, ctx), fields(policy = %policy.name_any()))]
@@ -217,24 +218,46 @@ async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
             .service_account_exists(&spec.namespace, &spec.service_account_name))
     .then(|| format!("{}/{}", spec.namespace, spec.service_account_name));
 
-    // 3. Pins on the listed Tasks; the Tasks the server answered a pin
+    // 3. The listed Tasks' content against the digests the policy
+    // reviewed; a Task that differs is neither pinned nor granted.
+    let (changed_tasks, review_error) = if namespace_exists {
+        review_tasks(policy, ctx).await
+    } else {
+        (Vec::new(), None)
+    };
+    let is_changed = |task: &str| changed_tasks.iter().any(|c| c.task == task);
+    let granted_tasks: Vec<String> = spec
+        .tasks
+        .iter()
+        .filter(|t| !is_changed(t))
+        .cloned()
+        .collect();
+    let reviewed_pins: Vec<TaskPin> = desired
+        .pins
+        .iter()
+        .filter(|p| !is_changed(&p.name))
+        .cloned()
+        .collect();
+
+    // 4. Pins on the listed Tasks; the Tasks the server answered a pin
     // with are what the Task check reads.
     let pins = if namespace_exists {
-        pin_tasks(policy, ctx, &desired.pins).await
+        pin_tasks(policy, ctx, &reviewed_pins).await
     } else {
         Pins::default()
     };
 
-    // 4. Confinement of the SCC to the listed Tasks' pods.
-    let (confinement, confine_error) = match confine(policy, ctx, &owner, &ceiling).await {
-        Ok(advice) => (advice, None),
-        Err(error) => (
-            Advice::bad(reason::APPLY_FAILED, error.one_line()),
-            Some(error),
-        ),
-    };
+    // 5. Confinement of the SCC to the granted Tasks' pods.
+    let (confinement, confine_error) =
+        match confine(policy, ctx, &owner, &ceiling, &granted_tasks).await {
+            Ok(advice) => (advice, None),
+            Err(error) => (
+                Advice::bad(reason::APPLY_FAILED, error.one_line()),
+                Some(error),
+            ),
+        };
 
-    // 5. Advice on what the grant means for other pods and for the Tasks,
+    // 6. Advice on what the grant means for other pods and for the Tasks,
     // both for the namespace's allocation.
     let allocation = analysis::allocation(&ctx.caches, &spec.namespace);
     let allocation = allocation.as_ref();
@@ -260,7 +283,7 @@ async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
     let runs: Vec<&TaskRun> = runs.iter().map(AsRef::as_ref).collect();
     let builds = builds_advice(&spec.tasks, spec.isolation, &runs);
 
-    // 6. Whatever the policy held before and no longer wants. A Task that
+    // 7. Whatever the policy held before and no longer wants. A Task that
     // could not be re-pinned keeps whatever pin it has; the binding stays
     // while confinement is in force, or could not be told.
     let mut kept = pins.pinned.clone();
@@ -296,6 +319,7 @@ async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
         conflicting_tasks: pins.conflicting,
         pinned_tasks: pins.pinned,
         failed_tasks: pins.failed,
+        changed_tasks,
         preemption: Some(preemption),
         tasks_admissible,
         builds,
@@ -305,7 +329,7 @@ async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
     Done {
         obs,
         keep: Some(keep),
-        error: rbac.or(confine_error).or(pin_error),
+        error: rbac.or(review_error).or(confine_error).or(pin_error),
         action,
     }
 }
@@ -531,6 +555,17 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin]) -> Pin
             .await
         {
             Ok(task) => {
+                // The pin changed the resourceVersion, not the spec: what
+                // the review read stays known for the new version.
+                if policy.spec.task_digests.contains_key(&pin.name)
+                    && let Some(version) = task.metadata.resource_version.clone()
+                {
+                    ctx.task_contents.put(
+                        (pin.namespace.clone(), pin.name.clone()),
+                        version,
+                        TaskContent::of(&task),
+                    );
+                }
                 out.pinned.push(pin.name.clone());
                 out.pinned_now.insert(pin.name.clone(), task);
                 let kind = Kind::Task;
@@ -571,15 +606,79 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin]) -> Pin
     out
 }
 
-/// Applies the confinement ValidatingAdmissionPolicy and this policy's
-/// binding where they differ from what the ceiling wants; says what is in
-/// force. The binding goes away with the policy (revoke, and its owner
-/// reference); the admission policy is shared and stays.
+/// The listed Tasks with a reviewed digest (`spec.taskDigests`) whose live
+/// `spec` has another one. A Task is read only when its resourceVersion
+/// changed since it was last looked at; one that cannot be read counts as
+/// changed (nothing is granted on content nobody has seen), and the error
+/// fails the reconcile so it is retried.
+async fn review_tasks(policy: &BuildPolicy, ctx: &Context) -> (Vec<ChangedTask>, Option<Error>) {
+    let ns = &policy.spec.namespace;
+    let api: Api<Task> = Api::namespaced(ctx.client.clone(), ns);
+    let mut changed = Vec::new();
+    let mut error = None;
+    for (name, reviewed) in &policy.spec.task_digests {
+        let Some(cached) = ctx.caches.task(ns, name) else {
+            continue; // missing: TasksPinned says so
+        };
+        let key = (ns.clone(), name.clone());
+        let version = cached.metadata.resource_version.clone().unwrap_or_default();
+        let content = match ctx.task_contents.get(&key, &version) {
+            Some(content) => content,
+            None => match api
+                .get_opt(name)
+                .await
+                .doing(|| format!("reading Task {ns}/{name}"))
+            {
+                Ok(Some(task)) => {
+                    let content = TaskContent::of(&task);
+                    if let Some(version) = task.metadata.resource_version.clone() {
+                        ctx.task_contents.put(key, version, content.clone());
+                    }
+                    content
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    changed.push(ChangedTask {
+                        task: name.clone(),
+                        reviewed: reviewed.clone(),
+                        live: format!("unknown (the Task could not be read: {})", e.one_line()),
+                        changed_by: None,
+                    });
+                    error.get_or_insert(e);
+                    continue;
+                }
+            },
+        };
+        if &content.digest != reviewed {
+            changed.push(ChangedTask {
+                task: name.clone(),
+                reviewed: reviewed.clone(),
+                live: content.digest,
+                changed_by: content.changed_by,
+            });
+        }
+    }
+    if !changed.is_empty() {
+        let what: Vec<String> = changed
+            .iter()
+            .map(|c| format!("{ns}/{} ({})", c.task, c.live))
+            .collect();
+        warn!(tasks = %what.join(", "), "listed Tasks differ from their reviewed digests: not granted");
+    }
+    (changed, error)
+}
+
+/// Applies this policy's ValidatingAdmissionPolicy and binding where they
+/// differ from what the policy and the ceiling want (`granted`: the listed
+/// Tasks whose pods may get the SCC), and deletes the shared admission
+/// policy of earlier releases; says what is in force. Both go away with the
+/// policy (revoke, and their owner references).
 async fn confine(
     policy: &BuildPolicy,
     ctx: &Context,
     owner: &Owner,
     ceiling: &buildpolicy_policy::Ceiling,
+    granted: &[String],
 ) -> Result<Advice> {
     let scc = owned_name(&policy.name_any());
     let confinement = &ceiling.confinement;
@@ -592,6 +691,7 @@ async fn confine(
             ),
         ));
     }
+    delete_legacy_admission_policy(ctx).await?;
     let Some(binding) = confinement::binding(owner, &policy.spec.namespace, confinement.mode)
     else {
         return Ok(Advice::bad(
@@ -602,50 +702,120 @@ async fn confine(
             ),
         ));
     };
-    let admission_policy = confinement::admission_policy(confinement);
-    let live = ctx
-        .caches
-        .admission_policies
-        .get(&ObjectRef::new(confinement::ADMISSION_POLICY_NAME));
-    if !live.is_some_and(|l| confinement::spec_holds(&admission_policy, &l)) {
-        Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone())
-            .patch(
-                confinement::ADMISSION_POLICY_NAME,
-                &apply_params(),
-                &Patch::Apply(with_type(&admission_policy)),
-            )
-            .await
-            .doing(|| {
-                format!(
-                    "applying ValidatingAdmissionPolicy {}",
-                    confinement::ADMISSION_POLICY_NAME
-                )
-            })?;
-    }
-    let name = binding.metadata.name.clone().unwrap_or_default();
-    let live = ctx.caches.admission_bindings.get(&ObjectRef::new(&name));
-    if !live.is_some_and(|l| confinement::spec_holds(&binding, &l)) {
-        Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone())
-            .patch(&name, &apply_params(), &Patch::Apply(with_type(&binding)))
-            .await
-            .doing(|| format!("applying ValidatingAdmissionPolicyBinding {name}"))?;
-    }
+    let scope = confinement::Scope {
+        owner,
+        spec: &policy.spec,
+        granted_tasks: granted,
+    };
+    let admission_policy = confinement::admission_policy(&scope, confinement);
+    // The policy before its binding: a binding to a missing policy is
+    // refused by nothing, but a new binding should find its rules in place.
+    apply_confinement_part(
+        policy,
+        ctx,
+        &admission_policy,
+        &ctx.caches.admission_policies,
+    )
+    .await?;
+    apply_confinement_part(policy, ctx, &binding, &ctx.caches.admission_bindings).await?;
     let who = confinement.pipeline_controllers.join(", ");
-    let tasks = policy.spec.tasks.join(", ");
+    let tasks = if granted.is_empty() {
+        "none of its Tasks".to_owned()
+    } else {
+        format!("Tasks {}", granted.join(", "))
+    };
+    let guard = if confinement.guard_task_edits {
+        "; creating a listed Task or changing its spec is refused but for the ceiling's confinement.taskEditors"
+    } else {
+        ""
+    };
     Ok(match confinement.mode {
         ConfinementMode::Warn => Advice::bad(
             reason::WARN_ONLY,
             format!(
-                "confinement is in Warn mode in the operator's ceiling: pods under SCC {scc} that {who} did not create for Tasks {tasks} are admitted with a warning and an audit annotation, not refused; set confinement.mode: Enforce"
+                "confinement is in Warn mode in the operator's ceiling: pods under SCC {scc} that {who} did not create for {tasks} are admitted with a warning and an audit annotation, not refused; set confinement.mode: Enforce"
             ),
         ),
         _ => Advice::good(
             reason::ENFORCED,
             format!(
-                "SCC {scc} is admitted only for pods that {who} creates for Tasks {tasks}, and a TaskRun labelled with one of them must run it by taskRef (ValidatingAdmissionPolicyBinding {name})"
+                "SCC {scc} is admitted only for pods that {who} creates for {tasks}; TaskRuns as {} must run a Task of {} by taskRef name{guard} (ValidatingAdmissionPolicy {scc})",
+                policy.spec.service_account_name, policy.spec.namespace
             ),
         ),
     })
+}
+
+/// Applies one of the confinement objects unless its live spec holds
+/// every field of `desired`; a change to a live one is drift, reported
+/// and counted like any other.
+async fn apply_confinement_part<K>(
+    policy: &BuildPolicy,
+    ctx: &Context,
+    desired: &K,
+    cache: &crate::index::Indexed<K>,
+) -> Result<()>
+where
+    K: Granted + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let live = cache.get(&ObjectRef::new(&name));
+    if live
+        .as_deref()
+        .is_some_and(|l| confinement::spec_holds(desired, l))
+    {
+        return Ok(());
+    }
+    let kind = K::KIND;
+    Api::<K>::all(ctx.client.clone())
+        .patch(&name, &apply_params(), &Patch::Apply(with_type(desired)))
+        .await
+        .doing(|| format!("applying {} {name}", kind.name()))?;
+    let what = kind.name();
+    events::record(
+        ctx,
+        policy,
+        if live.is_some() {
+            Outcome::Repaired {
+                kind,
+                text: format!("{what} {name} was changed by hand; restored"),
+            }
+        } else {
+            Outcome::Granted {
+                kind,
+                text: format!("{what} {name} confines the SCC to the listed Tasks"),
+            }
+        },
+    );
+    Ok(())
+}
+
+/// Deletes the shared ValidatingAdmissionPolicy of earlier releases (it
+/// read each BuildPolicy as a parameter and failed open), once.
+async fn delete_legacy_admission_policy(ctx: &Context) -> Result<()> {
+    let name = confinement::LEGACY_ADMISSION_POLICY_NAME;
+    if ctx
+        .caches
+        .admission_policies
+        .get(&ObjectRef::new(name))
+        .is_none()
+    {
+        return Ok(());
+    }
+    match Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone())
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => {
+            info!(
+                admission_policy = name,
+                "deleted the shared admission policy of an earlier release"
+            );
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e).doing(|| format!("deleting ValidatingAdmissionPolicy {name}")),
+    }
 }
 
 /// What a revoke must leave in place.
@@ -749,6 +919,15 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
                 ctx,
                 Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone()),
                 &binding.metadata,
+            )
+            .await?;
+        }
+        for admission_policy in Caches::managed(&ctx.caches.admission_policies, &name) {
+            delete_owned(
+                policy,
+                ctx,
+                Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone()),
+                &admission_policy.metadata,
             )
             .await?;
         }

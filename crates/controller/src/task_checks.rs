@@ -60,6 +60,73 @@ impl TaskChecks {
     }
 }
 
+/// What a Task's content is, by the [`buildpolicy_policy::digest`] of its
+/// `spec`, and who last changed that `spec`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TaskContent {
+    pub digest: String,
+    pub changed_by: Option<String>,
+}
+
+impl TaskContent {
+    pub(crate) fn of(task: &buildpolicy_api::Task) -> Self {
+        Self {
+            digest: buildpolicy_policy::digest::task_spec_digest(
+                task.spec.as_ref().unwrap_or(&serde_json::Value::Null),
+            ),
+            changed_by: last_spec_change(
+                task.metadata.managed_fields.as_deref().unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+/// The managedFields entry that owns part of `spec` and was written last,
+/// as "manager (Operation at time)".
+fn last_spec_change(
+    entries: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
+) -> Option<String> {
+    entries
+        .iter()
+        .filter(|e| {
+            e.fields_v1
+                .as_ref()
+                .and_then(|f| f.0.as_object())
+                .is_some_and(|f| f.contains_key("f:spec"))
+        })
+        .max_by_key(|e| e.time.as_ref().map(|t| t.0))
+        .map(|e| {
+            let manager = e.manager.as_deref().unwrap_or("an unnamed field manager");
+            match (&e.operation, &e.time) {
+                (Some(op), Some(time)) => format!("{manager} ({op} at {})", time.0),
+                (Some(op), None) => format!("{manager} ({op})"),
+                _ => manager.to_owned(),
+            }
+        })
+}
+
+/// The content of each digested Task, by the resourceVersion it was read at,
+/// so a resync reads no Task.
+#[derive(Default)]
+pub struct TaskContents(Mutex<HashMap<TaskKey, (String, TaskContent)>>);
+
+impl TaskContents {
+    pub(crate) fn get(&self, key: &TaskKey, version: &str) -> Option<TaskContent> {
+        let contents = self.0.lock().expect("task content cache lock");
+        contents
+            .get(key)
+            .filter(|(v, _)| v == version)
+            .map(|(_, c)| c.clone())
+    }
+
+    pub(crate) fn put(&self, key: TaskKey, version: String, content: TaskContent) {
+        self.0
+            .lock()
+            .expect("task content cache lock")
+            .insert(key, (version, content));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -116,5 +183,31 @@ mod tests {
         );
         checks.forget("ns", "build");
         assert_eq!(checks.get(&key, "7", here), None, "forgotten");
+    }
+
+    #[test]
+    fn the_last_spec_change_is_the_newest_entry_that_owns_spec() {
+        let task: buildpolicy_api::Task = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tekton.dev/v1", "kind": "Task",
+            "metadata": {"name": "build", "managedFields": [
+                {"manager": "argocd-controller", "operation": "Apply", "time": "2026-12-01T10:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:steps": {}}}},
+                {"manager": "kubectl-edit", "operation": "Update", "time": "2026-12-02T10:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:steps": {}}}},
+                {"manager": "buildpolicy-operator", "operation": "Apply", "time": "2026-12-03T10:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:annotations": {}}}}
+            ]},
+            "spec": {"steps": []}
+        }))
+        .unwrap();
+        let content = TaskContent::of(&task);
+        assert_eq!(
+            content.changed_by.as_deref(),
+            Some("kubectl-edit (Update at 2026-12-02T10:00:00Z)")
+        );
+        assert_eq!(
+            content.digest,
+            buildpolicy_policy::digest::task_spec_digest(&serde_json::json!({"steps": []}))
+        );
     }
 }

@@ -99,8 +99,13 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct OfflineArgs {
     /// File with one or more BuildPolicy documents ("-" for standard input).
-    #[arg(short = 'f', long = "filename")]
-    pub file: PathBuf,
+    #[arg(short = 'f', long = "filename", required_unless_present = "tasks")]
+    pub file: Option<PathBuf>,
+    /// A Tekton Task file (one or more Task documents) whose spec digest to
+    /// print, for the policy's `spec.taskDigests`; a policy that lists the
+    /// Task with another digest is refused. Repeatable.
+    #[arg(short = 't', long = "task", value_name = "FILE")]
+    pub tasks: Vec<PathBuf>,
     #[command(flatten)]
     pub ceiling: CeilingArgs,
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use buildpolicy_api::BuildPolicy;
+use buildpolicy_policy::digest::task_spec_digest;
 use buildpolicy_policy::render::to_yaml;
 use buildpolicy_policy::{Ceiling, Owner, render as render_policy, validate};
 use serde::Deserialize;
@@ -47,13 +48,15 @@ pub fn ceiling(args: &CeilingArgs) -> Result<Ceiling> {
 }
 
 fn read_policies(args: &OfflineArgs) -> Result<Vec<BuildPolicy>> {
-    let text = if args.file.as_os_str() == "-" {
+    let Some(file) = &args.file else {
+        return Ok(Vec::new());
+    };
+    let text = if file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s)?;
         s
     } else {
-        std::fs::read_to_string(&args.file)
-            .with_context(|| format!("reading {}", args.file.display()))?
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
     let mut policies = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
@@ -70,9 +73,74 @@ fn read_policies(args: &OfflineArgs) -> Result<Vec<BuildPolicy>> {
         policies.push(policy);
     }
     if policies.is_empty() {
-        bail!("{} holds no BuildPolicy", args.file.display());
+        bail!("{} holds no BuildPolicy", file.display());
     }
     Ok(policies)
+}
+
+/// A Task of a `--task` file: its name, the file, and its spec digest.
+struct TaskFile {
+    name: String,
+    file: String,
+    digest: String,
+}
+
+fn read_tasks(args: &OfflineArgs) -> Result<Vec<TaskFile>> {
+    let mut tasks = Vec::new();
+    for path in &args.tasks {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading Task file {}", path.display()))?;
+        let mut found = 0;
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
+            let value = serde_json::Value::deserialize(doc)
+                .with_context(|| format!("{} document {} is not YAML", path.display(), i + 1))?;
+            if value.is_null() {
+                continue;
+            }
+            if value["kind"] != "Task" {
+                bail!(
+                    "{} document {} is a {}, not a Tekton Task: give --task the Task's own file",
+                    path.display(),
+                    i + 1,
+                    value["kind"].as_str().unwrap_or("document without a kind")
+                );
+            }
+            let Some(name) = value["metadata"]["name"].as_str() else {
+                bail!(
+                    "{} document {}: metadata.name is required",
+                    path.display(),
+                    i + 1
+                );
+            };
+            found += 1;
+            tasks.push(TaskFile {
+                name: name.to_owned(),
+                file: path.display().to_string(),
+                digest: task_spec_digest(value.get("spec").unwrap_or(&serde_json::Value::Null)),
+            });
+        }
+        if found == 0 {
+            bail!("{} holds no Tekton Task", path.display());
+        }
+    }
+    Ok(tasks)
+}
+
+/// Where a policy's reviewed digests and the Task files disagree, one line
+/// each naming the field and the digest to write.
+fn digest_mismatches(policy: &BuildPolicy, tasks: &[TaskFile]) -> Vec<String> {
+    tasks
+        .iter()
+        .filter_map(|t| {
+            let reviewed = policy.spec.task_digests.get(&t.name)?;
+            (reviewed != &t.digest).then(|| {
+                format!(
+                    "spec.taskDigests.{} is {reviewed}, but {} holds Task {} with digest {}: set that digest if the file is what was reviewed",
+                    t.name, t.file, t.name, t.digest
+                )
+            })
+        })
+        .collect()
 }
 
 fn report(result: Result<ExitCode>) -> ExitCode {
@@ -86,8 +154,22 @@ fn report(result: Result<ExitCode>) -> ExitCode {
 pub fn render(args: &OfflineArgs) -> ExitCode {
     report((|| {
         let ceiling = ceiling(&args.ceiling)?;
+        let tasks = read_tasks(args)?;
         let mut out = Vec::new();
-        for policy in read_policies(args)? {
+        let policies = read_policies(args)?;
+        if policies.is_empty() {
+            bail!("render needs the policies: -f FILE");
+        }
+        for policy in policies {
+            let mismatches = digest_mismatches(&policy, &tasks);
+            if !mismatches.is_empty() {
+                eprintln!(
+                    "BuildPolicy {}: {}",
+                    policy.metadata.name.as_deref().unwrap_or_default(),
+                    mismatches.join("; ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             if let Err(rejection) = validate(
                 policy.metadata.name.as_deref().unwrap_or_default(),
                 &policy.spec,
@@ -101,6 +183,9 @@ pub fn render(args: &OfflineArgs) -> ExitCode {
             }
             out.push(to_yaml(&render_policy(&Owner::of(&policy), &policy.spec)));
         }
+        for t in &tasks {
+            println!("# Task {} ({}): spec digest {}", t.name, t.file, t.digest);
+        }
         print!("{}", out.join("---\n"));
         Ok(ExitCode::SUCCESS)
     })())
@@ -110,10 +195,19 @@ pub fn render(args: &OfflineArgs) -> ExitCode {
 pub fn check(args: &OfflineArgs) -> ExitCode {
     report((|| {
         let ceiling = ceiling(&args.ceiling)?;
+        let tasks = read_tasks(args)?;
+        for t in &tasks {
+            println!("Task {} ({}): spec digest {}", t.name, t.file, t.digest);
+        }
         let mut ok = true;
         for policy in read_policies(args)? {
             let name = policy.metadata.name.clone().unwrap_or_default();
+            let mismatches = digest_mismatches(&policy, &tasks);
             match validate(&name, &policy.spec, &ceiling) {
+                Ok(()) if !mismatches.is_empty() => {
+                    ok = false;
+                    println!("BuildPolicy {name}: {}", mismatches.join("; "));
+                }
                 Ok(()) => println!("BuildPolicy {name}: ok"),
                 Err(rejection) => {
                     ok = false;

@@ -51,6 +51,29 @@ pub struct Confinement {
     /// OpenShift Pipelines' `system:serviceaccount:openshift-pipelines:tekton-pipelines-controller`.
     #[serde(default = "default_pipeline_controllers")]
     pub pipeline_controllers: Vec<String>,
+    /// Whether creating a listed Task, or changing its `spec`, is refused at
+    /// admission for everyone but `taskEditors` and `taskEditorGroups`
+    /// (default `true`): whoever changes a listed Task chooses what runs
+    /// with the grant. Changes to metadata (the operator's pin) pass.
+    #[serde(default = "yes")]
+    pub guard_task_edits: bool,
+    /// Users who may create listed Tasks and change their `spec`, e.g. the
+    /// GitOps controller that syncs them from the reviewed repository
+    /// (`system:serviceaccount:openshift-gitops:openshift-gitops-argocd-application-controller`).
+    /// Empty by default: nobody.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_editors: Vec<String>,
+    /// Groups whose members may do the same. Empty by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_editor_groups: Vec<String>,
+    /// Whether every listed Task must carry a reviewed digest in the
+    /// policy's `spec.taskDigests` (default `false`).
+    #[serde(default)]
+    pub require_task_digests: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// See [`Confinement::mode`].
@@ -75,6 +98,10 @@ impl Default for Confinement {
         Self {
             mode: ConfinementMode::default(),
             pipeline_controllers: default_pipeline_controllers(),
+            guard_task_edits: true,
+            task_editors: Vec::new(),
+            task_editor_groups: Vec::new(),
+            require_task_digests: false,
         }
     }
 }

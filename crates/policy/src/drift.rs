@@ -207,6 +207,7 @@ mod tests {
             capabilities: vec!["SETUID".into(), "SYS_ADMIN".into()],
             tasks: vec!["build".into()],
             isolation: Default::default(),
+            task_digests: Default::default(),
         };
         render(
             &Owner {

@@ -15,6 +15,7 @@ pub fn modelcar_spec(isolation: Isolation) -> BuildPolicySpec {
             .to_vec(),
         tasks: vec!["build-and-push-v2".into()],
         isolation,
+        task_digests: Default::default(),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod admission;
 pub mod builds;
 pub mod ceiling;
 pub mod confinement;
+pub mod digest;
 pub mod drift;
 pub mod rbac;
 pub mod render;

@@ -441,6 +441,7 @@ mod tests {
                 .to_vec(),
             tasks: vec!["build-and-push-v2".into()],
             isolation: Default::default(),
+            task_digests: Default::default(),
         }
     }
 

@@ -75,6 +75,9 @@ pub struct Observation {
     pub pinned_tasks: Vec<String>,
     /// Listed Tasks the operator could not pin: (task, error).
     pub failed_tasks: Vec<(String, String)>,
+    /// Listed Tasks whose live content is not what `spec.taskDigests`
+    /// reviewed: not pinned, their pods refused.
+    pub changed_tasks: Vec<ChangedTask>,
     /// `PreemptionSafe`, once the SCC is in place.
     pub preemption: Option<Advice>,
     /// `TasksAdmissible`, once Tasks are pinned.
@@ -83,6 +86,19 @@ pub struct Observation {
     pub builds: Option<Advice>,
     /// `Confined`, once the SCC is in place.
     pub confinement: Option<Advice>,
+}
+
+/// A listed Task whose live `spec` differs from its reviewed digest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangedTask {
+    pub task: String,
+    /// `spec.taskDigests` of the policy.
+    pub reviewed: String,
+    /// The digest of the live `spec`, or why it could not be read.
+    pub live: String,
+    /// Who last changed the Task's `spec`, from its managedFields: the
+    /// field manager, the operation and the time.
+    pub changed_by: Option<String>,
 }
 
 /// One condition, without timestamps (the controller keeps
@@ -256,6 +272,39 @@ fn tasks_condition(obs: &Observation) -> ConditionSpec {
             false,
             reason::NAMESPACE_NOT_FOUND,
             format!("namespace {ns} does not exist"),
+        );
+    }
+    if !obs.changed_tasks.is_empty() {
+        let what: Vec<String> = obs
+            .changed_tasks
+            .iter()
+            .map(|c| {
+                let by = c
+                    .changed_by
+                    .as_ref()
+                    .map(|b| format!(", last changed by {b}"))
+                    .unwrap_or_default();
+                format!(
+                    "Task {} has spec digest {}, not the reviewed {}{by}",
+                    c.task, c.live, c.reviewed
+                )
+            })
+            .collect();
+        let tasks: Vec<&str> = obs.changed_tasks.iter().map(|c| c.task.as_str()).collect();
+        return ConditionSpec::new(
+            t,
+            false,
+            reason::TASK_CONTENT_CHANGED,
+            format!(
+                "{}: {} not pinned and {} pods are refused; restore the reviewed Task, or review the change and set spec.taskDigests to the new digest",
+                what.join("; "),
+                if tasks.len() == 1 {
+                    "it is"
+                } else {
+                    "they are"
+                },
+                if tasks.len() == 1 { "its" } else { "their" },
+            ),
         );
     }
     if !obs.conflicting_tasks.is_empty() {

@@ -83,6 +83,21 @@ pub fn validate(name: &str, spec: &BuildPolicySpec, ceiling: &Ceiling) -> Result
             ),
         });
     }
+    let undigested: Vec<&str> = spec
+        .tasks
+        .iter()
+        .filter(|t| !spec.task_digests.contains_key(t.as_str()))
+        .map(String::as_str)
+        .collect();
+    if ceiling.confinement.require_task_digests && !undigested.is_empty() {
+        return Err(Rejection {
+            reason: reason::TASK_DIGEST_REQUIRED,
+            message: format!(
+                "the operator's ceiling requires a reviewed digest for every listed Task, and spec.taskDigests has none for {}: add the digest that buildpolicy-operator check --task <file> prints for each reviewed Task file",
+                undigested.join(", ")
+            ),
+        });
+    }
     let confined = ceiling.needing_user_namespace(&spec.capabilities);
     if !confined.is_empty() && !spec.isolation.is_user_namespace() {
         let modes: Vec<&str> = Isolation::ALL
@@ -191,6 +206,18 @@ fn schema_problems(name: &str, spec: &BuildPolicySpec) -> Vec<String> {
             "spec.tasks: each Task may appear once; remove the repeated {dup}"
         ));
     }
+    for (task, digest) in &spec.task_digests {
+        if !spec.tasks.contains(task) {
+            problems.push(format!(
+                "spec.taskDigests names {task}, which spec.tasks does not list: digest only the listed Tasks, or add the Task to spec.tasks"
+            ));
+        }
+        if !crate::digest::is_well_formed(digest) {
+            problems.push(format!(
+                "spec.taskDigests.{task}: {digest:?} is not a Task digest: write sha256: and 64 lower-case hex digits, as buildpolicy-operator check --task FILE prints it"
+            ));
+        }
+    }
     problems
 }
 
@@ -290,6 +317,7 @@ mod tests {
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
             tasks: tasks.iter().map(|t| t.to_string()).collect(),
             isolation: Default::default(),
+            task_digests: Default::default(),
         }
     }
 
@@ -448,6 +476,42 @@ mod tests {
         assert_eq!(
             validate("p", &s, &Ceiling::default()).unwrap_err().reason,
             reason::INVALID_SPEC
+        );
+    }
+
+    #[test]
+    fn a_required_digest_missing_names_the_task_and_how_to_get_it() {
+        let mut s = spec(&["SETUID"], &["build", "push"]);
+        let digest = crate::digest::task_spec_digest(&serde_json::json!({"steps": []}));
+        s.task_digests.insert("build".into(), digest.clone());
+        assert_eq!(validate("p", &s, &Ceiling::default()), Ok(()));
+        let mut ceiling = Ceiling::default();
+        ceiling.confinement.require_task_digests = true;
+        let err = validate("p", &s, &ceiling).unwrap_err();
+        assert_eq!(err.reason, reason::TASK_DIGEST_REQUIRED);
+        assert!(
+            err.message.contains("none for push") && err.message.contains("check --task"),
+            "{err}"
+        );
+        s.task_digests.insert("push".into(), digest);
+        assert_eq!(validate("p", &s, &ceiling), Ok(()));
+    }
+
+    #[test]
+    fn a_malformed_digest_or_one_for_an_unlisted_task_is_invalid() {
+        let mut s = spec(&["SETUID"], &["build"]);
+        s.task_digests.insert("build".into(), "sha256:abc".into());
+        s.task_digests.insert(
+            "other".into(),
+            crate::digest::task_spec_digest(&serde_json::Value::Null),
+        );
+        let err = validate("p", &s, &Ceiling::default()).unwrap_err();
+        assert_eq!(err.reason, reason::INVALID_SPEC);
+        assert!(err.message.contains("spec.taskDigests.build"), "{err}");
+        assert!(
+            err.message
+                .contains("names other, which spec.tasks does not list"),
+            "{err}"
         );
     }
 }

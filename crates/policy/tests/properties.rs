@@ -148,6 +148,7 @@ fn spec() -> impl Strategy<Value = BuildPolicySpec> {
                 capabilities,
                 tasks,
                 isolation,
+                task_digests: Default::default(),
             },
         )
 }
@@ -261,6 +262,7 @@ fn arbitrary_input() -> impl Strategy<Value = Input> {
                     capabilities,
                     tasks,
                     isolation: Default::default(),
+                    task_digests: Default::default(),
                 },
                 ceiling: Ceiling {
                     allowed_capabilities: allowed.into_iter().collect(),

@@ -200,6 +200,7 @@ impl Fleet {
                 capabilities: BUILDAH_CAPABILITIES.map(str::to_owned).to_vec(),
                 tasks: vec![member.task.clone()],
                 isolation: Default::default(),
+                task_digests: Default::default(),
             },
         );
         policy

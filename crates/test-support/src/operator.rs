@@ -85,6 +85,16 @@ pub async fn service_account_token(namespace: &str, name: &str) -> String {
         .expect("TokenRequest returned a token")
 }
 
+/// The ceiling tests run under: the default one, except that the test
+/// client (`system:masters`, as a cluster admin is) may create and change
+/// listed Tasks, which many tests do to the Tasks of their own scenes. The
+/// Task-edit guard itself is tested against other identities.
+pub fn test_ceiling() -> Ceiling {
+    let mut ceiling = Ceiling::default();
+    ceiling.confinement.task_editor_groups = vec!["system:masters".to_owned()];
+    ceiling
+}
+
 /// A running in-process operator, reconciling only the policies labelled
 /// `SCOPE_LABEL=<scope>`.
 pub struct Operator {
@@ -99,7 +109,7 @@ pub struct Operator {
 impl Operator {
     /// Starts an operator for `scope` with the default ceiling.
     pub async fn start(client: &Client, scope: &str) -> Self {
-        Self::start_with(client, scope, Ceiling::default()).await
+        Self::start_with(client, scope, test_ceiling()).await
     }
 
     /// Starts an operator for `scope` with `ceiling`, and waits for its caches.
@@ -131,7 +141,7 @@ impl Operator {
             client,
             operator_client().await,
             scope,
-            Ceiling::default(),
+            test_ceiling(),
             configure,
         )
         .await
@@ -188,6 +198,7 @@ impl Operator {
                 capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
                 tasks: tasks.iter().map(|t| t.to_string()).collect(),
                 isolation: Default::default(),
+                task_digests: Default::default(),
             },
         );
         policy

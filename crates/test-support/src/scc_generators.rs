@@ -483,6 +483,7 @@ pub fn rendered_scc(g: &mut Gen, policy: &str) -> SecurityContextConstraints {
         capabilities: strings(&capabilities),
         tasks: vec!["build".into()],
         isolation: g.pick(&Isolation::ALL),
+        task_digests: Default::default(),
     };
     let owner = Owner {
         name: policy.to_owned(),

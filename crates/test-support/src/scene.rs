@@ -97,6 +97,7 @@ pub fn modelcar_policy(scope: &str, name: &str, ns: &str) -> BuildPolicy {
             capabilities: BUILDAH_CAPABILITIES.map(str::to_owned).to_vec(),
             tasks: vec![MODELCAR_BUILD_TASK.to_owned()],
             isolation: Default::default(),
+            task_digests: Default::default(),
         },
     );
     policy
