@@ -25,8 +25,8 @@ use buildpolicy_test_support::scene::{
 };
 use buildpolicy_test_support::tekton::{
     BUILD_PIPELINE_TASK, UNPRIVILEGED_PIPELINE_TASKS, has_pod, modelcar_pipeline_run,
-    pipeline_scene, pods_of, ready_modelcar_policy, start, task_run, task_run_of,
-    wait_for_confinement,
+    pipeline_run_failure, pipeline_scene, pods_of, ready_modelcar_policy, start, task_run,
+    task_run_of, wait_for_confinement,
 };
 use buildpolicy_test_support::{
     Said, eventually, feed, kubectl, unique_name, wait_for, wait_for_deletion, with_temp_ns,
@@ -35,10 +35,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-    PostParams,
-};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -709,28 +706,6 @@ async fn a_namespace_role_on_buildpolicies_cannot_create_one() {
         );
     })
     .await;
-}
-
-/// PipelineRun `run`'s failure message, once Tekton failed it.
-async fn pipeline_run_failure(client: &Client, ns: &str, run: &str) -> String {
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("tekton.dev", "v1", "PipelineRun"),
-        "pipelineruns",
-    );
-    let runs = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource);
-    eventually(
-        &format!("PipelineRun {ns}/{run} to fail"),
-        TIMEOUT,
-        || async {
-            let run = runs.get(run).await.ok()?;
-            let conditions = run.data["status"]["conditions"].as_array()?.clone();
-            conditions
-                .iter()
-                .find(|c| c["type"] == "Succeeded" && c["status"] == "False")
-                .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
-        },
-    )
-    .await
 }
 
 /// No pod of `ns` was admitted under `scc`.

@@ -249,6 +249,33 @@ pub async fn task_run_of(
     .await
 }
 
+/// PipelineRun `run`'s failure message, once Tekton failed it (e.g. when
+/// admission refused a TaskRun it made).
+///
+/// # Panics
+///
+/// When the run has not failed within [`TEKTON_TIMEOUT`].
+pub async fn pipeline_run_failure(client: &Client, ns: &str, run: &str) -> String {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("tekton.dev", "v1", "PipelineRun"),
+        "pipelineruns",
+    );
+    let runs = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource);
+    eventually(
+        &format!("PipelineRun {ns}/{run} to fail ({HINT})"),
+        TEKTON_TIMEOUT,
+        || async {
+            let run = runs.get(run).await.ok()?;
+            let conditions = run.data["status"]["conditions"].as_array()?.clone();
+            conditions
+                .iter()
+                .find(|c| c["type"] == "Succeeded" && c["status"] == "False")
+                .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
+        },
+    )
+    .await
+}
+
 /// A TaskRun in `ns` named `name`, once `done` holds for it.
 ///
 /// # Panics
