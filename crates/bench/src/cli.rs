@@ -71,6 +71,11 @@ pub struct RunArgs {
     pub workers: usize,
     #[arg(long, default_value_t = 100)]
     pub drift_edits: usize,
+    /// Dry-run pod creations in a namespace no policy names, with no policy
+    /// and with all N (what each policy's admission policy costs every
+    /// other pod); 0: none.
+    #[arg(long, default_value_t = 1000)]
+    pub admission_probes: usize,
     /// Convergence timeout in seconds (default 300 + 3 s x N).
     #[arg(long, default_value_t = 0.0)]
     pub timeout: f64,

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! buildpolicy-bench run --sizes 100 --out DIR --work-dir DIR --log-dir DIR \
-//!     --cluster-dir DIR --operator BIN [--gate --max-requests-per-policy 9.5] ...
+//!     --cluster-dir DIR --operator BIN [--gate --max-requests-per-policy 10.5] ...
 //! buildpolicy-bench report docs/bench/results.json [--markdown results.md] [--update-doc BENCHMARKS.md]
 //! ```
 //!
@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 
+mod admission;
 mod baseline;
 mod cli;
 mod cluster;

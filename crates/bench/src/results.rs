@@ -79,6 +79,9 @@ pub struct SizeResult {
     pub baseline_serial: Baseline,
     pub baseline_parallel: Baseline,
     pub operator: OperatorRun,
+    /// What the policies' admission rules add to a pod request elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<crate::admission::AdmissionCost>,
     pub loadavg_end: Vec<f64>,
 }
 

@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use buildpolicy_test_support::repo_root;
 use tokio::time::Instant;
 
+use crate::admission;
 use crate::baseline::{self, Setting};
 use crate::cli::RunArgs;
 use crate::cluster::{Cluster, server_version};
@@ -168,6 +169,22 @@ async fn run_size(
     let baseline_serial = baseline::measure("baseline-serial", &[serial], &setting).await?;
     let baseline_parallel = baseline::measure("baseline-parallel", &shards, &setting).await?;
 
+    // Pod admission elsewhere with no policy, on the same control plane.
+    let probes = args.admission_probes;
+    let without_policies = if probes > 0 {
+        admission::prepare(&client).await?;
+        let latency = admission::measure(&client, probes, probes / 10).await?;
+        log!(
+            "N={n}: pod admission in {} with no policy: p50 {} ms, p99 {} ms ({probes} dry runs)",
+            admission::NAMESPACE,
+            py_seconds(latency.p50_ms),
+            py_seconds(latency.p99_ms)
+        );
+        Some(latency)
+    } else {
+        None
+    };
+
     let operator = OperatorMeasurement {
         n,
         args,
@@ -183,7 +200,18 @@ async fn run_size(
     .measure()
     .await;
     drop(watches);
-    let operator = operator?;
+    let (operator, with_policies) = operator?;
+    let admission = without_policies
+        .zip(with_policies)
+        .map(|(without, with)| admission::AdmissionCost::new(without, with));
+    if let Some(cost) = &admission {
+        log!(
+            "N={n}: pod admission with {n} policies: p50 {} ms, p99 {} ms: {} ms added at p99",
+            py_seconds(cost.with_policies.p50_ms),
+            py_seconds(cost.with_policies.p99_ms),
+            py_seconds(cost.added_p99_ms)
+        );
+    }
     let loadavg_end = loadavg();
     if !args.keep {
         cluster.down().await?;
@@ -197,6 +225,7 @@ async fn run_size(
         baseline_serial,
         baseline_parallel,
         operator,
+        admission,
         loadavg_end,
     })
 }
@@ -216,8 +245,10 @@ struct OperatorMeasurement<'a> {
 }
 
 impl OperatorMeasurement<'_> {
-    /// Starts the operator, measures, and stops it, also on failure.
-    async fn measure(&self) -> anyhow::Result<OperatorRun> {
+    /// Starts the operator, measures, and stops it, also on failure; with
+    /// the pod admission latency measured while every policy's admission
+    /// rules are in place (`--admission-probes`).
+    async fn measure(&self) -> anyhow::Result<(OperatorRun, Option<admission::Latency>)> {
         let (n, args) = (self.n, self.args);
         log!(
             "N={n}: the operator (--resync-seconds {})",
@@ -231,8 +262,13 @@ impl OperatorMeasurement<'_> {
             &args.operator_env,
         )?;
         let result = self.converge_and_observe(&mut operator).await;
+        let probes = args.admission_probes;
+        let latency = match &result {
+            Ok(_) if probes > 0 => Some(admission::measure(self.client, probes, probes / 10).await),
+            _ => None,
+        };
         operator.stop().await;
-        result
+        Ok((result?, latency.transpose()?))
     }
 
     async fn converge_and_observe(&self, op: &mut OperatorProcess) -> anyhow::Result<OperatorRun> {
