@@ -4,8 +4,10 @@
 # (garbage collection, namespace deletion, service accounts), on loopback
 # only, with OpenShift's SCC CRD and default SCCs and Tekton's CRDs installed,
 # OpenShift's own SCC admission plugin serving pods as an admission webhook
-# (hack/scc-admission), and Tekton Pipelines' own controller
-# (hack/tekton-controller) turning PipelineRuns into TaskRuns and pods.
+# (hack/scc-admission), Tekton Pipelines' own controller
+# (hack/tekton-controller) turning PipelineRuns into TaskRuns and pods, and
+# Tekton's remote resolvers (hack/tekton-resolvers) resolving taskRefs that
+# name a resolver.
 #
 #   hack/local-cluster.sh build    build (or reuse) the binaries
 #       build --kube <minor>       ... and the older API server and controller manager (1.27, 1.30, all)
@@ -13,7 +15,7 @@
 #       up --no-scc-admission      ... without OpenShift's SCC admission webhook
 #       up --scc-crd <release>     ... with the SCC CRD of that OpenShift release (default, 4.18, 4.16)
 #   hack/local-cluster.sh scc-crd <release>  switch the running cluster's SCC CRD to that release
-#       up --no-tekton             ... without Tekton's controller
+#       up --no-tekton             ... without Tekton's controller and resolvers
 #       up --kube <minor>          ... with an older kube-apiserver and kube-controller-manager (1.27, 1.30)
 #   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data)
 #       stop-apiserver / start-apiserver   ... the two halves of restart, for an outage of any length
@@ -49,7 +51,11 @@ SCC_CRD=""
 TEKTON_SRC="$ROOT/hack/tekton-controller"
 TEKTON_NS="openshift-pipelines"
 TEKTON_SA="tekton-pipelines-controller"
-# up: start Tekton's controller (up --no-tekton: don't).
+# Tekton's remote resolvers: their module (a main of our own, see
+# hack/tekton-resolvers/main.go) and their service account, in $TEKTON_NS.
+TEKTON_RESOLVERS_SRC="$ROOT/hack/tekton-resolvers"
+TEKTON_RESOLVERS_SA="tekton-pipelines-resolvers"
+# up: start Tekton's controller and resolvers (up --no-tekton: neither).
 TEKTON=1
 # knative's sharedmain always serves health probes on *:8080
 # (injection.HealthCheckDefaultPort); no flag or variable moves it.
@@ -180,6 +186,16 @@ build_tekton() {
     die "building hack/tekton-controller failed (up --no-tekton starts the cluster without it)"
 }
 
+# Tekton Pipelines' remote resolvers: upstream's cmd/resolvers at the same pin,
+# through a main of our own that turns knative's health probes on *:8080 off
+# (hack/tekton-resolvers/main.go), rebuilt when it or the pin changes.
+build_tekton_resolvers() {
+  build_module tekton-resolvers "$TEKTON_RESOLVERS_SRC" . \
+    "Tekton Pipelines' cmd/resolvers without knative's probes on *:8080" \
+    "$TEKTON_RESOLVERS_SRC"/go.mod "$TEKTON_RESOLVERS_SRC"/go.sum "$TEKTON_RESOLVERS_SRC"/*.go ||
+    die "building hack/tekton-resolvers failed (up --no-tekton starts the cluster without Tekton)"
+}
+
 # ------------------------------------------------------------------- up ----
 
 free_port() {
@@ -236,6 +252,31 @@ users:
 contexts:
 - name: local
   context: {cluster: local, user: $3}
+current-context: local
+EOF
+}
+
+# A kubeconfig with a token of service account $TEKTON_NS/SA, as its pod
+# would mount (signed with the cluster's key, so it outlives `restart`).
+write_token_kubeconfig() { # file service-account
+  local token
+  token="$(kubectl_ -n "$TEKTON_NS" create token "$2" --duration 87600h)" ||
+    die "cannot get a token for $TEKTON_NS/$2"
+  cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$(cat "$RUN/api.port")
+    certificate-authority: $RUN/pki/ca.crt
+users:
+- name: $2
+  user:
+    token: $token
+contexts:
+- name: local
+  context: {cluster: local, user: $2, namespace: $TEKTON_NS}
 current-context: local
 EOF
 }
@@ -508,9 +549,8 @@ start_scc_admission() {
 # Tekton's published ClusterRoles and Roles, with Tekton's published
 # ConfigMaps, never as an admin (OpenShift's SCC admission checks `use` for
 # the requesting user too: an admin creator would get anyuid). No Tekton
-# webhook (the controller defaults and validates by itself) and no
-# resolvers run: taskRef by name and embedded taskSpecs work, remote
-# resolution (bundles, git, hub, cluster resolvers) does not.
+# webhook (the controller defaults and validates by itself). Remote
+# resolution is start_tekton_resolvers'.
 tekton_objects() { # the published SA, RBAC and ConfigMaps of the controller, in $TEKTON_NS
   local dir="$1/config" f files=()
   for f in 200-serviceaccount 200-clusterrole 200-role 201-clusterrolebinding 201-rolebinding \
@@ -557,28 +597,7 @@ start_tekton() {
   kubectl_ create namespace "$TEKTON_NS" --dry-run=client -o json |
     kubectl_ apply --server-side --field-manager=local-cluster -f - >/dev/null
   tekton_objects "$tekton" | kubectl_ apply --server-side --force-conflicts --field-manager=local-cluster -f - >/dev/null
-  # A service-account token, as the controller's pod would mount (signed
-  # with the cluster's key, so it outlives `restart`).
-  local token
-  token="$(kubectl_ -n "$TEKTON_NS" create token "$TEKTON_SA" --duration 87600h)" ||
-    die "cannot get a token for $TEKTON_NS/$TEKTON_SA"
-  cat > "$RUN/tekton-controller.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: local
-  cluster:
-    server: https://127.0.0.1:$(cat "$RUN/api.port")
-    certificate-authority: $RUN/pki/ca.crt
-users:
-- name: $TEKTON_SA
-  user:
-    token: $token
-contexts:
-- name: local
-  context: {cluster: local, user: $TEKTON_SA, namespace: $TEKTON_NS}
-current-context: local
-EOF
+  write_token_kubeconfig "$RUN/tekton-controller.kubeconfig" "$TEKTON_SA"
   local probes metrics profiling
   probes="$(free_port)"; metrics="$(free_port)"; profiling="$(free_port)"
   printf '%s %s %s\n' "$probes" "$metrics" "$profiling" > "$RUN/tekton-controller.ports"
@@ -600,6 +619,81 @@ EOF
   log "tekton-controller running as $TEKTON_NS/$TEKTON_SA in $((SECONDS - t0))s"
 }
 
+# Tekton Pipelines' remote resolvers, as OpenShift Pipelines runs them:
+# beside the controller in $TEKTON_NS, as their own service account
+# $TEKTON_NS/tekton-pipelines-resolvers bound to Tekton's published
+# ClusterRole and Role of config/resolvers, with that folder's ConfigMaps
+# (resolvers-feature-flags, cluster-resolver-config, ...). Its config-logging
+# and config-observability have the controller's names, so in the shared
+# namespace the controller's (start_tekton) serve both, as on OpenShift.
+# The cluster resolver is enabled and may read Tasks of every namespace
+# (empty allowed- and blocked-namespaces); git, hub, bundles and http are
+# registered and contact the network only when a run names them.
+TEKTON_RESOLVERS_OBJECTS="200-serviceaccount 200-clusterrole 200-role 201-clusterrolebinding 201-rolebinding
+  bundleresolver-config cluster-resolver-config config-feature-flags config-leader-election
+  git-resolver-config http-resolver-config hubresolver-config resolver-cache-config"
+tekton_resolvers_objects() { # pipeline module dir; YAML with its namespace moved to $TEKTON_NS
+  local dir="$1/config/resolvers" f files=() out
+  for f in $TEKTON_RESOLVERS_OBJECTS; do
+    [[ -f "$dir/$f.yaml" ]] || die "Tekton's resolvers/$f.yaml not found in $dir"
+    files+=(-f "$dir/$f.yaml")
+  done
+  out="$(kubectl_ create --dry-run=client -o yaml "${files[@]}" |
+    sed 's/^\([ -]*namespace:\) tekton-pipelines-resolvers$/\1 '"$TEKTON_NS"'/')" ||
+    die "cannot read Tekton's config/resolvers in $dir"
+  [[ $out != *"namespace: tekton-pipelines-resolvers"* ]] ||
+    die "Tekton's config/resolvers names its namespace in a way this script does not rewrite (see tekton_resolvers_objects)"
+  printf '%s\n' "$out"
+}
+
+# The resolvers' leader election has no off switch (cmd/resolvers has no
+# --disable-ha): each of the five resolvers holds a lease
+# controller.tektonresolverframework.<resolver>.00-of-01 in $TEKTON_NS, and
+# reconciles only once it holds it. A lone replica takes a free lease at
+# once and releases it on SIGTERM; a lease left by a killed one would keep a
+# new one waiting until it expires (lease-duration, 60 s). Only this script
+# runs resolvers here, so leases of one that is not running are stale.
+tekton_resolvers_leading() { # the cluster resolver reconciles
+  grep -qs 'has started leading .*tektonresolverframework\.cluster\.' "$RUN/tekton-resolvers.log"
+}
+
+start_tekton_resolvers() {
+  local t0=$SECONDS tekton
+  [[ -x "$BIN/tekton-resolvers" ]] || die "$BIN/tekton-resolvers is missing: run hack/local-cluster.sh build"
+  tekton="$(module_dir github.com/tektoncd/pipeline)" || die "cannot download github.com/tektoncd/pipeline"
+  local objects; objects="$(tekton_resolvers_objects "$tekton")"
+  kubectl_ apply --server-side --force-conflicts --field-manager=local-cluster -f - <<<"$objects" >/dev/null
+  kubectl_ -n "$TEKTON_NS" patch configmap resolvers-feature-flags --type merge \
+    -p '{"data":{"enable-cluster-resolver":"true"}}' >/dev/null
+  kubectl_ -n "$TEKTON_NS" patch configmap cluster-resolver-config --type merge \
+    -p '{"data":{"allowed-namespaces":"","blocked-namespaces":""}}' >/dev/null
+  local stale
+  stale="$(kubectl_ -n "$TEKTON_NS" get leases -o name | grep '/controller\.tektonresolverframework\.' || true)"
+  if [[ -n "$stale" ]]; then
+    # shellcheck disable=SC2086 # one lease name per word
+    kubectl_ -n "$TEKTON_NS" delete --ignore-not-found $stale >/dev/null
+  fi
+  write_token_kubeconfig "$RUN/tekton-resolvers.kubeconfig" "$TEKTON_RESOLVERS_SA"
+  local metrics profiling
+  metrics="$(free_port)"; profiling="$(free_port)"
+  printf '%s %s\n' "$metrics" "$profiling" > "$RUN/tekton-resolvers.ports"
+  # The environment of upstream's resolvers-deployment.yaml; no hub is asked
+  # anything until a run names the hub resolver.
+  start tekton-resolvers env SYSTEM_NAMESPACE="$TEKTON_NS" KUBERNETES_MIN_VERSION=v1.28.0 \
+    CONFIG_LOGGING_NAME=config-logging CONFIG_OBSERVABILITY_NAME=config-observability \
+    CONFIG_FEATURE_FLAGS_NAME=feature-flags CONFIG_LEADERELECTION_NAME=config-leader-election-resolvers \
+    METRICS_DOMAIN=tekton.dev/resolution TEKTON_HUB_API= ARTIFACT_HUB_API=https://artifacthub.io/ \
+    METRICS_PROMETHEUS_HOST=127.0.0.1 METRICS_PROMETHEUS_PORT="$metrics" PROFILING_PORT="$profiling" \
+    "$BIN/tekton-resolvers" --kubeconfig "$RUN/tekton-resolvers.kubeconfig"
+  # No health probes (see hack/tekton-resolvers/main.go): ready once the
+  # cluster resolver leads, that is, reconciles ResolutionRequests.
+  wait_up tekton-resolvers 120 tekton_resolvers_leading || {
+    tail -n 20 "$RUN/tekton-resolvers.log" >&2
+    die "tekton-resolvers exited while starting; see $RUN/tekton-resolvers.log"
+  }
+  log "tekton-resolvers running as $TEKTON_NS/$TEKTON_RESOLVERS_SA in $((SECONDS - t0))s"
+}
+
 # Kill kube-apiserver and etcd (SIGKILL: a crash, not a shutdown) and start
 # them again on the same ports with the same data. Clients see connections
 # drop and must come back by themselves.
@@ -612,8 +706,9 @@ cmd_restart() {
   start_apiserver
   wait_for kube-apiserver 120 kubectl_ --request-timeout 5s get --raw /readyz
   log "kube-apiserver and etcd restarted in $((SECONDS - t0))s"
-  # scc-admission and tekton-controller keep running: their informers
-  # reconnect by themselves.
+  # scc-admission, tekton-controller and tekton-resolvers keep running:
+  # their informers reconnect by themselves (and the resolvers' leader
+  # election renews its leases, or takes them again).
 }
 
 cmd_stop_apiserver() {
@@ -660,6 +755,10 @@ cmd_up() {
       build_tekton
       start_tekton
     fi
+    if (( TEKTON )) && ! alive tekton-resolvers; then
+      build_tekton_resolvers
+      start_tekton_resolvers
+    fi
     cmd_env
     return 0
   fi
@@ -667,7 +766,7 @@ cmd_up() {
   stop_all
   cmd_build
   if (( SCC_ADMISSION )); then build_scc_admission; fi
-  if (( TEKTON )); then build_tekton; fi
+  if (( TEKTON )); then build_tekton; build_tekton_resolvers; fi
   if [[ -n "$KUBE" ]]; then build_old_kube "$KUBE"; fi
   local t0=$SECONDS
   mkdir -p "$RUN"
@@ -690,7 +789,7 @@ cmd_up() {
 
   install_crds
   if (( SCC_ADMISSION )); then start_scc_admission; fi
-  if (( TEKTON )); then start_tekton; fi
+  if (( TEKTON )); then start_tekton; start_tekton_resolvers; fi
   log "ready in $((SECONDS - t0))s: $("$BIN/kubectl" version --kubeconfig "$KUBECONFIG_FILE" 2>/dev/null | grep Server || true)"
   cmd_env
 }
@@ -699,7 +798,7 @@ cmd_up() {
 
 stop_all() {
   local name
-  for name in tekton-controller scc-admission kube-controller-manager kube-apiserver etcd; do
+  for name in tekton-resolvers tekton-controller scc-admission kube-controller-manager kube-apiserver etcd; do
     stop_one "$name"
   done
   rm -rf "$RUN" "$KUBECONFIG_FILE"
@@ -734,12 +833,17 @@ cmd_status() {
   else
     echo "tekton-controller: not running (up --no-tekton, or it exited: $RUN/tekton-controller.log; up starts it)"
   fi
+  if alive tekton-resolvers; then
+    echo "tekton-resolvers: running (pid $(cat "$RUN/tekton-resolvers.pid"), as $TEKTON_NS/$TEKTON_RESOLVERS_SA, metrics 127.0.0.1:$(cut -d' ' -f1 "$RUN/tekton-resolvers.ports"))"
+  else
+    echo "tekton-resolvers: not running (up --no-tekton, or it exited: $RUN/tekton-resolvers.log; up starts it)"
+  fi
   if running; then echo "readyz: ok ($(cat "$RUN/api.port"))"; else echo "readyz: not ready"; return 1; fi
 }
 
 case "${1:-}" in
   build)
-    cmd_build; build_scc_admission; build_tekton
+    cmd_build; build_scc_admission; build_tekton; build_tekton_resolvers
     case "${2:-}" in
       "") ;;
       --kube) [[ -n "${3:-}" ]] || die "--kube needs a minor version (one of: $KUBE_MINORS, all)"
