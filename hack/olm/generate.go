@@ -468,6 +468,7 @@ var specDescriptors = []descriptor{
 	{"serviceAccountName", "Service account", []string{"urn:alm:descriptor:com.tectonic.ui:text"}},
 	{"capabilities", "Capabilities", nil},
 	{"tasks", "Tekton Tasks", nil},
+	{"taskDigests", "Reviewed Task digests", nil},
 	{"isolation", "Isolation", []string{
 		"urn:alm:descriptor:com.tectonic.ui:select:HostUserNamespace",
 		"urn:alm:descriptor:com.tectonic.ui:select:PodUserNamespace",
