@@ -21,10 +21,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 NODE="$ROOT/hack/node"
 OUT="${NODE_DIR:-$ROOT/target/node}"
 BIN="$OUT/bin"
-STATE="$OUT/state"
+# NODE_STATE / NODE_CONF_DIR (set by hack/node/node.sh): this CRI-O's state
+# directory and where its config, crictl.yaml and last log go; default
+# target/node/state and target/node.
+STATE="${NODE_STATE:-$OUT/state}"
+CONF_DIR="${NODE_CONF_DIR:-$OUT}"
 SOCKET="$STATE/crio.sock"
 CGROUP_PARENT="buildpolicy-node"
 CNI_NETWORK="buildpolicy-loopback"
+# NODE_KUBELET_DIR (set by hack/node/node.sh down, after it stopped kubelet):
+# kubelet's root directory. Its volume mounts (projected service-account
+# tokens, tmpfs) are unmounted, processes naming it killed, and kubelet's
+# cgroups (/kubepods in every hierarchy) removed like CRI-O's.
+KUBELET_DIR="${NODE_KUBELET_DIR:-}"
+CGROUP_PARENTS="$CGROUP_PARENT${KUBELET_DIR:+ kubepods}"
 STORAGE_ROOT="/var/lib/containers/storage"
 STORAGE_RUNROOT="/run/containers/storage"
 
@@ -32,7 +42,7 @@ log() { printf '[node-cleanup] %s\n' "$*" >&2; }
 FAILED=0
 warn() { printf '[node-cleanup] LEFT BEHIND: %s\n' "$*" >&2; FAILED=1; }
 
-crictl_() { "$BIN/crictl" --config "$OUT/crictl.yaml" "$@"; }
+crictl_() { "$BIN/crictl" --config "$CONF_DIR/crictl.yaml" "$@"; }
 crio_alive() { "$NODE/crio.sh" status >/dev/null 2>&1; }
 
 # Pids of processes whose command line names this node's state directory
@@ -42,7 +52,8 @@ node_pids() {
   for d in /proc/[0-9]*; do
     [[ "${d#/proc/}" == "$$" ]] && continue
     cmd="$( { tr '\0' ' ' < "$d/cmdline"; } 2>/dev/null)" || continue
-    [[ "$cmd" == *"$STATE/"* && "$cmd" != *cleanup.sh* ]] && echo "${d#/proc/}"
+    [[ "$cmd" == *cleanup.sh* ]] && continue
+    [[ "$cmd" == *"$STATE/"* || ( -n "$KUBELET_DIR" && "$cmd" == *"$KUBELET_DIR"* ) ]] && echo "${d#/proc/}"
   done
 }
 
@@ -107,15 +118,18 @@ for cfg in "$STORAGE_RUNROOT"/overlay-containers/*/userdata/config.json; do
   warn "sandbox ${dir##*/} is still in the containers storage: run 'hack/node/crio.sh start' and this script again (CRI-O removes sandboxes it cannot restore)"
 done
 
-# 5. Mounts below the state directory (pinns' namespace files, shm), deepest first.
-for m in $(awk -v s="$STATE/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+# 5. Mounts below the state directory (pinns' namespace files, shm) and
+#    kubelet's root directory (kubelet bind-mounts it onto itself, shared)
+#    and below it (volumes), deepest first.
+for m in $(awk -v s="$STATE/" -v k="$KUBELET_DIR" 'index($5, s) == 1 || (k != "" && ($5 == k || index($5, k "/") == 1)) {print $5}' /proc/self/mountinfo | sort -r); do
   log "umount $m"
   umount "$m" 2>/dev/null || umount -l "$m" || warn "mount $m"
 done
 
-# 6. Cgroups below /$CGROUP_PARENT in every hierarchy, deepest first.
-for h in /sys/fs/cgroup/*/; do
-  [[ -d "$h$CGROUP_PARENT" ]] || continue
+# 6. Cgroups below /$CGROUP_PARENT (and kubelet's /kubepods) in every
+#    hierarchy, deepest first.
+for h in $(for p in $CGROUP_PARENTS; do printf "%s$p\n" /sys/fs/cgroup/*/; done); do
+  [[ -d "$h" ]] || continue
   while read -r cg; do
     # Anything still inside was started by this node: kill it by pid.
     for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
@@ -124,7 +138,7 @@ for h in /sys/fs/cgroup/*/; do
     else
       warn "cgroup $cg"
     fi
-  done < <(find "$h$CGROUP_PARENT" -depth -type d)
+  done < <(find "$h" -depth -type d)
 done
 
 # 7. CNI's cache of this network (libcni keeps results in /var/lib/cni).
@@ -152,10 +166,15 @@ if [[ -s "$STATE/fixups.log" ]]; then
         rmdir "$arg" 2>/dev/null
         awk '$1 == "hugetlb" && $2 == 0 {ok=1} END {exit !ok}' /proc/cgroups ||
           warn "hugetlb is still a v1 hierarchy ($(grep hugetlb /proc/cgroups)); mount -t cgroup -o hugetlb hugetlb $arg, remove its child cgroups, umount it" ;;
+      sysctl)
+        # arg: "<key> <value before>"; only put back if still what we set.
+        read -r key old <<< "$arg"
+        log "undoing fix-up: sysctl $key=$old (was $(sysctl -n "$key" 2>/dev/null))"
+        sysctl -qw "$key=$old" || warn "sysctl $key could not be set back to $old" ;;
       created-dir)
         # Only if nothing else has put anything there since.
         find "$arg" -depth -type d -empty -delete 2>/dev/null
-        if [[ -e "$arg" ]]; then log "kept $arg (not empty: someone else uses it)"; else log "removed $arg (made by CRI-O's CNI library)"; fi ;;
+        if [[ -e "$arg" ]]; then log "kept $arg (not empty: someone else uses it)"; else log "removed $arg (made by the node's CRI-O or kubelet)"; fi ;;
       *) warn "unknown fix-up '$what $arg' in $STATE/fixups.log" ;;
     esac
   done
@@ -164,7 +183,7 @@ fi
 
 # 9. State, keeping CRI-O's log.
 if [[ -d "$STATE" ]]; then
-  [[ -f "$STATE/crio.log" ]] && mv "$STATE/crio.log" "$OUT/crio.last.log"
+  [[ -f "$STATE/crio.log" ]] && mv "$STATE/crio.log" "$CONF_DIR/crio.last.log"
   if awk -v s="$STATE" 'index($5, s) == 1 {found=1} END {exit !found}' /proc/self/mountinfo; then
     warn "mounts remain below $STATE: not removing it"
   else
@@ -174,6 +193,8 @@ fi
 
 # What is left, if anything.
 left="$(node_pids)"; [[ -z "$left" ]] || warn "processes $(echo $left)"
-ls -d /sys/fs/cgroup/*/"$CGROUP_PARENT" >/dev/null 2>&1 && warn "cgroups $(ls -d /sys/fs/cgroup/*/"$CGROUP_PARENT")"
+for p in $CGROUP_PARENTS; do
+  ls -d /sys/fs/cgroup/*/"$p" >/dev/null 2>&1 && warn "cgroups $(ls -d /sys/fs/cgroup/*/"$p")"
+done
 if (( FAILED )); then log "done, with leftovers (above)"; exit 1; fi
 log "done: no CRI-O, conmon, container, mount or cgroup of the node is left"

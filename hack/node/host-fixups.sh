@@ -6,6 +6,7 @@
 #
 #   hack/node/host-fixups.sh         apply what is needed, say what was done
 #   hack/node/host-fixups.sh check   only say what would be needed
+#   hack/node/host-fixups.sh kubelet the sysctls kubelet insists on (hack/node/node.sh up runs it)
 #
 # mount-hugetlb: the machine mounts every cgroup controller as a v1 hierarchy
 #   except hugetlb, which stays on the cgroup2 root (/sys/fs/cgroup/unified,
@@ -19,6 +20,13 @@
 #   (the controller moves there while the v2 root does not use it; unmounting
 #   gives it back).
 #
+# sysctl (kubelet mode): kubelet's container manager sets six kernel tunables
+#   at start (pkg/kubelet/cm/container_manager_linux.go, setupKernelTunables:
+#   "modify" with protectKernelDefaults false, "error" with true, no config
+#   for "warn"). Set here first, with the value before logged, so that
+#   cleanup.sh puts them back: on this machine vm.overcommit_memory 0 -> 1,
+#   kernel.panic 1 -> 10, kernel.panic_on_oops 0 -> 1.
+#
 # Nothing else is changed: /etc/subuid and /etc/subgid stay empty (the proof's
 # buildah runs as root inside the container with no user namespace of its
 # own: FROM scratch + COPY needs none).
@@ -26,7 +34,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="${NODE_DIR:-$ROOT/target/node}"
-STATE="$OUT/state"
+STATE="${NODE_STATE:-$OUT/state}"   # hack/node/node.sh sets NODE_STATE
 FIXUPS="$STATE/fixups.log"
 HUGETLB_MOUNT="/sys/fs/cgroup/hugetlb"
 
@@ -57,11 +65,26 @@ apply_hugetlb() {
   log "fix-up applied (logged in ${FIXUPS#"$ROOT"/}): mounted the hugetlb controller as a v1 hierarchy at $HUGETLB_MOUNT"
 }
 
+KUBELET_SYSCTLS="vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.panic_on_oops=1 kernel.keys.root_maxkeys=1000000 kernel.keys.root_maxbytes=25000000"
+
+apply_sysctls() {
+  local kv key want have
+  for kv in $KUBELET_SYSCTLS; do
+    key="${kv%%=*}" want="${kv#*=}"
+    have="$(sysctl -n "$key")" || die "cannot read sysctl $key"
+    [[ "$have" == "$want" ]] && continue
+    sysctl -qw "$key=$want" || die "cannot set sysctl $key=$want (kubelet would fail the same way)"
+    echo "sysctl $key $have" >> "$FIXUPS"
+    log "fix-up applied (logged in ${FIXUPS#"$ROOT"/}): sysctl $key $have -> $want (kubelet's setupKernelTunables)"
+  done
+}
+
 mkdir -p "$STATE"
 case "${1:-apply}" in
+  kubelet) apply_sysctls ;;
   apply)
     if hugetlb_needed; then apply_hugetlb; else log "hugetlb: no fix-up needed"; fi ;;
   check)
     if hugetlb_needed; then echo "mount-hugetlb needed"; else echo "no fix-up needed"; fi ;;
-  *) die "usage: hack/node/host-fixups.sh [apply|check]" ;;
+  *) die "usage: hack/node/host-fixups.sh [apply|check|kubelet]" ;;
 esac
