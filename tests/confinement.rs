@@ -954,6 +954,7 @@ async fn a_listed_task_name_fetched_through_a_resolver_gets_no_grant() {
             confined("True", Some(reason::ENFORCED)),
         )
         .await;
+        wait_for_confinement(&client, &ns, MODELCAR_SERVICE_ACCOUNT, &scc).await;
         let (policy, build_ns) = (name.clone(), ns.clone());
         with_temp_ns(|client, scratch| async move {
             // The editor's own Task, named like the listed one.

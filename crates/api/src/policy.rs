@@ -49,7 +49,7 @@ pub const MAX_TASKS: usize = 32;
         "metadata.name must be a DNS label of at most {MAX_POLICY_NAME_LEN} characters (lower-case letters, digits and '-'): it names the generated SCC 'buildpolicy-<name>' and labels every object the policy owns"
     ))),
     validation = Rule::new("!has(self.spec.taskDigests) || self.spec.taskDigests.all(t, t in self.spec.tasks)")
-        .message(Message::Expression("'spec.taskDigests names ' + self.spec.taskDigests.filter(t, !(t in self.spec.tasks)).join(', ') + ', which spec.tasks does not list: digest only the listed Tasks, or add the Task to spec.tasks'".into())),
+        .message("spec.taskDigests names a Task that spec.tasks does not list: digest only the listed Tasks, or add the Task to spec.tasks"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BuildPolicySpec {

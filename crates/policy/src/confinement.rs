@@ -119,8 +119,11 @@ pub fn admission_policy(scope: &Scope, confinement: &Confinement) -> ValidatingA
     ];
     let mut validations = vec![
         json!({"expression": pod_rule, "messageExpression": pod_message, "reason": "Forbidden"}),
-        json!({"expression": labelled_rule, "messageExpression": labelled_message, "reason": "Forbidden"}),
-        json!({"expression": by_name_rule, "messageExpression": by_name_message, "reason": "Forbidden"}),
+        // Invalid (422), not Forbidden (403): Tekton fails a PipelineRun at
+        // once when a TaskRun it makes is invalid, and retries a forbidden
+        // one forever, leaving the run Running with nothing said.
+        json!({"expression": labelled_rule, "messageExpression": labelled_message, "reason": "Invalid"}),
+        json!({"expression": by_name_rule, "messageExpression": by_name_message, "reason": "Invalid"}),
     ];
     if confinement.guard_task_edits {
         rules.push(json!({"apiGroups": ["tekton.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": ["tasks"]}));
