@@ -7,7 +7,10 @@
 # (hack/scc-admission), Tekton Pipelines' own controller
 # (hack/tekton-controller) turning PipelineRuns into TaskRuns and pods, and
 # Tekton's remote resolvers (hack/tekton-resolvers) resolving taskRefs that
-# name a resolver.
+# name a resolver. With `up --node` also a real node "localhost" (CRI-O,
+# runc, kubelet and kube-scheduler, hack/node/node.sh; root only, one per
+# machine) that runs the pods, Tekton's TaskRun pods included (its step
+# images made on this machine by hack/node/images.sh).
 #
 #   hack/local-cluster.sh build    build (or reuse) the binaries
 #       build --kube <minor>       ... and the older API server and controller manager (1.27, 1.30, all)
@@ -17,11 +20,15 @@
 #   hack/local-cluster.sh scc-crd <release>  switch the running cluster's SCC CRD to that release
 #       up --no-tekton             ... without Tekton's controller and resolvers
 #       up --kube <minor>          ... with an older kube-apiserver and kube-controller-manager (1.27, 1.30)
-#   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data)
+#       up --node                  ... with a node (hack/node: build.sh, images.sh, node.sh up); remembered:
+#                                  a later plain `up` keeps it, `down` takes it down first. Off by default
+#                                  for now. up --no-node on a running cluster takes its node down.
+#   hack/local-cluster.sh restart  kill kube-apiserver and etcd and start them again (same ports, same data;
+#                                  the node's kubelet and kube-scheduler reconnect by themselves)
 #       stop-apiserver / start-apiserver   ... the two halves of restart, for an outage of any length
 #       pause-apiserver / resume-apiserver SIGSTOP / SIGCONT kube-apiserver: connections hang, nothing fails
-#   hack/local-cluster.sh down     stop everything it started and remove its state
-#   hack/local-cluster.sh status   say what runs
+#   hack/local-cluster.sh down     stop everything it started (the node first) and remove its state
+#   hack/local-cluster.sh status   say what runs (and hack/node/node.sh status with a node)
 #   hack/local-cluster.sh env      print the export line of the running cluster
 #
 # State lives in target/local-cluster/ (override with LOCAL_CLUSTER_DIR, to run
@@ -67,6 +74,11 @@ TEKTON_FIXED_PORT=8080
 # Empty: $K8S_VERSION.
 KUBE=""
 KUBE_MINORS="1.27 1.30"
+# up --node / --no-node: a node for this cluster (hack/node/node.sh), or
+# not; empty: what the running cluster was started with ($RUN/node.enabled),
+# no node for a new cluster (the default flips to --node later).
+NODE_WANTED=""
+NODE_SRC="$ROOT/hack/node"
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { printf '[local-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -230,6 +242,9 @@ gen_certs() {
 subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   leaf admin "/O=system:masters/CN=local-admin" "extendedKeyUsage=clientAuth"
   leaf controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  # What kube-apiserver shows a kubelet (logs, exec, port-forward):
+  # system:masters, so the kubelet's webhook authorization lets it in.
+  leaf apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 }
@@ -461,14 +476,22 @@ start_on_free_ports() {
 }
 
 start_apiserver() {
-  local etcd_port etcd_peer api_port pki="$RUN/pki"
+  local etcd_port etcd_peer api_port pki="$RUN/pki" kubelet_client=()
   read -r etcd_port etcd_peer < "$RUN/etcd.ports"
   api_port="$(cat "$RUN/api.port")"
+  # Kubelet's API with a client certificate, and kubelet's serving
+  # certificate checked against the cluster CA (hack/node/node.sh signs it
+  # with that CA for localhost/127.0.0.1). A cluster started by an older
+  # script has no such certificate: `restart` keeps it as it was.
+  if [[ -f "$pki/apiserver-kubelet-client.crt" ]]; then
+    kubelet_client=(--kubelet-client-certificate "$pki/apiserver-kubelet-client.crt"
+      --kubelet-client-key "$pki/apiserver-kubelet-client.key" --kubelet-certificate-authority "$pki/ca.crt")
+  fi
   start kube-apiserver "$(kube_bin kube-apiserver)" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
-    --client-ca-file "$pki/ca.crt" \
+    --client-ca-file "$pki/ca.crt" "${kubelet_client[@]}" \
     --authorization-mode RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
@@ -601,7 +624,12 @@ start_tekton() {
   local probes metrics profiling
   probes="$(free_port)"; metrics="$(free_port)"; profiling="$(free_port)"
   printf '%s %s %s\n' "$probes" "$metrics" "$profiling" > "$RUN/tekton-controller.ports"
-  # Image flags are placeholders: no kubelet runs here, nothing is pulled.
+  # Image flags: without a node placeholders (nothing runs the pods, nothing
+  # is pulled); with one the step images hack/node/images.sh made on this
+  # machine (non-latest tags: pods get imagePullPolicy IfNotPresent).
+  local images; images="$(tekton_images)"
+  echo "$images" > "$RUN/tekton-controller.images"
+  # shellcheck disable=SC2086 # flags and values, one a word
   start tekton-controller env SYSTEM_NAMESPACE="$TEKTON_NS" METRICS_DOMAIN=tekton.dev/pipeline \
     CONFIG_DEFAULTS_NAME=config-defaults CONFIG_LOGGING_NAME=config-logging \
     CONFIG_OBSERVABILITY_NAME=config-observability CONFIG_FEATURE_FLAGS_NAME=feature-flags \
@@ -609,14 +637,89 @@ start_tekton() {
     PROBES_PORT="$probes" METRICS_PROMETHEUS_HOST=127.0.0.1 METRICS_PROMETHEUS_PORT="$metrics" \
     PROFILING_PORT="$profiling" \
     "$BIN/tekton-controller" --kubeconfig "$RUN/tekton-controller.kubeconfig" --disable-ha \
-    -entrypoint-image local.invalid/tekton/entrypoint -nop-image local.invalid/tekton/nop \
-    -sidecarlogresults-image local.invalid/tekton/sidecarlogresults \
-    -workingdirinit-image local.invalid/tekton/workingdirinit \
-    -shell-image local.invalid/tekton/busybox -shell-image-win local.invalid/tekton/powershell
+    $images -shell-image-win local.invalid/tekton/powershell
   # knative's readiness answers once the controllers started.
   wait_for tekton-controller 120 curl -fsS --max-time 2 "http://127.0.0.1:$TEKTON_FIXED_PORT/readiness"
   alive tekton-controller || die "tekton-controller exited; see $RUN/tekton-controller.log"
   log "tekton-controller running as $TEKTON_NS/$TEKTON_SA in $((SECONDS - t0))s"
+}
+
+# The image flags Tekton's controller gets: the node's step images when this
+# cluster has a node, else placeholders.
+TEKTON_PLACEHOLDER_IMAGES="-entrypoint-image local.invalid/tekton/entrypoint -nop-image local.invalid/tekton/nop -sidecarlogresults-image local.invalid/tekton/sidecarlogresults -workingdirinit-image local.invalid/tekton/workingdirinit -shell-image local.invalid/tekton/busybox"
+tekton_images() {
+  if [[ -f "$RUN/node.enabled" ]]; then
+    "$NODE_SRC/images.sh" tekton-refs || die "hack/node/images.sh tekton-refs failed"
+  else
+    echo "$TEKTON_PLACEHOLDER_IMAGES"
+  fi
+}
+
+# A running controller whose image flags are not what this cluster needs now
+# (a node was added or taken away) is started again. One started by an older
+# script recorded none: placeholders.
+restart_tekton_if_images_changed() {
+  alive tekton-controller || return 0
+  local have want
+  have="$(cat "$RUN/tekton-controller.images" 2>/dev/null || echo "$TEKTON_PLACEHOLDER_IMAGES")"
+  want="$(tekton_images)"
+  [[ "$have" == "$want" ]] && return 0
+  log "restarting tekton-controller with the image flags: $want"
+  stop_one tekton-controller
+  start_tekton
+}
+
+# ----------------------------------------------------------------- node ----
+
+# A node of this cluster: hack/node/node.sh with LOCAL_CLUSTER_DIR=$STATE
+# (its state in $STATE/node/). One per machine: kubelet's port 10250 and
+# /kubepods cgroups are machine-wide, and hack/node/cleanup.sh removes
+# /kubepods everywhere, so node.sh down runs only for the cluster that
+# owns the node.
+node_sh() { LOCAL_CLUSTER_DIR="$STATE" LOCAL_CLUSTER_BIN="$BIN" "$NODE_SRC/node.sh" "$@"; }
+
+# This cluster has (or had, and has not cleaned up) a node: started with
+# --node, or node.sh up left pid files or CRI-O state in $STATE/node.
+node_owned() {
+  [[ -f "$RUN/node.enabled" || -d "$STATE/node/crio" ]] || compgen -G "$STATE/node/*.pid" >/dev/null
+}
+
+# Before anything starts: root, and no other cluster's kubelet on this machine.
+node_preflight() {
+  [[ $EUID -eq 0 ]] || die "up --node runs CRI-O and kubelet as root: run as root, or without --node"
+  local d own
+  own="$(realpath -m "$STATE/node/kubelet")"
+  for d in /proc/[0-9]*; do
+    [[ "$(readlink "$d/exe" 2>/dev/null)" == "$ROOT/target/node/bin/kubelet" ]] || continue
+    tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -q -- "--root-dir $own " && continue
+    die "another cluster's kubelet runs (pid ${d#/proc/}: $(tr '\0' ' ' < "$d/cmdline" | grep -o -- '--root-dir [^ ]*')); one node per machine: take that one down first (LOCAL_CLUSTER_DIR=<its cluster> hack/node/node.sh down)"
+  done
+}
+
+# Binaries (target/node/bin) and images (/var/lib/containers/storage), both
+# stamp-cached: nothing happens when they are up to date.
+build_node() {
+  local t0=$SECONDS
+  nice -n 19 "$NODE_SRC/build.sh" || die "hack/node/build.sh failed (up without --node starts the cluster without a node)"
+  "$NODE_SRC/images.sh" || die "hack/node/images.sh failed (up without --node starts the cluster without a node)"
+  log "node binaries and images ready in $((SECONDS - t0))s"
+}
+
+start_node() {
+  local t0=$SECONDS
+  touch "$RUN/node.enabled"
+  node_sh up || die "hack/node/node.sh up failed; see $STATE/node/*.log (LOCAL_CLUSTER_DIR=$STATE hack/node/node.sh down cleans up)"
+  log "node localhost Ready in $((SECONDS - t0))s"
+}
+
+# node.sh down while the API server still answers (pods are deleted through
+# kubelet); it also works without one (pods are removed through CRI-O).
+stop_node() {
+  node_owned || return 0
+  local rc=0
+  node_sh down || { rc=1; log "hack/node/node.sh down left something behind (above): LOCAL_CLUSTER_DIR=$STATE hack/node/node.sh down again"; }
+  rm -f "$RUN/node.enabled"
+  return "$rc"
 }
 
 # Tekton Pipelines' remote resolvers, as OpenShift Pipelines runs them:
@@ -708,7 +811,8 @@ cmd_restart() {
   log "kube-apiserver and etcd restarted in $((SECONDS - t0))s"
   # scc-admission, tekton-controller and tekton-resolvers keep running:
   # their informers reconnect by themselves (and the resolvers' leader
-  # election renews its leases, or takes them again).
+  # election renews its leases, or takes them again). So do the node's
+  # kubelet (it renews its lease and node status) and kube-scheduler.
 }
 
 cmd_stop_apiserver() {
@@ -751,6 +855,20 @@ cmd_up() {
       build_scc_admission
       start_scc_admission
     fi
+    if [[ -z "$NODE_WANTED" ]]; then
+      NODE_WANTED=0; [[ -f "$RUN/node.enabled" ]] && NODE_WANTED=1
+    fi
+    if (( NODE_WANTED )); then
+      # Added to a running cluster, or started again (node.sh up does
+      # nothing when the node runs and is Ready).
+      node_preflight
+      build_node
+      start_node
+    elif node_owned; then
+      log "up --no-node: taking this cluster's node down"
+      stop_node || die "the node was not taken down cleanly (above)"
+    fi
+    if (( TEKTON )); then restart_tekton_if_images_changed; fi
     if (( TEKTON )) && ! alive tekton-controller; then
       build_tekton
       start_tekton
@@ -762,12 +880,15 @@ cmd_up() {
     cmd_env
     return 0
   fi
+  NODE_WANTED="${NODE_WANTED:-0}"
+  if (( NODE_WANTED )); then node_preflight; fi
   # A half-started or crashed cluster: clean up before starting anew.
   stop_all
   cmd_build
   if (( SCC_ADMISSION )); then build_scc_admission; fi
   if (( TEKTON )); then build_tekton; build_tekton_resolvers; fi
   if [[ -n "$KUBE" ]]; then build_old_kube "$KUBE"; fi
+  if (( NODE_WANTED )); then build_node; fi
   local t0=$SECONDS
   mkdir -p "$RUN"
   if [[ -n "$KUBE" ]]; then echo "$KUBE" > "$RUN/kube.minor"; fi
@@ -783,12 +904,14 @@ cmd_up() {
     --authentication-kubeconfig "$RUN/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$RUN/controller-manager.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
-    --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller \
+    --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller \
     --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
     --use-service-account-credentials=true --concurrent-gc-syncs 10 --concurrent-namespace-syncs 10 --v 1
 
   install_crds
   if (( SCC_ADMISSION )); then start_scc_admission; fi
+  # The node before Tekton: the controller's image flags follow it.
+  if (( NODE_WANTED )); then start_node; fi
   if (( TEKTON )); then start_tekton; start_tekton_resolvers; fi
   log "ready in $((SECONDS - t0))s: $("$BIN/kubectl" version --kubeconfig "$KUBECONFIG_FILE" 2>/dev/null | grep Server || true)"
   cmd_env
@@ -797,15 +920,18 @@ cmd_up() {
 # ----------------------------------------------------------- down / env ----
 
 stop_all() {
-  local name
+  local name rc=0
+  # The node first, while the API server (if any) still answers.
+  stop_node || rc=1
   for name in tekton-resolvers tekton-controller scc-admission kube-controller-manager kube-apiserver etcd; do
     stop_one "$name"
   done
   rm -rf "$RUN" "$KUBECONFIG_FILE"
+  return "$rc"
 }
 
 cmd_down() {
-  stop_all
+  stop_all || die "stopped, but the node left something behind (above)"
   log "stopped"
 }
 
@@ -838,7 +964,18 @@ cmd_status() {
   else
     echo "tekton-resolvers: not running (up --no-tekton, or it exited: $RUN/tekton-resolvers.log; up starts it)"
   fi
+  local node_rc=0
+  if node_owned; then
+    echo "node: $( [[ -f "$RUN/node.enabled" ]] && echo "started with up --node" || echo "not wanted, but left over (down takes it down)"); hack/node/node.sh status:"
+    node_sh status 2>&1 | sed 's/^/  /' || node_rc=1
+  else
+    echo "node: none (up --node starts one)"
+  fi
+  if alive tekton-controller; then
+    echo "tekton-controller images: $(cat "$RUN/tekton-controller.images" 2>/dev/null || echo "$TEKTON_PLACEHOLDER_IMAGES")"
+  fi
   if running; then echo "readyz: ok ($(cat "$RUN/api.port"))"; else echo "readyz: not ready"; return 1; fi
+  return "$node_rc"
 }
 
 case "${1:-}" in
@@ -861,7 +998,9 @@ case "${1:-}" in
         --tekton) TEKTON=1 ;;
         --no-tekton) TEKTON=0 ;;
         --kube) [[ -n "${2:-}" ]] || die "--kube needs a minor version (one of: $KUBE_MINORS)"; KUBE="$2"; shift ;;
-        *) die "unknown option for up: $1 (--no-scc-admission, --no-tekton, --scc-crd <release>, --kube <minor>)" ;;
+        --node) NODE_WANTED=1 ;;
+        --no-node) NODE_WANTED=0 ;;
+        *) die "unknown option for up: $1 (--node, --no-node, --no-scc-admission, --no-tekton, --scc-crd <release>, --kube <minor>)" ;;
       esac
       shift
     done
@@ -881,5 +1020,5 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build [--kube <minor>|all]|up [--no-scc-admission] [--no-tekton] [--scc-crd <release>] [--kube <minor>]|scc-crd <release>|restart|stop-apiserver|start-apiserver|pause-apiserver|resume-apiserver|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build [--kube <minor>|all]|up [--node|--no-node] [--no-scc-admission] [--no-tekton] [--scc-crd <release>] [--kube <minor>]|scc-crd <release>|restart|stop-apiserver|start-apiserver|pause-apiserver|resume-apiserver|down|status|env" >&2; exit 2 ;;
 esac

@@ -4,7 +4,9 @@
 # containers-storage that CRI-O reads (/var/lib/containers/storage, the
 # driver in $STORAGE_DRIVER, the same one hack/node/crio.conf names).
 #
-#   hack/node/images.sh            make (or reuse) both images
+#   hack/node/images.sh            make (or reuse) every image
+#   hack/node/images.sh tekton     make (or reuse) Tekton's step images only
+#   hack/node/images.sh tekton-refs  print the controller flags naming them
 #   hack/node/images.sh list       list them
 #   hack/node/images.sh remove     remove them from the storage
 #
@@ -12,6 +14,13 @@
 #                   buildah: what build pods run
 #   $SHELL_IMAGE    busybox-static alone (/bin/sh and its applets) and /pause:
 #                   a small shell image, and CRI-O's pause image
+#   $TEKTON_IMAGE_PREFIX-{entrypoint,nop,workingdirinit,sidecarlogresults}:<version>
+#                   Tekton Pipelines' four step images: cmd/<name> of
+#                   github.com/tektoncd/pipeline at the version
+#                   hack/tekton-controller/go.mod pins (built in that module,
+#                   so with exactly the controller's dependencies), static
+#                   (CGO_ENABLED=0), at /ko-app/<name> as ko lays them out
+#                   (the controller runs /ko-app/entrypoint etc.), user 65532
 #
 # Tags are never "latest", so a kubelet with the default pull policy
 # (IfNotPresent for a non-latest tag) never tries a registry. Each image has a
@@ -36,6 +45,11 @@ BUILDAH_IMAGE="localhost/buildpolicy/buildah:$SUITE"
 SHELL_IMAGE="localhost/buildpolicy/shell:busybox"
 # Bumped whenever the recipe below changes in a way the stamp cannot see.
 RECIPE=2
+# Tekton's step images (see the header); tagged with the pipeline version.
+TEKTON_SRC="$ROOT/hack/tekton-controller"
+TEKTON_IMAGE_PREFIX="localhost/buildpolicy/tekton"
+TEKTON_COMMANDS="entrypoint nop workingdirinit sidecarlogresults"
+TEKTON_RECIPE=1
 
 log() { printf '[node-images] %s\n' "$*" >&2; }
 die() { printf '[node-images] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -135,7 +149,71 @@ make_shell_image() {
   log "made $SHELL_IMAGE in $((SECONDS - start))s"
 }
 
+tekton_version() {
+  awk '$1 == "require" && $2 == "github.com/tektoncd/pipeline" {print $3}' "$TEKTON_SRC/go.mod"
+}
+
+# The flags hack/local-cluster.sh gives Tekton's controller on a cluster with
+# a node (-shell-image-win stays a placeholder: no Windows node here).
+tekton_refs() {
+  local v; v="$(tekton_version)"
+  [[ -n "$v" ]] || die "$TEKTON_SRC/go.mod does not require github.com/tektoncd/pipeline"
+  echo "-entrypoint-image $TEKTON_IMAGE_PREFIX-entrypoint:$v -nop-image $TEKTON_IMAGE_PREFIX-nop:$v" \
+    "-sidecarlogresults-image $TEKTON_IMAGE_PREFIX-sidecarlogresults:$v" \
+    "-workingdirinit-image $TEKTON_IMAGE_PREFIX-workingdirinit:$v -shell-image $SHELL_IMAGE"
+}
+
+make_tekton_images() {
+  need go "install Go (the version hack/tekton-controller/go.mod names, or newer)"
+  local version; version="$(tekton_version)"
+  [[ -n "$version" ]] || die "$TEKTON_SRC/go.mod does not require github.com/tektoncd/pipeline"
+  local stamp name missing=0
+  stamp="$(cat "$TEKTON_SRC/go.mod" "$TEKTON_SRC/go.sum" <(echo "$TEKTON_COMMANDS $(go env GOVERSION) recipe=$TEKTON_RECIPE driver=$STORAGE_DRIVER") |
+    sha256sum | cut -d' ' -f1)"
+  for name in $TEKTON_COMMANDS; do has_image "$TEKTON_IMAGE_PREFIX-$name:$version" || missing=1; done
+  if (( ! missing )) && [[ -f "$WORK/.stamp-tekton" && "$(cat "$WORK/.stamp-tekton")" == "$stamp" ]]; then
+    log "Tekton's step images $version are up to date"
+    return 0
+  fi
+  local start=$SECONDS bin="$WORK/tekton-bin" pkgs=()
+  for name in $TEKTON_COMMANDS; do pkgs+=("github.com/tektoncd/pipeline/cmd/$name"); done
+  log "building Tekton's $TEKTON_COMMANDS $version (static, in ${TEKTON_SRC#"$ROOT"/})"
+  rm -rf "$bin"; mkdir -p "$bin"
+  # -mod=readonly: hack/tekton-controller's go.sum covers these commands too
+  # (checked: go list -deps); nothing is written into the module.
+  (cd "$TEKTON_SRC" && CGO_ENABLED=0 nice -n 19 go build -mod=readonly -trimpath -ldflags "-s -w" -o "$bin/" "${pkgs[@]}") ||
+    die "building Tekton's step commands failed (see above)"
+  local built=$((SECONDS - start))
+  for name in $TEKTON_COMMANDS; do
+    ldd "$bin/$name" >/dev/null 2>&1 && die "$bin/$name is dynamically linked (CGO_ENABLED=0 was ignored?)"
+    local dir="$WORK/tekton-rootfs" tarball="$WORK/tekton-$name.tar" image="$TEKTON_IMAGE_PREFIX-$name:$version" ctr
+    rm -rf "$dir" "$tarball"
+    mkdir -p "$dir"/{ko-app,etc,tmp,var/run/ko}
+    chmod 1777 "$dir/tmp"
+    install -m 0755 "$bin/$name" "$dir/ko-app/$name"
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$dir/etc/passwd"
+    printf 'root:x:0:\nnonroot:x:65532:\n' > "$dir/etc/group"
+    tar -C "$dir" --numeric-owner --owner=0 --group=0 -cf "$tarball" .
+    bah rmi "$image" >/dev/null 2>&1 || true
+    ctr="$(bah from --quiet scratch)"
+    if ! { bah add --quiet "$ctr" "$tarball" / &&
+           bah config --entrypoint "[\"/ko-app/$name\"]" --cmd '' --user 65532:65532 \
+             --env PATH=/ko-app:/usr/local/bin:/usr/bin:/bin --env KO_DATA_PATH=/var/run/ko \
+             --label "dev.buildpolicy.node.recipe=tekton-$TEKTON_RECIPE" \
+             --label "org.opencontainers.image.source=github.com/tektoncd/pipeline/cmd/$name@$version" "$ctr" &&
+           bah commit --quiet --rm --format oci "$ctr" "$image" >/dev/null; }; then
+      bah rm "$ctr" >/dev/null 2>&1 || true
+      die "committing $image failed"
+    fi
+    rm -rf "$dir" "$tarball"
+  done
+  rm -rf "$bin"
+  echo "$stamp" > "$WORK/.stamp-tekton"
+  log "made Tekton's step images $version in $((SECONDS - start))s (go build ${built}s, commits $((SECONDS - start - built))s)"
+}
+
 main() {
+  [[ "${1:-}" == tekton-refs ]] && { tekton_refs; return 0; }
   [[ $EUID -eq 0 ]] || die "run as root: the images go into $STORAGE_ROOT, which CRI-O (as root) reads"
   need buildah "run 'hack/node/build.sh debian' (or apt-get install buildah)"
   mkdir -p "$WORK"
@@ -145,15 +223,19 @@ main() {
       local start=$SECONDS
       make_shell_image
       make_buildah_image
+      make_tekton_images
       log "images ready in $((SECONDS - start))s:"
       bah images --filter reference='localhost/buildpolicy/*' >&2
       ;;
+    tekton) check_driver; make_tekton_images ;;
     list) bah images --filter reference='localhost/buildpolicy/*' ;;
     remove)
+      local v; v="$(tekton_version)"
       bah rmi "$BUILDAH_IMAGE" "$SHELL_IMAGE" || true
+      for name in $TEKTON_COMMANDS; do bah rmi "$TEKTON_IMAGE_PREFIX-$name:$v" >/dev/null 2>&1 || true; done
       rm -f "$WORK"/.stamp-*
       ;;
-    *) die "usage: hack/node/images.sh [make|list|remove]" ;;
+    *) die "usage: hack/node/images.sh [make|tekton|tekton-refs|list|remove]" ;;
   esac
 }
 

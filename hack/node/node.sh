@@ -17,8 +17,8 @@
 #
 # Kubelet's API (logs, exec) takes the API server's client certificate
 # (--kubelet-client-certificate, read from its command line) and asks the API
-# server what it may do; without one (hack/local-cluster.sh today) it lets
-# anonymous callers on 127.0.0.1 in. NODE_KUBELET_AUTH=webhook|anonymous
+# server what it may do; without one (a cluster started by hack/local-cluster.sh
+# before it made that certificate) it lets anonymous callers on 127.0.0.1 in. NODE_KUBELET_AUTH=webhook|anonymous
 # forces either (default auto). NODE_DOWN_GRACE: seconds pods get at down (2).
 #
 # Needs hack/node/build.sh and hack/node/images.sh to have run. Runs as root.
@@ -324,10 +324,9 @@ wait_ready() {
 # The API server's TaintNodesByCondition admission plugin gives every new
 # node the taint node.kubernetes.io/not-ready:NoSchedule; the node lifecycle
 # controller of kube-controller-manager takes it off once the node is Ready.
-# hack/local-cluster.sh's controller manager does not run that controller
-# (--controllers namespace-controller,garbage-collector-controller,...), so
-# the taint would stay and kube-scheduler would never place a pod here
-# ("0/1 nodes are available: 1 node(s) had untolerated taint
+# hack/local-cluster.sh's controller manager runs that controller only in
+# clusters started since `up --node` exists; without it the taint would
+# stay and kube-scheduler would never place a pod here ("0/1 nodes are available: 1 node(s) had untolerated taint
 # {node.kubernetes.io/not-ready: }"): node.sh takes it off itself then.
 untaint() {
   local cm; cm="$(cat "$RUN/kube-controller-manager.pid" 2>/dev/null)" || true
