@@ -15,7 +15,7 @@ use buildpolicy_api::conditions::{self, reason};
 use buildpolicy_api::keys::{ADMITTED_SCC_ANNOTATION, REQUIRED_SCC_ANNOTATION};
 use buildpolicy_api::{BuildPolicy, Isolation, Task};
 use buildpolicy_policy::Ceiling;
-use buildpolicy_policy::ceiling::ConfinementMode;
+use buildpolicy_policy::ceiling::{ConfinementMode, DEFAULT_PIPELINE_CONTROLLER};
 use buildpolicy_policy::digest::task_spec_digest;
 use buildpolicy_test_support::operator::{Operator, test_ceiling};
 use buildpolicy_test_support::scene::policy_events;
@@ -421,6 +421,13 @@ async fn warn_admits_with_a_warning_and_off_binds_nothing() {
         create_unlisted_task(&client, &ns, &scc).await;
         every_attack_gets_the_scc(&client, &ns, &name, &scc, true).await;
         op.delete_policies_and_stop().await;
+        // Its rules leave the API server's informer a moment after they
+        // are deleted.
+        eventually("the Warn policy's rules to be gone", TIMEOUT, || async {
+            let said = as_editor(&ns, &forged_task_run(&scc), true);
+            (said.admitted && !said.stderr.contains("Warning:")).then_some(())
+        })
+        .await;
 
         let op = Operator::start_with(&client, &ns, ceiling(ConfinementMode::Off)).await;
         let (name, scc) = ready_modelcar_policy(
@@ -524,6 +531,7 @@ async fn dropping_a_task_refuses_its_pods_and_deleting_the_policy_removes_its_bi
                 .is_some_and(|c| c.observed_generation == p.metadata.generation)
         })
         .await;
+        controller_pod_is(&ns, &scc, false).await;
         let second = start(&client, &ns, &modelcar_pipeline_run(None)).await;
         let run = task_run_of(&client, &ns, &second, BUILD_PIPELINE_TASK, |r| {
             failure(r).is_some()
@@ -745,6 +753,25 @@ fn editor_patches_task(ns: &str, task: &str, patch: &Value) -> Said {
     feed(&mut command, &json!({}))
 }
 
+/// Until the API server decides, for a pod of the listed build Task as
+/// Tekton's controller would create it (a server-side dry run as that
+/// identity), as `admitted` says: the operator's change to the admission
+/// policy reaches the API server's informer a moment after it is written.
+async fn controller_pod_is(ns: &str, scc: &str, admitted: bool) {
+    let mut pod = buildah_pod(Some(scc));
+    pod["metadata"]["labels"] = json!({"tekton.dev/task": MODELCAR_BUILD_TASK});
+    let what = if admitted { "admitted" } else { "refused" };
+    eventually(
+        &format!("a pod of Task {MODELCAR_BUILD_TASK} from the pipeline controller to be {what}"),
+        TIMEOUT,
+        || async {
+            let said = create_as(DEFAULT_PIPELINE_CONTROLLER, ns, &pod, true);
+            (said.admitted == admitted).then_some(())
+        },
+    )
+    .await;
+}
+
 /// The steps of `task` with a line added to the first step's script: what
 /// an editor would slip into a reviewed build.
 fn steps_with_an_extra_line(task: &Task) -> Value {
@@ -784,12 +811,17 @@ async fn a_listed_task_changed_by_an_editor_is_refused_or_loses_its_grant() {
         let edit = json!({"spec": {"steps": steps_with_an_extra_line(&reviewed)}});
 
         // 1. The guard (on by default): the editor's change is refused,
-        // naming the policy and who may change the Task.
-        let refused = eventually("the Task guard to be in force", TIMEOUT, || async {
-            let said = editor_patches_task(&ns, MODELCAR_BUILD_TASK, &edit);
-            (!said.admitted).then(|| said.all())
-        })
-        .await;
+        // naming the policy and who may change the Task. (Tried once the
+        // policy's rules are in force: an edit let through before that
+        // would make every later try a change of nothing.)
+        wait_for_confinement(&client, &ns, MODELCAR_SERVICE_ACCOUNT, &scc).await;
+        let said = editor_patches_task(&ns, MODELCAR_BUILD_TASK, &edit);
+        assert!(
+            !said.admitted,
+            "the editor's change: admitted: {}",
+            said.all()
+        );
+        let refused = said.all();
         assert!(
             names_policy(&refused, &name)
                 && refused.contains("confinement.taskEditorGroups")
@@ -834,6 +866,16 @@ async fn a_listed_task_changed_by_an_editor_is_refused_or_loses_its_grant() {
 
         // 2. The guard off, the reviewed digest in the policy.
         let digest = task_spec_digest(reviewed.spec.as_ref().expect("a spec"));
+        let before = tasks
+            .get(MODELCAR_BUILD_TASK)
+            .await
+            .expect("the restored Task");
+        assert_eq!(
+            task_spec_digest(before.spec.as_ref().expect("a spec")),
+            digest,
+            "the restored Task is the reviewed one: {}",
+            serde_json::to_string(&before).unwrap_or_default()
+        );
         let policies = Api::<BuildPolicy>::all(client.clone());
         policies
             .patch(
@@ -878,7 +920,9 @@ async fn a_listed_task_changed_by_an_editor_is_refused_or_loses_its_grant() {
                 && message.contains(&live_digest)
                 && message.contains("kubectl-patch")
                 && message.contains(MODELCAR_BUILD_TASK),
-            "{message}"
+            "{message}\nreviewed: {}\nlive: {}",
+            serde_json::to_string(&reviewed.spec).unwrap_or_default(),
+            serde_json::to_string(&live.spec).unwrap_or_default()
         );
         assert_eq!(
             changed
@@ -890,6 +934,7 @@ async fn a_listed_task_changed_by_an_editor_is_refused_or_loses_its_grant() {
             !t.annotations().contains_key(REQUIRED_SCC_ANNOTATION)
         })
         .await;
+        controller_pod_is(&ns, &scc, false).await;
         let run = start(&client, &ns, &modelcar_pipeline_run(None)).await;
         let build = task_run_of(&client, &ns, &run, BUILD_PIPELINE_TASK, |r| {
             failure(r).is_some()
@@ -918,6 +963,7 @@ async fn a_listed_task_changed_by_an_editor_is_refused_or_loses_its_grant() {
             t.annotations().get(REQUIRED_SCC_ANNOTATION) == Some(&scc)
         })
         .await;
+        controller_pod_is(&ns, &scc, true).await;
         let run = start(&client, &ns, &modelcar_pipeline_run(None)).await;
         let pods = pods_of(&client, &ns, &run, 4).await;
         assert_eq!(

@@ -111,9 +111,11 @@ pub fn preemption_advice(
     allocation: Option<&NamespaceAllocation>,
     confined: bool,
 ) -> Advice {
+    // `generated` is the SCC this reconcile leaves in place (it has just
+    // been applied where the live one differed): judged as it will be, not
+    // as a hand edit that is being repaired left it in the cache, so a
+    // repair does not flip the advice and write the status twice.
     let (ns, sa) = (&policy.spec.namespace, &policy.spec.service_account_name);
-    let live_generated = caches.scc(generated.name());
-    let generated = live_generated.as_deref().unwrap_or(generated);
     let who = ServiceAccountUser::new(ns.as_str(), sa.as_str());
     let grant = rbac_grant(caches, &who);
     let others = usable_sccs(caches, &who, &grant, generated.name());

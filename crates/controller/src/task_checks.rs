@@ -81,12 +81,13 @@ impl TaskContent {
     }
 }
 
-/// The managedFields entry that owns part of `spec` and was written last,
-/// as "manager (Operation at time)".
+/// The managedFields entries that own part of `spec` and were written last,
+/// as "manager (Operation at time)". Their times have whole seconds: when
+/// several were written in the same second, each is named ("a or b").
 fn last_spec_change(
     entries: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
 ) -> Option<String> {
-    entries
+    let owning: Vec<_> = entries
         .iter()
         .filter(|e| {
             e.fields_v1
@@ -94,15 +95,33 @@ fn last_spec_change(
                 .and_then(|f| f.0.as_object())
                 .is_some_and(|f| f.contains_key("f:spec"))
         })
-        .max_by_key(|e| e.time.as_ref().map(|t| t.0))
+        .collect();
+    let latest = owning
+        .iter()
+        .filter_map(|e| e.time.as_ref())
+        .map(|t| t.0)
+        .max();
+    let last: Vec<_> = owning
+        .into_iter()
+        .filter(|e| e.time.as_ref().map(|t| t.0) == latest)
+        .collect();
+    if last.is_empty() {
+        return None;
+    }
+    let who: Vec<String> = last
+        .iter()
         .map(|e| {
             let manager = e.manager.as_deref().unwrap_or("an unnamed field manager");
-            match (&e.operation, &e.time) {
-                (Some(op), Some(time)) => format!("{manager} ({op} at {})", time.0),
-                (Some(op), None) => format!("{manager} ({op})"),
-                _ => manager.to_owned(),
+            match &e.operation {
+                Some(op) => format!("{manager} ({op})"),
+                None => manager.to_owned(),
             }
         })
+        .collect();
+    Some(match latest {
+        Some(time) => format!("{} at {time}", who.join(" or ")),
+        None => who.join(" or "),
+    })
 }
 
 /// The content of each digested Task, by the resourceVersion it was read at,
@@ -203,11 +222,28 @@ mod tests {
         let content = TaskContent::of(&task);
         assert_eq!(
             content.changed_by.as_deref(),
-            Some("kubectl-edit (Update at 2026-12-02T10:00:00Z)")
+            Some("kubectl-edit (Update) at 2026-12-02T10:00:00Z")
         );
         assert_eq!(
             content.digest,
             buildpolicy_policy::digest::task_spec_digest(&serde_json::json!({"steps": []}))
+        );
+    }
+
+    #[test]
+    fn spec_changes_in_the_same_second_name_every_manager() {
+        let entry = |manager: &str| {
+            serde_json::json!({"manager": manager, "operation": "Update", "time": "2026-12-02T10:00:00Z",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}})
+        };
+        let task: buildpolicy_api::Task = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tekton.dev/v1", "kind": "Task",
+            "metadata": {"name": "build", "managedFields": [entry("unknown"), entry("kubectl-patch")]},
+        }))
+        .unwrap();
+        assert_eq!(
+            TaskContent::of(&task).changed_by.as_deref(),
+            Some("unknown (Update) or kubectl-patch (Update) at 2026-12-02T10:00:00Z")
         );
     }
 }
