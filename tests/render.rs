@@ -297,3 +297,64 @@ fn the_comparison_reports_changed_and_extra_fields_only() {
     extra_fields("", Some(&rendered), &live, &mut extras);
     assert_eq!(extras, [".extra: true"]);
 }
+
+/// `check --task FILE` prints the digest a policy's `spec.taskDigests`
+/// carries for the Task in FILE (here checked against `sha256sum` of the
+/// Task's spec written out by hand in canonical form: keys sorted, no
+/// spaces, the parameter's defaulted type filled in), and refuses a policy
+/// that reviewed other content.
+#[test]
+fn check_prints_a_task_files_digest_and_refuses_a_policy_that_reviewed_another() {
+    let dir = std::env::temp_dir().join(unique_name("task-digest"));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let task = dir.join("task.yaml");
+    std::fs::write(
+        &task,
+        "apiVersion: tekton.dev/v1\nkind: Task\nmetadata:\n  name: build\nspec:\n  steps:\n    - name: build\n      image: buildah\n      script: buildah bud .\n  params:\n    - name: IMAGE\n",
+    )
+    .expect("writing the Task file");
+    // printf '%s' '{"params":[{"name":"IMAGE","type":"string"}],"steps":[{"image":"buildah","name":"build","script":"buildah bud ."}]}' | sha256sum
+    let digest = "sha256:7f79f8c0b92ad6864586cf3684b35b50a31910e83abf198e47b7af948a5cdcfc";
+    let binary = operator_binary();
+    let check = |args: &[&str]| {
+        let out = Command::new(&binary)
+            .arg("check")
+            .args(args)
+            .output()
+            .expect("running buildpolicy-operator check");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let task_arg = task.to_string_lossy().into_owned();
+    let (code, out) = check(&["--task", &task_arg]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("Task build ({task_arg}): spec digest {digest}")),
+        "{out}"
+    );
+
+    let policy = |reviewed: &str| {
+        let path = dir.join("policy.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: buildpolicy.dev/v1alpha1\nkind: BuildPolicy\nmetadata:\n  name: p\nspec:\n  namespace: builds\n  serviceAccountName: builder\n  capabilities: [SETUID]\n  tasks: [build]\n  taskDigests:\n    build: {reviewed}\n"
+            ),
+        )
+        .expect("writing the policy");
+        path.to_string_lossy().into_owned()
+    };
+    let other = format!("sha256:{}", "0".repeat(64));
+    let (code, out) = check(&["-f", &policy(&other), "--task", &task_arg]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("spec.taskDigests.build is {other}")) && out.contains(digest),
+        "{out}"
+    );
+    let (code, out) = check(&["-f", &policy(digest), "--task", &task_arg]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("BuildPolicy p: ok"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
