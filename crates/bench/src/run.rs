@@ -245,9 +245,9 @@ struct OperatorMeasurement<'a> {
 }
 
 impl OperatorMeasurement<'_> {
-    /// Starts the operator, measures, and stops it, also on failure; with
-    /// the pod admission latency measured while every policy's admission
-    /// rules are in place (`--admission-probes`).
+    /// Starts the operator, measures, and stops it, also on failure; then
+    /// the pod admission latency with every policy's admission rules in
+    /// place (`--admission-probes`).
     async fn measure(&self) -> anyhow::Result<(OperatorRun, Option<admission::Latency>)> {
         let (n, args) = (self.n, self.args);
         log!(
@@ -262,12 +262,15 @@ impl OperatorMeasurement<'_> {
             &args.operator_env,
         )?;
         let result = self.converge_and_observe(&mut operator).await;
+        operator.stop().await;
+        // With the operator stopped, as the probe without policies ran
+        // before it started: the N admission policies and bindings are
+        // still in place, and they are the only difference.
         let probes = args.admission_probes;
         let latency = match &result {
             Ok(_) if probes > 0 => Some(admission::measure(self.client, probes, probes / 10).await),
             _ => None,
         };
-        operator.stop().await;
         Ok((result?, latency.transpose()?))
     }
 

@@ -361,7 +361,18 @@ impl OperatorBuilder {
         command
             .arg("run")
             .arg(format!("--metrics-addr={metrics_addr}"))
-            .arg(format!("--policy-selector={SCOPE_LABEL}={}", self.scope))
+            .arg(format!("--policy-selector={SCOPE_LABEL}={}", self.scope));
+        // The tests' ceiling (the test client may create and change listed
+        // Tasks), unless the test brings a ceiling of its own. JSON is YAML.
+        if !self.args.iter().any(|a| a.starts_with("--ceiling-file")) {
+            let path = dir.join("ceiling.yaml");
+            let ceiling = serde_json::to_string(&crate::operator::test_ceiling())
+                .expect("a ceiling serialises");
+            std::fs::write(&path, ceiling)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+            command.arg(format!("--ceiling-file={}", path.display()));
+        }
+        command
             .args(&self.args)
             .env("KUBECONFIG", &kubeconfig)
             .stdin(Stdio::null())
