@@ -14,6 +14,10 @@
 #                                      it runs the dev build (--release: the release one);
 #                                      also exits 1 above 10.5 write requests per policy to
 #                                      converge (--max-requests-per-policy X: another bound)
+#   hack/bench.sh --dev                a full run with the operator's dev build (no 10-minute
+#                                      release build): for figures that are the API
+#                                      server's, such as pod admission with N policies
+#                                      (--admission-probes N dry runs, default 1000)
 #   hack/bench.sh --keep               leave the benchmark's control plane running
 #   hack/bench.sh --out DIR            write results.json/results.md/the plot to DIR
 #   hack/bench.sh --resync-seconds R   the operator's --resync-seconds (default 30;
@@ -46,7 +50,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-QUICK=0 KEEP=0 RELEASE=0 HEAP=0 SIZES="100,500,1000,2000" RESYNC=30 OUT="" REV=""
+QUICK=0 DEV=0 KEEP=0 RELEASE=0 HEAP=0 SIZES="100,500,1000,2000" RESYNC=30 OUT="" REV=""
 # The gate (--quick) also counts the write requests converging took (with
 # kubectl's apply of the policies): 9.1 to 9.2 per policy measured at N=100
 # (BENCHMARKS.md) before each policy had an admission policy of its own,
@@ -57,6 +61,7 @@ usage() { sed -n '2,/^set -e/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit
 while (( $# )); do
   case "$1" in
     --quick) QUICK=1 ;;
+    --dev) DEV=1 ;;
     --keep) KEEP=1 ;;
     --release) RELEASE=1 ;;
     --sizes) SIZES="${2:?--sizes needs a list, e.g. 100,500}"; shift ;;
@@ -69,7 +74,7 @@ while (( $# )); do
     --resync-seconds=*) RESYNC="${1#*=}" ;;
     -h|--help) usage ;;
     # Passed through to buildpolicy-bench run (see its --help).
-    --long-steady-seconds|--drift-edits|--parallel|--timeout|--settle-seconds|--operator-env)
+    --long-steady-seconds|--drift-edits|--parallel|--timeout|--settle-seconds|--operator-env|--admission-probes)
       EXTRA+=("$1" "${2:?$1 needs a value}"); shift ;;
     --max-requests-per-policy) MAX_REQUESTS_PER_POLICY="${2:?$1 needs a number}"; shift ;;
     --perf) PERF=1 ;;
@@ -123,12 +128,12 @@ if [[ -n "$REV" ]]; then
     die "cargo build --release of $sha failed"
   OPERATOR="$BENCH/cargo-target/release/buildpolicy-operator"
   SOURCE=(--source-commit "$sha")
-elif (( QUICK && ! RELEASE )); then
+elif (( (QUICK || DEV) && ! RELEASE )); then
   # The gate is a count of write requests, which the optimisation level does
   # not change; the dev build is the one hack/test.sh has just built, where a
   # release build from scratch (whole-program LTO) takes about 10 minutes on
   # two cores. --quick's timings are therefore not the benchmark's figures.
-  log "operator: the dev build, for --quick"
+  log "operator: the dev build (--quick, --dev)"
   OPERATOR="$bin_dir/buildpolicy-operator"
 else
   log "operator (cargo build --release -p buildpolicy-operator)"
@@ -175,6 +180,7 @@ fi
 COMMAND="hack/bench.sh"
 (( QUICK )) && COMMAND+=" --quick"
 (( QUICK && RELEASE )) && COMMAND+=" --release"
+(( DEV )) && COMMAND+=" --dev"
 [[ "$SIZES" != "100,500,1000,2000" && "$QUICK" == 0 ]] && COMMAND+=" --sizes $SIZES"
 [[ "$RESYNC" != 30 ]] && COMMAND+=" --resync-seconds $RESYNC"
 [[ -n "$REV" ]] && COMMAND+=" --rev $REV"

@@ -201,6 +201,12 @@ done
 run kubectl -n "$NS" --as "system:serviceaccount:$NS:editor" create --dry-run=server -f "$DEMO_DIR/attack-pod.yaml" || true
 run kubectl get buildpolicy modelcar-build -o jsonpath='{.status.conditions[?(@.type=="Confined")].message}{"\n"}'
 
+say "The same editor may change Tekton Tasks (as OpenShift's edit role does) and tries to change what the listed Task runs; the API server refuses: only the ceiling's Task editors may"
+kubectl -n "$NS" create role editor-tasks --verb=get,patch --resource=tasks.tekton.dev >/dev/null
+kubectl -n "$NS" create rolebinding editor-tasks --role=editor-tasks --serviceaccount="$NS:editor" >/dev/null
+run kubectl -n "$NS" --as "system:serviceaccount:$NS:editor" patch task build-and-push-v2 --type=json \
+  -p '[{"op":"replace","path":"/spec/steps/0/image","value":"quay.io/someone-else/buildah:latest"}]' || true
+
 say "The policy reports what admission decided for the pinned Task's latest run"
 run kubectl get buildpolicy modelcar-build -o jsonpath='{.status.conditions[?(@.type=="BuildsAdmitted")].message}{"\n"}'
 
