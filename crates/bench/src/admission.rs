@@ -29,26 +29,82 @@ pub struct Latency {
     pub max_ms: Option<f64>,
 }
 
-/// The same probe with no policy and with all N policies.
+/// The same probe with no policy, with all N policies, and with all N
+/// policies' objects but their admission policies and bindings deleted.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct AdmissionCost {
     pub without_policies: Latency,
     pub with_policies: Latency,
-    /// `with_policies.p99_ms - without_policies.p99_ms`.
+    /// `with_policies.p99_ms - without_policies.p99_ms`: everything N
+    /// policies add, their N SCCs included (SCC admission considers every
+    /// SCC the requester may use).
     pub added_p99_ms: Option<f64>,
     pub added_p50_ms: Option<f64>,
+    /// The N policies' objects without their admission policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without_admission_policies: Option<Latency>,
+    /// `with_policies` against `without_admission_policies`: what the
+    /// admission policies and bindings alone add.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission_policies_p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission_policies_p50_ms: Option<f64>,
+}
+
+fn difference(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(round_to(b? - a?, 2))
 }
 
 impl AdmissionCost {
-    pub fn new(without_policies: Latency, with_policies: Latency) -> Self {
-        let added = |a: Option<f64>, b: Option<f64>| Some(round_to(b? - a?, 2));
+    pub fn new(
+        without_policies: Latency,
+        with_policies: Latency,
+        without_admission_policies: Option<Latency>,
+    ) -> Self {
+        let share = without_admission_policies.as_ref();
         Self {
-            added_p99_ms: added(without_policies.p99_ms, with_policies.p99_ms),
-            added_p50_ms: added(without_policies.p50_ms, with_policies.p50_ms),
+            added_p99_ms: difference(without_policies.p99_ms, with_policies.p99_ms),
+            added_p50_ms: difference(without_policies.p50_ms, with_policies.p50_ms),
+            admission_policies_p99_ms: share
+                .and_then(|l| difference(l.p99_ms, with_policies.p99_ms)),
+            admission_policies_p50_ms: share
+                .and_then(|l| difference(l.p50_ms, with_policies.p50_ms)),
             without_policies,
             with_policies,
+            without_admission_policies,
         }
     }
+}
+
+/// Deletes the operator's admission policies and bindings (the operator is
+/// stopped) and waits until the API server no longer lists them.
+pub async fn delete_admission_policies(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use kube::api::{DeleteParams, ListParams};
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=buildpolicy-operator");
+    let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+    let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+    bindings
+        .delete_collection(&DeleteParams::default(), &managed)
+        .await
+        .context("deleting the admission policy bindings")?;
+    policies
+        .delete_collection(&DeleteParams::default(), &managed)
+        .await
+        .context("deleting the admission policies")?;
+    for _ in 0..120 {
+        let left =
+            bindings.list(&managed).await?.items.len() + policies.list(&managed).await?.items.len();
+        if left == 0 {
+            // The API server's admission informer follows a moment later.
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    anyhow::bail!("the admission policies were not gone within a minute")
 }
 
 /// Creates the probe namespace (once per control plane).
@@ -121,10 +177,17 @@ mod tests {
             p99_ms: Some(11.0),
             ..Latency::default()
         };
-        let cost = AdmissionCost::new(without, with);
+        let share = Latency {
+            p50_ms: Some(4.0),
+            p99_ms: Some(10.0),
+            ..Latency::default()
+        };
+        let cost = AdmissionCost::new(without, with, Some(share));
         assert_eq!(cost.added_p99_ms, Some(1.5));
         assert_eq!(cost.added_p50_ms, Some(0.25));
-        let missing = AdmissionCost::new(Latency::default(), Latency::default());
+        assert_eq!(cost.admission_policies_p99_ms, Some(1.0));
+        let missing = AdmissionCost::new(Latency::default(), Latency::default(), None);
         assert_eq!(missing.added_p99_ms, None);
+        assert_eq!(missing.admission_policies_p99_ms, None);
     }
 }

@@ -203,13 +203,25 @@ async fn run_size(
     let (operator, with_policies) = operator?;
     let admission = without_policies
         .zip(with_policies)
-        .map(|(without, with)| admission::AdmissionCost::new(without, with));
+        .map(|(without, (with, share))| admission::AdmissionCost::new(without, with, Some(share)));
     if let Some(cost) = &admission {
         log!(
-            "N={n}: pod admission with {n} policies: p50 {} ms, p99 {} ms: {} ms added at p99",
+            "N={n}: pod admission with {n} policies: p50 {} ms, p99 {} ms ({} ms added at p99); without their admission policies: p50 {} ms, p99 {} ms (theirs: {} ms at p50, {} ms at p99)",
             py_seconds(cost.with_policies.p50_ms),
             py_seconds(cost.with_policies.p99_ms),
-            py_seconds(cost.added_p99_ms)
+            py_seconds(cost.added_p99_ms),
+            py_seconds(
+                cost.without_admission_policies
+                    .as_ref()
+                    .and_then(|l| l.p50_ms)
+            ),
+            py_seconds(
+                cost.without_admission_policies
+                    .as_ref()
+                    .and_then(|l| l.p99_ms)
+            ),
+            py_seconds(cost.admission_policies_p50_ms),
+            py_seconds(cost.admission_policies_p99_ms)
         );
     }
     let loadavg_end = loadavg();
@@ -248,7 +260,12 @@ impl OperatorMeasurement<'_> {
     /// Starts the operator, measures, and stops it, also on failure; then
     /// the pod admission latency with every policy's admission rules in
     /// place (`--admission-probes`).
-    async fn measure(&self) -> anyhow::Result<(OperatorRun, Option<admission::Latency>)> {
+    async fn measure(
+        &self,
+    ) -> anyhow::Result<(
+        OperatorRun,
+        Option<(admission::Latency, admission::Latency)>,
+    )> {
         let (n, args) = (self.n, self.args);
         log!(
             "N={n}: the operator (--resync-seconds {})",
@@ -267,11 +284,14 @@ impl OperatorMeasurement<'_> {
         // before it started: the N admission policies and bindings are
         // still in place, and they are the only difference.
         let probes = args.admission_probes;
-        let latency = match &result {
-            Ok(_) if probes > 0 => Some(admission::measure(self.client, probes, probes / 10).await),
-            _ => None,
-        };
-        Ok((result?, latency.transpose()?))
+        if result.is_err() || probes == 0 {
+            return Ok((result?, None));
+        }
+        let with = admission::measure(self.client, probes, probes / 10).await?;
+        // The same objects but for the admission policies: their own share.
+        admission::delete_admission_policies(self.client).await?;
+        let without = admission::measure(self.client, probes, probes / 10).await?;
+        Ok((result?, Some((with, without))))
     }
 
     async fn converge_and_observe(&self, op: &mut OperatorProcess) -> anyhow::Result<OperatorRun> {
