@@ -716,6 +716,24 @@ async fn a_namespace_role_on_buildpolicies_cannot_create_one() {
     .await;
 }
 
+/// The scene, an operator, and a ModelCar policy whose confinement is
+/// enforced and in force at the API server: (operator, policy, SCC).
+async fn enforced_policy(client: &Client, ns: &str) -> (Operator, String, String) {
+    scene(client, ns).await;
+    let op = Operator::start(client, ns).await;
+    let (name, scc) = ready_modelcar_policy(
+        &op,
+        client,
+        ns,
+        Isolation::HostUserNamespace,
+        &[],
+        confined("True", Some(reason::ENFORCED)),
+    )
+    .await;
+    wait_for_confinement(client, ns, MODELCAR_SERVICE_ACCOUNT, &scc).await;
+    (op, name, scc)
+}
+
 /// No pod of `ns` was admitted under `scc`.
 async fn assert_no_pod_under(client: &Client, ns: &str, scc: &str, when: &str) {
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
@@ -792,17 +810,7 @@ fn steps_with_an_extra_line(task: &Task) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listed_task_changed_by_an_editor_is_refused_or_loses_its_grant() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
-        let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_modelcar_policy(
-            &op,
-            &client,
-            &ns,
-            Isolation::HostUserNamespace,
-            &[],
-            confined("True", Some(reason::ENFORCED)),
-        )
-        .await;
+        let (op, name, scc) = enforced_policy(&client, &ns).await;
         let tasks = Api::<Task>::namespaced(client.clone(), &ns);
         let reviewed = tasks
             .get(MODELCAR_BUILD_TASK)
@@ -814,7 +822,6 @@ async fn a_listed_task_changed_by_an_editor_is_refused_or_loses_its_grant() {
         // naming the policy and who may change the Task. (Tried once the
         // policy's rules are in force: an edit let through before that
         // would make every later try a change of nothing.)
-        wait_for_confinement(&client, &ns, MODELCAR_SERVICE_ACCOUNT, &scc).await;
         let said = editor_patches_task(&ns, MODELCAR_BUILD_TASK, &edit);
         assert!(
             !said.admitted,
@@ -989,18 +996,7 @@ async fn a_listed_task_changed_by_an_editor_is_refused_or_loses_its_grant() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listed_task_name_fetched_through_a_resolver_gets_no_grant() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
-        let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_modelcar_policy(
-            &op,
-            &client,
-            &ns,
-            Isolation::HostUserNamespace,
-            &[],
-            confined("True", Some(reason::ENFORCED)),
-        )
-        .await;
-        wait_for_confinement(&client, &ns, MODELCAR_SERVICE_ACCOUNT, &scc).await;
+        let (op, name, scc) = enforced_policy(&client, &ns).await;
         let (policy, build_ns) = (name.clone(), ns.clone());
         with_temp_ns(|client, scratch| async move {
             // The editor's own Task, named like the listed one.
@@ -1090,18 +1086,7 @@ async fn a_listed_task_name_fetched_through_a_resolver_gets_no_grant() {
 #[ignore = "restarts the shared control plane: hack/test.sh runs it alone, after the other tests"]
 async fn confinement_refuses_forged_pods_right_after_an_api_server_restart() {
     with_temp_ns(|client, ns| async move {
-        scene(&client, &ns).await;
-        let op = Operator::start(&client, &ns).await;
-        let (name, scc) = ready_modelcar_policy(
-            &op,
-            &client,
-            &ns,
-            Isolation::HostUserNamespace,
-            &[],
-            confined("True", Some(reason::ENFORCED)),
-        )
-        .await;
-        wait_for_confinement(&client, &ns, MODELCAR_SERVICE_ACCOUNT, &scc).await;
+        let (op, name, scc) = enforced_policy(&client, &ns).await;
         let (policy, build_ns) = (name.clone(), ns.clone());
         with_temp_ns(|client, other| async move {
             create_service_account(&client, &other, MODELCAR_SERVICE_ACCOUNT).await;

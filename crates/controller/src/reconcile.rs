@@ -17,9 +17,7 @@ use buildpolicy_policy::drift::{role_binding_drift, role_drift, scc_drift};
 use buildpolicy_policy::status::Advice;
 use buildpolicy_policy::status::{ChangedTask, Observation, Part};
 use buildpolicy_policy::{Desired, FittedScc, Owner, Rejection, TaskPin, render, validate};
-use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -913,24 +911,9 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
     }
 
     if !keep.binding {
-        for binding in Caches::managed(&ctx.caches.admission_bindings, &name) {
-            delete_owned(
-                policy,
-                ctx,
-                Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone()),
-                &binding.metadata,
-            )
-            .await?;
-        }
-        for admission_policy in Caches::managed(&ctx.caches.admission_policies, &name) {
-            delete_owned(
-                policy,
-                ctx,
-                Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone()),
-                &admission_policy.metadata,
-            )
-            .await?;
-        }
+        // The binding first: a policy without its binding refuses nothing.
+        delete_all_managed(policy, ctx, &ctx.caches.admission_bindings).await?;
+        delete_all_managed(policy, ctx, &ctx.caches.admission_policies).await?;
     }
 
     if !keep.scc
@@ -942,6 +925,29 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
             ctx,
             Api::<SecurityContextConstraints>::all(ctx.client.clone()),
             &scc.metadata,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes every cluster-scoped object of `cache` the operator made for
+/// `policy`.
+async fn delete_all_managed<K>(
+    policy: &BuildPolicy,
+    ctx: &Context,
+    cache: &crate::index::Indexed<K>,
+) -> Result<()>
+where
+    K: Granted + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
+{
+    for object in Caches::managed(cache, &policy.name_any()) {
+        delete_owned(
+            policy,
+            ctx,
+            Api::<K>::all(ctx.client.clone()),
+            object.meta(),
         )
         .await?;
     }
