@@ -17,7 +17,7 @@ use buildpolicy_api::{BuildPolicy, Isolation, Task};
 use buildpolicy_policy::Ceiling;
 use buildpolicy_policy::ceiling::{ConfinementMode, DEFAULT_PIPELINE_CONTROLLER};
 use buildpolicy_policy::digest::task_spec_digest;
-use buildpolicy_test_support::operator::{Operator, test_ceiling};
+use buildpolicy_test_support::operator::{Operator, admission_entry, test_ceiling};
 use buildpolicy_test_support::scene::policy_events;
 use buildpolicy_test_support::scene::{
     BUILDAH_CAPABILITIES, MODELCAR_BUILD_TASK, MODELCAR_SERVICE_ACCOUNT, buildah_pod,
@@ -395,7 +395,6 @@ async fn enforce_refuses_each_way_around_the_listed_tasks_and_admits_the_pipelin
 async fn warn_admits_with_a_warning_and_off_binds_nothing() {
     with_temp_ns(|client, ns| async move {
         scene(&client, &ns).await;
-        let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
 
         let op = Operator::start_with(&client, &ns, ceiling(ConfinementMode::Warn)).await;
         let (name, scc) = ready_modelcar_policy(
@@ -439,13 +438,7 @@ async fn warn_admits_with_a_warning_and_off_binds_nothing() {
             confined("False", Some(reason::CONFINEMENT_OFF)),
         )
         .await;
-        assert!(
-            bindings
-                .get_opt(&format!("buildpolicy-{name}"))
-                .await
-                .expect("reading bindings")
-                .is_none()
-        );
+        assert!(admission_entry(&client, &name).await.is_none());
         let said = as_editor(&ns, &buildah_pod(None), true);
         assert!(
             said.admitted && !said.stderr.contains("Warning:"),
@@ -491,14 +484,12 @@ async fn dropping_a_task_refuses_its_pods_and_deleting_the_policy_removes_its_bi
         )
         .await;
         let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
-        let binding = format!("buildpolicy-{name}");
-        assert!(
-            bindings
-                .get_opt(&binding)
-                .await
-                .expect("reading the binding")
-                .is_some()
-        );
+        let held = admission_entry(&client, &name)
+            .await
+            .expect("the policy's entry in the admission rules");
+        assert!(held.binding.is_some(), "{held:?}");
+        assert_eq!(held.entry.listed, held.entry.granted);
+        let binding = held.shard;
 
         let first = start(&client, &ns, &modelcar_pipeline_run(None)).await;
         let pods = pods_of(&client, &ns, &first, 4).await;
@@ -591,7 +582,10 @@ async fn a_hand_edit_of_the_admission_policy_is_reverted_and_reported() {
             confined("True", None),
         )
         .await;
-        let admission_policy = format!("buildpolicy-{name}");
+        let admission_policy = admission_entry(&client, &name)
+            .await
+            .expect("the policy's entry in the admission rules")
+            .shard;
         let kind = "ValidatingAdmissionPolicy";
         let before = drift_corrections(&op, kind);
         let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
@@ -648,14 +642,7 @@ async fn without_admission_policies_the_policy_says_it_is_not_confined() {
             confined("False", Some(reason::CONFINEMENT_UNSUPPORTED)),
         )
         .await;
-        let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
-        assert!(
-            bindings
-                .get_opt(&format!("buildpolicy-{name}"))
-                .await
-                .expect("reading bindings")
-                .is_none()
-        );
+        assert!(admission_entry(&client, &name).await.is_none());
         let policy = Api::<BuildPolicy>::all(client.clone())
             .get(&name)
             .await

@@ -63,4 +63,6 @@ pub struct Context {
     pub(crate) journal: crate::events::Journal,
     /// Which reconciles are running, and since when (for `/healthz`).
     pub(crate) health: crate::health::Health,
+    /// The shared admission rules and their writer.
+    pub(crate) confiner: crate::confinement::Confiner,
 }

@@ -16,6 +16,9 @@ use buildpolicy_policy::render::{PIN_ANNOTATION_KEYS, applied_annotations};
 use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -34,6 +37,7 @@ use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
 use tracing::{debug, info, warn};
 
 use crate::caches::Caches;
+use crate::confinement::Confiner;
 use crate::context::{Config, Context};
 use crate::health::Health;
 use crate::index::{self, Indexed, Key, Keys, no_keys};
@@ -551,6 +555,26 @@ fn policies_in(
 
 /// Every policy: for what concerns all of them (a ClusterRole granting SCC
 /// use, the one admission policy).
+/// The policies whose entries shard `name` holds (or should).
+fn policies_of_shard(ctx: &Context, name: &str) -> Vec<ObjectRef<BuildPolicy>> {
+    ctx.caches
+        .policies
+        .state()
+        .iter()
+        .filter(|p| ctx.confiner.shards.of(&p.name_any()) == name)
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+/// A spawned task that stops with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn every_policy(policies: &Store<BuildPolicy>) -> Vec<ObjectRef<BuildPolicy>> {
     policies
         .state()
@@ -694,6 +718,7 @@ pub fn build(
         futures::stream::select(ceiling_changes, UnboundedReceiverStream::new(relisted_rx)),
         scc_schema_changes(scc_crd_stream, caches.clone()),
     );
+    let config_selector = config.policy_selector.clone();
     let ctx = Arc::new(Context {
         client,
         recorder,
@@ -706,8 +731,11 @@ pub fn build(
         task_contents: Default::default(),
         journal: Default::default(),
         health: watches.health.clone(),
+        confiner: Confiner::new(config_selector.as_deref()),
     });
 
+    let binding_ctx = ctx.clone();
+    let policy_ctx = ctx.clone();
     let by_task = policies.clone();
     let by_binding = policies.clone();
     let by_cluster_binding = policies.clone();
@@ -776,15 +804,53 @@ pub fn build(
             refusals.observe(&run);
             policy_of_label(&run)
         })
-        .watches_stream(admission_binding_stream, |binding| policy_of(&binding))
-        .watches_stream(admission_policy_stream, |policy| policy_of(&policy))
+        // A shard changed by someone else: every policy it holds looks at
+        // its rules (the writer's own writes wake nobody).
+        .watches_stream(
+            admission_binding_stream,
+            move |binding: ValidatingAdmissionPolicyBinding| {
+                let name = binding.name_any();
+                if !binding_ctx.confiner.shards.owns(&name) {
+                    return policy_of(&binding).into_iter().collect();
+                }
+                let cached = binding_ctx
+                    .caches
+                    .admission_bindings
+                    .get(&ObjectRef::from_obj(&binding))
+                    .is_some();
+                if !binding_ctx.confiner.observe_binding(&binding, cached) {
+                    return Vec::new();
+                }
+                policies_of_shard(&binding_ctx, &name)
+            },
+        )
+        .watches_stream(
+            admission_policy_stream,
+            move |policy: ValidatingAdmissionPolicy| {
+                let name = policy.name_any();
+                if !policy_ctx.confiner.shards.owns(&name) {
+                    return policy_of(&policy).into_iter().collect();
+                }
+                let cached = policy_ctx
+                    .caches
+                    .admission_policies
+                    .get(&ObjectRef::from_obj(&policy))
+                    .is_some();
+                if !policy_ctx.confiner.observe_policy(&policy, cached) {
+                    return Vec::new();
+                }
+                policies_of_shard(&policy_ctx, &name)
+            },
+        )
         .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);
 
     let health = watches.health.clone();
     let watch_tasks = WatchTasks(watches.tasks);
+    let writer = served.then(|| tokio::spawn(Confiner::run(ctx.clone())));
     let run = async move {
         let _watch_tasks = watch_tasks;
+        let _writer = writer.map(AbortOnDrop);
         info!("controller started");
         controller
             .run(reconcile, error_policy, ctx)

@@ -18,6 +18,9 @@ pub enum Error {
 
     #[error("object has no {0}")]
     Incomplete(&'static str),
+
+    #[error("could not write the admission rules: {0}")]
+    Confinement(String),
 }
 
 /// `Result` with the controller's error.
@@ -37,6 +40,7 @@ pub const METRIC_REASONS: &[&str] = &[
     "finalizer",
     "pin_failed",
     "incomplete_object",
+    "confinement_failed",
 ];
 
 impl Error {
@@ -80,6 +84,7 @@ impl Error {
             },
             Error::Pin { .. } => "pin_failed".into(),
             Error::Incomplete(_) => "incomplete_object".into(),
+            Error::Confinement(_) => "confinement_failed".into(),
         }
     }
 }

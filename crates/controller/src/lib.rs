@@ -4,6 +4,7 @@
 
 mod analysis;
 pub mod caches;
+mod confinement;
 pub mod context;
 pub mod controller;
 pub mod error;

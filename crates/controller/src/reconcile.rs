@@ -30,6 +30,7 @@ use tracing::{info, instrument, warn};
 
 use crate::analysis;
 use crate::caches::Caches;
+use crate::confinement::Want;
 use crate::context::Context;
 use crate::controller::applied_annotations_kept;
 use crate::error::{Doing as _, Error, Result};
@@ -203,20 +204,14 @@ async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
         };
     }
 
-    // 2. RBAC in the policy's namespace, if it exists.
     let namespace_exists = ctx.caches.namespace_exists(&spec.namespace);
-    let rbac = if namespace_exists {
-        apply_rbac(policy, ctx, &desired).await.err()
-    } else {
-        None
-    };
     let service_account_missing = (namespace_exists
         && !ctx
             .caches
             .service_account_exists(&spec.namespace, &spec.service_account_name))
     .then(|| format!("{}/{}", spec.namespace, spec.service_account_name));
 
-    // 3. The listed Tasks' content against the digests the policy
+    // 2. The listed Tasks' content against the digests the policy
     // reviewed; a Task that differs is neither pinned nor granted.
     let (changed_tasks, review_error) = if namespace_exists {
         review_tasks(policy, ctx).await
@@ -237,23 +232,31 @@ async fn grant(policy: &BuildPolicy, ctx: &Context) -> Done {
         .cloned()
         .collect();
 
-    // 4. Pins on the listed Tasks; the Tasks the server answered a pin
+    // 3. Confinement of the SCC to the granted Tasks' pods, in force before
+    // the service account may use the SCC.
+    let (confinement, confine_error) = match confine(policy, ctx, &ceiling, &granted_tasks).await {
+        Ok(advice) => (advice, None),
+        Err(error) => (
+            Advice::bad(reason::APPLY_FAILED, error.one_line()),
+            Some(error),
+        ),
+    };
+
+    // 4. RBAC in the policy's namespace, if it exists and the SCC's
+    // confinement could be told.
+    let rbac = if namespace_exists && confine_error.is_none() {
+        apply_rbac(policy, ctx, &desired).await.err()
+    } else {
+        None
+    };
+
+    // 5. Pins on the listed Tasks; the Tasks the server answered a pin
     // with are what the Task check reads.
     let pins = if namespace_exists {
         pin_tasks(policy, ctx, &reviewed_pins).await
     } else {
         Pins::default()
     };
-
-    // 5. Confinement of the SCC to the granted Tasks' pods.
-    let (confinement, confine_error) =
-        match confine(policy, ctx, &owner, &ceiling, &granted_tasks).await {
-            Ok(advice) => (advice, None),
-            Err(error) => (
-                Advice::bad(reason::APPLY_FAILED, error.one_line()),
-                Some(error),
-            ),
-        };
 
     // 6. Advice on what the grant means for other pods and for the Tasks,
     // both for the namespace's allocation.
@@ -666,19 +669,19 @@ async fn review_tasks(policy: &BuildPolicy, ctx: &Context) -> (Vec<ChangedTask>,
     (changed, error)
 }
 
-/// Applies this policy's ValidatingAdmissionPolicy and binding where they
-/// differ from what the policy and the ceiling want (`granted`: the listed
-/// Tasks whose pods may get the SCC), and deletes the shared admission
-/// policy of earlier releases; says what is in force. Both go away with the
-/// policy (revoke, and their owner references).
+/// Puts this policy's entry (`granted`: the listed Tasks whose pods may get
+/// the SCC) into its shard's admission rules and waits until they are
+/// written, unless they hold it already; says what is in force. Also
+/// deletes the admission objects of earlier releases: the shared one that
+/// failed open, and this policy's own.
 async fn confine(
     policy: &BuildPolicy,
     ctx: &Context,
-    owner: &Owner,
     ceiling: &buildpolicy_policy::Ceiling,
     granted: &[String],
 ) -> Result<Advice> {
-    let scc = owned_name(&policy.name_any());
+    let name = policy.name_any();
+    let scc = owned_name(&name);
     let confinement = &ceiling.confinement;
     if !ctx.config.admission_policies_served {
         return Ok(Advice::bad(
@@ -690,8 +693,9 @@ async fn confine(
         ));
     }
     delete_legacy_admission_policy(ctx).await?;
-    let Some(binding) = confinement::binding(owner, &policy.spec.namespace, confinement.mode)
-    else {
+    let confiner = &ctx.confiner;
+    let shard = confiner.shards.of(&name);
+    let Some(binding) = confinement::binding(&confiner.shards, &shard, confinement.mode) else {
         return Ok(Advice::bad(
             reason::CONFINEMENT_OFF,
             format!(
@@ -700,22 +704,62 @@ async fn confine(
             ),
         ));
     };
-    let scope = confinement::Scope {
-        owner,
-        spec: &policy.spec,
-        granted_tasks: granted,
+    let want = Want::In {
+        namespace: policy.spec.namespace.clone(),
+        entry: confinement::Entry::new(&name, &policy.spec, granted),
     };
-    let admission_policy = confinement::admission_policy(&scope, confinement);
-    // The policy before its binding: a binding to a missing policy is
-    // refused by nothing, but a new binding should find its rules in place.
-    apply_confinement_part(
-        policy,
-        ctx,
-        &admission_policy,
-        &ctx.caches.admission_policies,
-    )
-    .await?;
-    apply_confinement_part(policy, ctx, &binding, &ctx.caches.admission_bindings).await?;
+    let live = confiner.live_policy(&ctx.caches, &shard);
+    let live_entry = live
+        .as_deref()
+        .and_then(confinement::live_entries)
+        .and_then(|entries| {
+            confinement::find(&entries, &name).map(|(ns, entry)| Want::In {
+                namespace: ns.to_owned(),
+                entry: entry.clone(),
+            })
+        });
+    let rules_hold = live
+        .as_deref()
+        .is_some_and(|l| confinement::rules_hold(&confiner.shards, l, confinement));
+    let binding_holds = confiner
+        .live_binding(&ctx.caches, &shard)
+        .is_some_and(|l| confinement::spec_holds(&binding, &l));
+    if live_entry.as_ref() == Some(&want) && rules_hold && binding_holds {
+        confiner.note(&name, want);
+    } else {
+        let (before, same_settings) = confiner
+            .hold(&name, want.clone(), confinement)
+            .await
+            .map_err(Error::Confinement)?;
+        let ours = before.as_ref() == Some(&want);
+        let (what, kind) = if live_entry.as_ref() != Some(&want) {
+            ("this policy's entry", Kind::AdmissionPolicy)
+        } else if !rules_hold {
+            ("its rules", Kind::AdmissionPolicy)
+        } else {
+            ("its binding", Kind::AdmissionBinding)
+        };
+        let outcome = if live_entry.is_some() && ours && same_settings {
+            Outcome::Repaired {
+                kind,
+                text: format!(
+                    "ValidatingAdmissionPolicy {shard} was changed by hand ({what}); restored"
+                ),
+            }
+        } else {
+            Outcome::Granted {
+                kind: Kind::AdmissionPolicy,
+                text: format!(
+                    "ValidatingAdmissionPolicy {shard} confines SCC {scc} to the listed Tasks"
+                ),
+            }
+        };
+        events::record(ctx, policy, outcome);
+    }
+    // This policy's own admission objects, from the release before shards.
+    delete_all_managed(policy, ctx, &ctx.caches.admission_bindings).await?;
+    delete_all_managed(policy, ctx, &ctx.caches.admission_policies).await?;
+
     let who = confinement.pipeline_controllers.join(", ");
     let tasks = if granted.is_empty() {
         "none of its Tasks".to_owned()
@@ -737,55 +781,11 @@ async fn confine(
         _ => Advice::good(
             reason::ENFORCED,
             format!(
-                "SCC {scc} is admitted only for pods that {who} creates for {tasks}; TaskRuns as {} must run a Task of {} by taskRef name{guard} (ValidatingAdmissionPolicy {scc})",
+                "SCC {scc} is admitted only for pods that {who} creates for {tasks}; TaskRuns as {} must run a Task of {} by taskRef name{guard} (ValidatingAdmissionPolicy {shard})",
                 policy.spec.service_account_name, policy.spec.namespace
             ),
         ),
     })
-}
-
-/// Applies one of the confinement objects unless its live spec holds
-/// every field of `desired`; a change to a live one is drift, reported
-/// and counted like any other.
-async fn apply_confinement_part<K>(
-    policy: &BuildPolicy,
-    ctx: &Context,
-    desired: &K,
-    cache: &crate::index::Indexed<K>,
-) -> Result<()>
-where
-    K: Granted + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let name = desired.meta().name.clone().unwrap_or_default();
-    let live = cache.get(&ObjectRef::new(&name));
-    if live
-        .as_deref()
-        .is_some_and(|l| confinement::spec_holds(desired, l))
-    {
-        return Ok(());
-    }
-    let kind = K::KIND;
-    Api::<K>::all(ctx.client.clone())
-        .patch(&name, &apply_params(), &Patch::Apply(with_type(desired)))
-        .await
-        .doing(|| format!("applying {} {name}", kind.name()))?;
-    let what = kind.name();
-    events::record(
-        ctx,
-        policy,
-        if live.is_some() {
-            Outcome::Repaired {
-                kind,
-                text: format!("{what} {name} was changed by hand; restored"),
-            }
-        } else {
-            Outcome::Granted {
-                kind,
-                text: format!("{what} {name} confines the SCC to the listed Tasks"),
-            }
-        },
-    );
-    Ok(())
 }
 
 /// Deletes the shared ValidatingAdmissionPolicy of earlier releases (it
@@ -914,6 +914,11 @@ async fn revoke(policy: &BuildPolicy, ctx: &Context, keep: &Keep) -> Result<()> 
         // The binding first: a policy without its binding refuses nothing.
         delete_all_managed(policy, ctx, &ctx.caches.admission_bindings).await?;
         delete_all_managed(policy, ctx, &ctx.caches.admission_policies).await?;
+        // Its RBAC is gone: its entry can leave its shard.
+        ctx.confiner
+            .release(&ctx.caches, &name)
+            .await
+            .map_err(Error::Confinement)?;
     }
 
     if !keep.scc

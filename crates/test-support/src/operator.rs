@@ -275,13 +275,12 @@ impl Operator {
     }
 }
 
-/// What of `policy`'s grant still exists: its SCC and admission binding
-/// (labelled for it or owned by it), Roles and RoleBindings labelled for it,
+/// What of `policy`'s grant still exists: its SCC (labelled for it or
+/// owned by it), its entry in the admission rules, Roles and RoleBindings labelled for it,
 /// Tasks still carrying its pin (the operator labels the Tasks it pins).
 pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
     use buildpolicy_api::keys::{POLICY_LABEL, REQUIRED_SCC_ANNOTATION, owned_name};
     use buildpolicy_api::{SecurityContextConstraints, Task};
-    use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
     let name = policy.name_any();
@@ -307,12 +306,11 @@ pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
     {
         left.push(format!("SecurityContextConstraints {scc}"));
     }
-    if let Ok(Some(o)) = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .get_opt(&scc)
-        .await
-        && ours(&o.metadata)
-    {
-        left.push(format!("ValidatingAdmissionPolicyBinding {scc}"));
+    if let Some(held) = admission_entry(client, &name).await {
+        left.push(format!(
+            "its entry in ValidatingAdmissionPolicy {}",
+            held.shard
+        ));
     }
     if let Ok(roles) = Api::<Role>::namespaced(client.clone(), ns)
         .list(&labelled)
@@ -359,4 +357,54 @@ impl Drop for Operator {
             task.abort();
         }
     }
+}
+
+/// Where the admission rules hold one policy.
+#[derive(Debug, Clone)]
+pub struct AdmissionEntry {
+    /// The shard: its ValidatingAdmissionPolicy and binding have this name.
+    pub shard: String,
+    pub namespace: String,
+    pub entry: buildpolicy_policy::confinement::Entry,
+    /// The shard's binding, if it exists.
+    pub binding:
+        Option<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>,
+}
+
+/// The shard of the admission rules that holds `policy`, read from the API
+/// server (every ValidatingAdmissionPolicy the operator manages).
+///
+/// # Panics
+///
+/// When the API server cannot list them.
+pub async fn admission_entry(client: &Client, policy: &str) -> Option<AdmissionEntry> {
+    use buildpolicy_api::keys::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+    use buildpolicy_policy::confinement::{find, live_entries};
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let managed = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let shards = Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .list(&managed)
+        .await
+        .unwrap_or_else(|e| panic!("listing the admission rules: {e}"));
+    for shard in shards.items {
+        let Some(entries) = live_entries(&shard) else {
+            continue;
+        };
+        if let Some((namespace, entry)) = find(&entries, policy) {
+            let name = shard.name_any();
+            let binding = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .get_opt(&name)
+                .await
+                .unwrap_or_else(|e| panic!("reading binding {name}: {e}"));
+            return Some(AdmissionEntry {
+                shard: name,
+                namespace: namespace.to_owned(),
+                entry: entry.clone(),
+                binding,
+            });
+        }
+    }
+    None
 }

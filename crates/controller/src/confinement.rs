@@ -1,0 +1,445 @@
+//! Confinement's shared objects: the shard ValidatingAdmissionPolicies
+//! (and their bindings) that hold every policy's admission rules, and the
+//! one writer that applies them.
+//!
+//! A reconcile says what its policy wants in its shard ([`Confiner::hold`])
+//! and waits until the writer has applied it; only then does it grant RBAC.
+//! The writer applies every shard whose live rules differ from what the
+//! policies want, so the wants of the reconciles in flight go out in one
+//! write per shard. A shard holds the wants of this process's reconciles
+//! and, for a policy that has not been reconciled since the operator
+//! started, what the live shard says of it: a restart never drops a policy
+//! from its rules.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use buildpolicy_policy::ceiling::{Confinement, ConfinementMode};
+use buildpolicy_policy::confinement::{self as rules, Entries, Entry, Shards};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::caches::Caches;
+use crate::context::Context;
+
+/// How long a reconcile waits for the writer before it reports an error.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What a policy wants of its shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// Its entry, in its namespace.
+    In { namespace: String, entry: Entry },
+    /// Nothing: it was revoked.
+    Out,
+}
+
+#[derive(Default)]
+struct State {
+    /// Counts the changes of `wants`; a pass reports the count it wrote.
+    generation: u64,
+    wants: BTreeMap<String, Want>,
+}
+
+/// What the writer's last pass did.
+#[derive(Clone, Debug, Default)]
+struct Pass {
+    /// The wants up to this generation are written, but for `failed`.
+    generation: u64,
+    /// Shards it could not write, and why.
+    failed: HashMap<String, String>,
+    /// The ceiling's confinement it wrote the rules for.
+    confinement: Option<Confinement>,
+}
+
+/// The shards, the wants of the policies, and what the writer last wrote.
+pub(crate) struct Confiner {
+    pub shards: Shards,
+    state: Mutex<State>,
+    wake: Notify,
+    passes: watch::Sender<Pass>,
+    /// The objects the writer last applied, by name: the cache may not
+    /// have them yet.
+    applied_policies: Mutex<HashMap<String, Applied<ValidatingAdmissionPolicy>>>,
+    applied_bindings: Mutex<HashMap<String, Applied<ValidatingAdmissionPolicyBinding>>>,
+}
+
+/// An object the writer applied.
+struct Applied<K> {
+    object: Arc<K>,
+}
+
+impl<K> Clone for Applied<K> {
+    fn clone(&self) -> Self {
+        Self {
+            object: self.object.clone(),
+        }
+    }
+}
+
+fn version<K: Resource>(object: &K) -> Option<u64> {
+    object.meta().resource_version.as_deref()?.parse().ok()
+}
+
+/// The newer of a cached object and the one the writer applied (by
+/// resourceVersion, which the API server hands out in increasing order).
+/// An applied object the cache lacks is one it has not seen yet: a
+/// deletion makes the writer forget it (see [`Confiner::observe_policy`]).
+fn newer<K: Resource>(cached: Option<Arc<K>>, applied: Option<Applied<K>>) -> Option<Arc<K>> {
+    match (cached, applied) {
+        (Some(c), Some(a)) if version(a.object.as_ref()) > version(c.as_ref()) => Some(a.object),
+        (Some(c), _) => Some(c),
+        (None, a) => a.map(|a| a.object),
+    }
+}
+
+fn observe<K: Resource>(
+    applied: &Mutex<HashMap<String, Applied<K>>>,
+    object: &K,
+    cached: bool,
+) -> bool {
+    let name = object.meta().name.clone().unwrap_or_default();
+    let mut applied = lock(applied);
+    if !cached {
+        // Deleted: what the writer applied before is gone too.
+        if applied
+            .get(&name)
+            .is_some_and(|a| at_or_before(a.object.as_ref(), object))
+        {
+            applied.remove(&name);
+        }
+        return true;
+    }
+    !applied
+        .get(&name)
+        .is_some_and(|a| at_or_before(object, a.object.as_ref()))
+}
+
+/// Whether `object` is `applied` or older.
+fn at_or_before<K: Resource>(object: &K, applied: &K) -> bool {
+    object.meta().resource_version == applied.meta().resource_version
+        || matches!((version(object), version(applied)), (Some(v), Some(a)) if v < a)
+}
+
+impl Confiner {
+    pub fn new(selector: Option<&str>) -> Self {
+        Self {
+            shards: Shards::new(selector),
+            state: Mutex::default(),
+            wake: Notify::new(),
+            passes: watch::channel(Pass::default()).0,
+            applied_policies: Mutex::default(),
+            applied_bindings: Mutex::default(),
+        }
+    }
+
+    /// The freshest view of shard `name`'s ValidatingAdmissionPolicy.
+    pub fn live_policy(
+        &self,
+        caches: &Caches,
+        name: &str,
+    ) -> Option<Arc<ValidatingAdmissionPolicy>> {
+        let applied = lock(&self.applied_policies).get(name).cloned();
+        newer(
+            caches.admission_policies.get(&ObjectRef::new(name)),
+            applied,
+        )
+    }
+
+    /// The freshest view of shard `name`'s binding.
+    pub fn live_binding(
+        &self,
+        caches: &Caches,
+        name: &str,
+    ) -> Option<Arc<ValidatingAdmissionPolicyBinding>> {
+        let applied = lock(&self.applied_bindings).get(name).cloned();
+        newer(
+            caches.admission_bindings.get(&ObjectRef::new(name)),
+            applied,
+        )
+    }
+
+    /// Follows a watch event of a shard's policy (`cached`: whether the
+    /// cache still holds it; a deleted object has left it). Says whether
+    /// someone else changed it, so that the policies it holds look at it:
+    /// the writer's own writes (and older states) wake nobody.
+    pub fn observe_policy(&self, object: &ValidatingAdmissionPolicy, cached: bool) -> bool {
+        observe(&self.applied_policies, object, cached)
+    }
+
+    /// [`Confiner::observe_policy`] for a shard's binding.
+    pub fn observe_binding(&self, object: &ValidatingAdmissionPolicyBinding, cached: bool) -> bool {
+        observe(&self.applied_bindings, object, cached)
+    }
+
+    /// Records what `policy` wants without asking for a write: its shard
+    /// already holds it.
+    pub fn note(&self, policy: &str, want: Want) {
+        lock(&self.state).wants.insert(policy.to_owned(), want);
+    }
+
+    /// Withdraws `policy` from its shard (its RBAC is gone by then) and
+    /// waits until the writer has, so that nothing of a deleted policy
+    /// outlives it.
+    pub async fn release(&self, caches: &Caches, policy: &str) -> Result<(), String> {
+        let shard = self.shards.of(policy);
+        let listed = self
+            .live_policy(caches, &shard)
+            .and_then(|live| rules::live_entries(&live))
+            .is_some_and(|entries| rules::find(&entries, policy).is_some());
+        let generation = {
+            let mut state = lock(&self.state);
+            let before = state.wants.insert(policy.to_owned(), Want::Out);
+            if !listed && matches!(before, None | Some(Want::Out)) {
+                return Ok(());
+            }
+            state.generation += 1;
+            state.generation
+        };
+        self.written(generation, &shard).await
+    }
+
+    /// Waits for the writer's pass that covers `generation`; says whether
+    /// it wrote `shard`.
+    async fn written(&self, generation: u64, shard: &str) -> Result<(), String> {
+        let mut passes = self.passes.subscribe();
+        self.wake.notify_one();
+        let pass = tokio::time::timeout(WAIT, passes.wait_for(|p| p.generation >= generation))
+            .await
+            .map_err(|_| {
+                format!(
+                    "the admission rules were not written within {} s",
+                    WAIT.as_secs()
+                )
+            })?
+            .map_err(|_| "the operator is stopping".to_owned())?
+            .clone();
+        match pass.failed.get(shard) {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks for `policy`'s entry in its shard and waits until the writer
+    /// has applied it. Returns what the policy wanted before, and whether
+    /// the rules were last written for the same confinement settings.
+    pub async fn hold(
+        &self,
+        policy: &str,
+        want: Want,
+        confinement: &Confinement,
+    ) -> Result<(Option<Want>, bool), String> {
+        let (generation, before) = {
+            let mut state = lock(&self.state);
+            let before = state.wants.insert(policy.to_owned(), want);
+            state.generation += 1;
+            (state.generation, before)
+        };
+        let same_settings = self.passes.borrow().confinement.as_ref() == Some(confinement);
+        self.written(generation, &self.shards.of(policy)).await?;
+        Ok((before, same_settings))
+    }
+
+    /// The writer: one pass whenever a want changes, until the controller
+    /// stops.
+    pub async fn run(ctx: Arc<Context>) {
+        let this = &ctx.confiner;
+        loop {
+            this.wake.notified().await;
+            ctx.caches.ready().await;
+            let (generation, wants) = {
+                let state = lock(&this.state);
+                (state.generation, state.wants.clone())
+            };
+            let confinement = ctx.ceiling.borrow().confinement.clone();
+            let failed = this.pass(&ctx, &wants, &confinement).await;
+            this.passes.send_replace(Pass {
+                generation,
+                failed,
+                confinement: Some(confinement),
+            });
+        }
+    }
+
+    /// Writes every shard whose live rules differ from the wants; deletes
+    /// the shards left with no policy (and all of them when confinement is
+    /// off).
+    async fn pass(
+        &self,
+        ctx: &Context,
+        wants: &BTreeMap<String, Want>,
+        confinement: &Confinement,
+    ) -> HashMap<String, String> {
+        let existing: HashSet<String> = ctx
+            .caches
+            .policies
+            .state()
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        let mut shards: BTreeMap<String, Entries> = BTreeMap::new();
+        let live_names: Vec<String> = ctx
+            .caches
+            .admission_policies
+            .state()
+            .iter()
+            .map(|p| p.name_any())
+            .chain(lock(&self.applied_policies).keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|name| self.shards.owns(name))
+            .collect();
+        for name in live_names {
+            let live = self
+                .live_policy(&ctx.caches, &name)
+                .and_then(|l| rules::live_entries(&l))
+                .unwrap_or_default();
+            shards.entry(name).or_default();
+            for (namespace, policies) in live {
+                for (policy, entry) in policies {
+                    if !wants.contains_key(&policy) && existing.contains(&policy) {
+                        shards
+                            .entry(self.shards.of(&policy))
+                            .or_default()
+                            .entry(namespace.clone())
+                            .or_default()
+                            .insert(policy, entry);
+                    }
+                }
+            }
+        }
+        for (policy, want) in wants {
+            if let Want::In { namespace, entry } = want {
+                shards
+                    .entry(self.shards.of(policy))
+                    .or_default()
+                    .entry(namespace.clone())
+                    .or_default()
+                    .insert(policy.clone(), entry.clone());
+            }
+        }
+        let mut failed = HashMap::new();
+        for (name, entries) in shards {
+            let result = if entries.is_empty() || confinement.mode == ConfinementMode::Off {
+                self.delete(ctx, &name).await
+            } else {
+                self.apply(ctx, &name, &entries, confinement).await
+            };
+            if let Err(error) = result {
+                warn!(shard = %name, %error, "could not write the admission rules");
+                failed.insert(name, error);
+            }
+        }
+        // A revoked policy that is gone needs no want any more.
+        lock(&self.state)
+            .wants
+            .retain(|policy, want| *want != Want::Out || existing.contains(policy));
+        failed
+    }
+
+    /// Applies shard `name`'s policy, then its binding, where they differ.
+    async fn apply(
+        &self,
+        ctx: &Context,
+        name: &str,
+        entries: &Entries,
+        confinement: &Confinement,
+    ) -> Result<(), String> {
+        let desired = rules::admission_policy(&self.shards, name, entries, confinement)
+            .map_err(|e| e.to_string())?;
+        if !self
+            .live_policy(&ctx.caches, name)
+            .is_some_and(|live| rules::spec_holds(&desired, &live))
+        {
+            let applied = Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone())
+                .patch(name, &params(), &Patch::Apply(&desired))
+                .await
+                .map_err(|e| one_line("applying ValidatingAdmissionPolicy", name, e))?;
+            lock(&self.applied_policies).insert(
+                name.to_owned(),
+                Applied {
+                    object: Arc::new(applied),
+                },
+            );
+        }
+        let Some(binding) = rules::binding(&self.shards, name, confinement.mode) else {
+            return Ok(());
+        };
+        if !self
+            .live_binding(&ctx.caches, name)
+            .is_some_and(|live| rules::spec_holds(&binding, &live))
+        {
+            let applied = Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone())
+                .patch(name, &params(), &Patch::Apply(&binding))
+                .await
+                .map_err(|e| one_line("applying ValidatingAdmissionPolicyBinding", name, e))?;
+            lock(&self.applied_bindings).insert(
+                name.to_owned(),
+                Applied {
+                    object: Arc::new(applied),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes shard `name`: the binding first (a policy without its
+    /// binding refuses nothing), then the policy.
+    async fn delete(&self, ctx: &Context, name: &str) -> Result<(), String> {
+        if self.live_binding(&ctx.caches, name).is_some() {
+            delete(
+                Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone()),
+                name,
+            )
+            .await?;
+            lock(&self.applied_bindings).remove(name);
+        }
+        if self.live_policy(&ctx.caches, name).is_some() {
+            delete(
+                Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone()),
+                name,
+            )
+            .await?;
+            lock(&self.applied_policies).remove(name);
+            info!(shard = name, "deleted admission rules that hold no policy");
+        }
+        Ok(())
+    }
+}
+
+fn params() -> PatchParams {
+    PatchParams::apply(buildpolicy_api::keys::FIELD_MANAGER).force()
+}
+
+async fn delete<K>(api: Api<K>, name: &str) -> Result<(), String>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(one_line("deleting", name, e)),
+    }
+}
+
+fn one_line(action: &str, name: &str, error: kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!(
+            "{action} {name}: {} ({})",
+            status.message.replace('\n', " "),
+            status.reason
+        ),
+        other => format!("{action} {name}: {other}"),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
