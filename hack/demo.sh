@@ -29,7 +29,7 @@ run kubectl get crd buildpolicies.buildpolicy.dev \
 say "What a platform team writes: four fields, and spec.isolation for user-namespace builds"
 run kubectl explain buildpolicy.spec
 
-DEMO_DIR="$ROOT/target/demo"
+DEMO_DIR="target/demo"   # relative: the commands the demo prints stay the same in any checkout
 mkdir -p "$DEMO_DIR"
 NS=private-ai-demo
 SA=model-build-sa

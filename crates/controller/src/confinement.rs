@@ -65,20 +65,39 @@ pub(crate) struct Confiner {
     state: Mutex<State>,
     wake: Notify,
     passes: watch::Sender<Pass>,
-    /// The objects the writer last applied, by name: the cache may not
-    /// have them yet.
+    /// What the writer last wrote to each shard, by name: the cache may not
+    /// have it yet.
     applied_policies: Mutex<HashMap<String, Applied<ValidatingAdmissionPolicy>>>,
     applied_bindings: Mutex<HashMap<String, Applied<ValidatingAdmissionPolicyBinding>>>,
+    /// What the last look at each shard found, by resourceVersion: every
+    /// reconcile of its policies reads it, and it changes only on a write.
+    examined: Mutex<HashMap<String, Examined>>,
 }
 
-/// An object the writer applied.
+/// A live shard, read.
+#[derive(Clone)]
+pub(crate) struct Examined {
+    version: Option<String>,
+    confinement: Confinement,
+    /// The entries it holds.
+    pub entries: Arc<Entries>,
+    /// Whether its rules are what this release writes for `confinement`.
+    pub rules_hold: bool,
+}
+
+/// What the writer wrote to one object.
 struct Applied<K> {
-    object: Arc<K>,
+    /// What it asked for (set before the request: the watch event of the
+    /// write can come before the answer).
+    desired: Arc<K>,
+    /// What the API server answered.
+    object: Option<Arc<K>>,
 }
 
 impl<K> Clone for Applied<K> {
     fn clone(&self) -> Self {
         Self {
+            desired: self.desired.clone(),
             object: self.object.clone(),
         }
     }
@@ -94,13 +113,18 @@ fn version<K: Resource>(object: &K) -> Option<u64> {
 /// deletion makes the writer forget it (see [`Confiner::observe_policy`]).
 fn newer<K: Resource>(cached: Option<Arc<K>>, applied: Option<Applied<K>>) -> Option<Arc<K>> {
     match (cached, applied) {
-        (Some(c), Some(a)) if version(a.object.as_ref()) > version(c.as_ref()) => Some(a.object),
+        (
+            Some(c),
+            Some(Applied {
+                object: Some(a), ..
+            }),
+        ) if version(a.as_ref()) > version(c.as_ref()) => Some(a),
         (Some(c), _) => Some(c),
-        (None, a) => a.map(|a| a.object),
+        (None, a) => a.and_then(|a| a.object),
     }
 }
 
-fn observe<K: Resource>(
+fn observe<K: Resource + serde::Serialize>(
     applied: &Mutex<HashMap<String, Applied<K>>>,
     object: &K,
     cached: bool,
@@ -109,17 +133,23 @@ fn observe<K: Resource>(
     let mut applied = lock(applied);
     if !cached {
         // Deleted: what the writer applied before is gone too.
-        if applied
-            .get(&name)
-            .is_some_and(|a| at_or_before(a.object.as_ref(), object))
-        {
+        if applied.get(&name).is_some_and(|a| {
+            a.object
+                .as_ref()
+                .is_none_or(|o| at_or_before(o.as_ref(), object))
+        }) {
             applied.remove(&name);
         }
         return true;
     }
-    !applied
-        .get(&name)
-        .is_some_and(|a| at_or_before(object, a.object.as_ref()))
+    // As the writer wants it (its own write, whichever came first, the
+    // event or the answer), or an older state: nothing to look at.
+    !applied.get(&name).is_some_and(|a| {
+        rules::spec_holds(a.desired.as_ref(), object)
+            || a.object
+                .as_ref()
+                .is_some_and(|o| at_or_before(object, o.as_ref()))
+    })
 }
 
 /// Whether `object` is `applied` or older.
@@ -137,6 +167,7 @@ impl Confiner {
             passes: watch::channel(Pass::default()).0,
             applied_policies: Mutex::default(),
             applied_bindings: Mutex::default(),
+            examined: Mutex::default(),
         }
     }
 
@@ -151,6 +182,28 @@ impl Confiner {
             caches.admission_policies.get(&ObjectRef::new(name)),
             applied,
         )
+    }
+
+    /// The entries of a live shard and whether its rules hold, read once
+    /// per resourceVersion.
+    pub fn examine(&self, live: &ValidatingAdmissionPolicy, confinement: &Confinement) -> Examined {
+        let name = live.name_any();
+        let version = live.resource_version();
+        if let Some(seen) = lock(&self.examined).get(&name)
+            && seen.version == version
+            && version.is_some()
+            && seen.confinement == *confinement
+        {
+            return seen.clone();
+        }
+        let examined = Examined {
+            version,
+            confinement: confinement.clone(),
+            entries: Arc::new(rules::live_entries(live).unwrap_or_default()),
+            rules_hold: rules::rules_hold(&self.shards, live, confinement),
+        };
+        lock(&self.examined).insert(name, examined.clone());
+        examined
     }
 
     /// The freshest view of shard `name`'s binding.
@@ -325,18 +378,24 @@ impl Confiner {
                     .insert(policy.clone(), entry.clone());
             }
         }
-        let mut failed = HashMap::new();
-        for (name, entries) in shards {
+        // The shards are written side by side: a pass takes as long as its
+        // slowest write, whatever the number of shards it changes.
+        let writes = shards.into_iter().map(|(name, entries)| async move {
             let result = if entries.is_empty() || confinement.mode == ConfinementMode::Off {
                 self.delete(ctx, &name).await
             } else {
                 self.apply(ctx, &name, &entries, confinement).await
             };
-            if let Err(error) = result {
+            result.map_err(|error| {
                 warn!(shard = %name, %error, "could not write the admission rules");
-                failed.insert(name, error);
-            }
-        }
+                (name, error)
+            })
+        });
+        let failed: HashMap<String, String> = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
         // A revoked policy that is gone needs no want any more.
         lock(&self.state)
             .wants
@@ -358,16 +417,23 @@ impl Confiner {
             .live_policy(&ctx.caches, name)
             .is_some_and(|live| rules::spec_holds(&desired, &live))
         {
+            let object = lock(&self.applied_policies)
+                .get(name)
+                .and_then(|a| a.object.clone());
+            lock(&self.applied_policies).insert(
+                name.to_owned(),
+                Applied {
+                    desired: Arc::new(desired.clone()),
+                    object,
+                },
+            );
             let applied = Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone())
                 .patch(name, &params(), &Patch::Apply(&desired))
                 .await
                 .map_err(|e| one_line("applying ValidatingAdmissionPolicy", name, e))?;
-            lock(&self.applied_policies).insert(
-                name.to_owned(),
-                Applied {
-                    object: Arc::new(applied),
-                },
-            );
+            if let Some(a) = lock(&self.applied_policies).get_mut(name) {
+                a.object = Some(Arc::new(applied));
+            }
         }
         let Some(binding) = rules::binding(&self.shards, name, confinement.mode) else {
             return Ok(());
@@ -376,16 +442,23 @@ impl Confiner {
             .live_binding(&ctx.caches, name)
             .is_some_and(|live| rules::spec_holds(&binding, &live))
         {
+            let object = lock(&self.applied_bindings)
+                .get(name)
+                .and_then(|a| a.object.clone());
+            lock(&self.applied_bindings).insert(
+                name.to_owned(),
+                Applied {
+                    desired: Arc::new(binding.clone()),
+                    object,
+                },
+            );
             let applied = Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone())
                 .patch(name, &params(), &Patch::Apply(&binding))
                 .await
                 .map_err(|e| one_line("applying ValidatingAdmissionPolicyBinding", name, e))?;
-            lock(&self.applied_bindings).insert(
-                name.to_owned(),
-                Applied {
-                    object: Arc::new(applied),
-                },
-            );
+            if let Some(a) = lock(&self.applied_bindings).get_mut(name) {
+                a.object = Some(Arc::new(applied));
+            }
         }
         Ok(())
     }

@@ -214,6 +214,7 @@ where
                     // whatever was deleted meanwhile left no Delete event,
                     // so every policy takes a look.
                     if synced_tx.send_replace(true) {
+                        info!(kind = %K::kind(&()), "watch re-listed: every policy takes a look");
                         let _ = relisted.send(());
                     }
                     continue;

@@ -708,19 +708,16 @@ async fn confine(
         namespace: policy.spec.namespace.clone(),
         entry: confinement::Entry::new(&name, &policy.spec, granted),
     };
-    let live = confiner.live_policy(&ctx.caches, &shard);
-    let live_entry = live
-        .as_deref()
-        .and_then(confinement::live_entries)
-        .and_then(|entries| {
-            confinement::find(&entries, &name).map(|(ns, entry)| Want::In {
-                namespace: ns.to_owned(),
-                entry: entry.clone(),
-            })
-        });
-    let rules_hold = live
-        .as_deref()
-        .is_some_and(|l| confinement::rules_hold(&confiner.shards, l, confinement));
+    let examined = confiner
+        .live_policy(&ctx.caches, &shard)
+        .map(|live| confiner.examine(&live, confinement));
+    let live_entry = examined.as_ref().and_then(|e| {
+        confinement::find(&e.entries, &name).map(|(ns, entry)| Want::In {
+            namespace: ns.to_owned(),
+            entry: entry.clone(),
+        })
+    });
+    let rules_hold = examined.as_ref().is_some_and(|e| e.rules_hold);
     let binding_holds = confiner
         .live_binding(&ctx.caches, &shard)
         .is_some_and(|l| confinement::spec_holds(&binding, &l));
