@@ -4,7 +4,10 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-/// Capabilities Buildah builds use; the default ceiling.
+/// Capabilities Buildah builds use; the default ceiling. None gives access
+/// to the host: SETFCAP is there because Buildah hands it to `RUN` processes
+/// and needs it to extract a base image's files that carry file capabilities
+/// (measured on a real node: docs/capabilities.md).
 pub const DEFAULT_ALLOWED_CAPABILITIES: &[&str] =
     &["SETFCAP", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"];
 
