@@ -70,7 +70,8 @@ pub struct BuildPolicySpec {
     pub service_account_name: String,
 
     /// Linux capabilities the builds need, without the `CAP_` prefix, e.g.
-    /// `[SETUID, SETGID, SYS_ADMIN, SYS_CHROOT]` for Buildah. They become the
+    /// `[SETUID, SETGID, SYS_ADMIN, SYS_CHROOT, SETFCAP]` for Buildah
+    /// (docs/capabilities.md). They become the
     /// SCC's `allowedCapabilities`, and nothing else is granted. `ALL` and `*`
     /// are refused: list each capability. The operator's ceiling may refuse
     /// capabilities this schema accepts.
@@ -218,7 +219,7 @@ const DNS_SUBDOMAIN_CEL: &str =
 /// error names the offending entry (`spec.capabilities[2]`).
 fn capabilities_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
-        "description": "Linux capabilities the builds need, without the `CAP_` prefix, e.g. `[SETUID, SETGID, SYS_ADMIN, SYS_CHROOT]` for Buildah. They become the SCC's `allowedCapabilities`, and nothing else is granted. `ALL` and `*` are refused: list each capability. The operator's ceiling may refuse capabilities this schema accepts.",
+        "description": "Linux capabilities the builds need, without the `CAP_` prefix, e.g. `[SETUID, SETGID, SYS_ADMIN, SYS_CHROOT, SETFCAP]` for Buildah (docs/capabilities.md). They become the SCC's `allowedCapabilities`, and nothing else is granted. `ALL` and `*` are refused: list each capability. The operator's ceiling may refuse capabilities this schema accepts.",
         "type": "array",
         "maxItems": MAX_CAPABILITIES,
         "items": {
@@ -231,7 +232,7 @@ fn capabilities_schema(_: &mut SchemaGenerator) -> Schema {
                 },
                 {
                     "rule": "self != 'ALL' && self != '*'",
-                    "message": "ALL and * are refused: list each capability the build needs, e.g. SETUID, SETGID, SYS_ADMIN, SYS_CHROOT"
+                    "message": "ALL and * are refused: list each capability the build needs, e.g. SETUID, SETGID, SYS_ADMIN, SYS_CHROOT, SETFCAP"
                 },
                 {
                     "rule": format!("self.startsWith('CAP_') || self == 'ALL' || self == '*' || self in {KNOWN_CAPABILITIES_CEL_LIST}"),

@@ -4,13 +4,13 @@ use buildpolicy_api::{BuildPolicySpec, Isolation, SecurityContextConstraints};
 
 use crate::render::{Owner, render};
 
-/// Buildah's four capabilities for `build-and-push-v2`, run as
-/// `private-ai-demo/model-build-sa`.
+/// Buildah's five capabilities (docs/capabilities.md) for
+/// `build-and-push-v2`, run as `private-ai-demo/model-build-sa`.
 pub fn modelcar_spec(isolation: Isolation) -> BuildPolicySpec {
     BuildPolicySpec {
         namespace: "private-ai-demo".into(),
         service_account_name: "model-build-sa".into(),
-        capabilities: ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"]
+        capabilities: ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "SETFCAP"]
             .map(String::from)
             .to_vec(),
         tasks: vec!["build-and-push-v2".into()],

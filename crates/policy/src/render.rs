@@ -436,7 +436,7 @@ mod tests {
         BuildPolicySpec {
             namespace: "private-ai-demo".into(),
             service_account_name: "model-build-sa".into(),
-            capabilities: ["SYS_CHROOT", "SETUID", "SETGID", "SYS_ADMIN"]
+            capabilities: ["SYS_CHROOT", "SETUID", "SETGID", "SYS_ADMIN", "SETFCAP"]
                 .map(String::from)
                 .to_vec(),
             tasks: vec!["build-and-push-v2".into()],
@@ -572,7 +572,7 @@ mod tests {
         let scc = render(&owner(), &modelcar()).scc;
         assert_eq!(
             scc.allowed_capabilities.as_deref(),
-            Some(&["SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"].map(String::from)[..])
+            Some(&["SETFCAP", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"].map(String::from)[..])
         );
         assert!(!scc.allow_privileged_container);
         assert!(

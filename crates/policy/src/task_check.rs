@@ -434,7 +434,7 @@ mod tests {
     }
 
     fn modelcar_scc() -> SecurityContextConstraints {
-        scc_for(&["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"])
+        scc_for(&["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "SETFCAP"])
     }
 
     fn task_spec(yaml: &str) -> Value {
@@ -456,7 +456,7 @@ mod tests {
         assert_eq!(
             lines(&report),
             [
-                "step build asks privileged: true; this SCC grants SETGID, SETUID, SYS_ADMIN, SYS_CHROOT: set securityContext.capabilities.add instead"
+                "step build asks privileged: true; this SCC grants SETFCAP, SETGID, SETUID, SYS_ADMIN, SYS_CHROOT: set securityContext.capabilities.add instead"
             ]
         );
         assert!(report.capability_steps.is_empty());
@@ -480,7 +480,7 @@ mod tests {
             report.capability_steps,
             [(
                 "step build".to_owned(),
-                ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"]
+                ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "SETFCAP"]
                     .map(String::from)
                     .to_vec()
             )]
@@ -491,7 +491,7 @@ mod tests {
     fn under_a_pod_user_namespace_scc_the_task_is_checked_as_running_with_host_users_false() {
         use buildpolicy_api::Isolation;
         let scc = scc_in(
-            &["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"],
+            &["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "SETFCAP"],
             Isolation::PodUserNamespace,
         );
         let spec = task_spec(include_str!(
@@ -547,6 +547,7 @@ mod tests {
                 "adds SETGID, which this SCC does not grant (it grants NET_BIND_SERVICE)",
                 "adds SYS_ADMIN, which this SCC does not grant (it grants NET_BIND_SERVICE)",
                 "adds SYS_CHROOT, which this SCC does not grant (it grants NET_BIND_SERVICE)",
+                "adds SETFCAP, which this SCC does not grant (it grants NET_BIND_SERVICE)",
             ]
         );
     }

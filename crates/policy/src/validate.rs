@@ -248,7 +248,7 @@ fn capability_problems(capabilities: &[String]) -> Vec<String> {
         ));
     }
     if capabilities.iter().any(|c| c == "ALL" || c == "*") {
-        problems.push("spec.capabilities: ALL and * are refused: list each capability the build needs, e.g. SETUID, SETGID, SYS_ADMIN, SYS_CHROOT".into());
+        problems.push("spec.capabilities: ALL and * are refused: list each capability the build needs, e.g. SETUID, SETGID, SYS_ADMIN, SYS_CHROOT, SETFCAP".into());
     }
     let unknown: Vec<&str> = capabilities
         .iter()
@@ -323,7 +323,7 @@ mod tests {
 
     fn modelcar() -> BuildPolicySpec {
         spec(
-            &["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"],
+            &["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "SETFCAP"],
             &["build-and-push-v2"],
         )
     }
