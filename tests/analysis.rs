@@ -7,7 +7,7 @@ use std::time::Duration;
 use buildpolicy_api::{BuildPolicy, Task};
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scc_admission::may_use_scc;
-use buildpolicy_test_support::scene::create_service_account;
+use buildpolicy_test_support::scene::{BUILDAH_CAPABILITIES, create_service_account};
 use buildpolicy_test_support::{repo_root, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::PostParams;
@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
+const BUILDAH: [&str; 5] = BUILDAH_CAPABILITIES;
 
 async fn service_account(client: &Client, ns: &str) {
     create_service_account(client, ns, "model-build-sa").await;

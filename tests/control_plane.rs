@@ -10,7 +10,7 @@ use buildpolicy_api::scc::{
     GroupStrategyOptions, RunAsUserStrategyOptions, SELinuxContextStrategyOptions,
 };
 use buildpolicy_api::{BuildPolicy, BuildPolicySpec, SecurityContextConstraints};
-use buildpolicy_test_support::scene::unused_scc;
+use buildpolicy_test_support::scene::{BUILDAH_CAPABILITIES, unused_scc};
 use buildpolicy_test_support::{
     TempNamespace, client, client_with_token, eventually, strings, test_labels, unique_name,
     wait_for_deletion, with_temp_ns,
@@ -29,8 +29,6 @@ use kube::{Api, Resource, ResourceExt};
 
 /// Generous for a loopback API server, short enough that a hang is reported.
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-const BUILDAH_CAPABILITIES: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
 
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {

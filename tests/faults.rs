@@ -43,6 +43,14 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// A capability the policies never ask for, which the ceiling allows no one.
 const FOREIGN_CAPABILITY: &str = "NET_ADMIN";
 
+/// The ModelCar policy's capabilities and [`FOREIGN_CAPABILITY`]: an SCC
+/// someone widened.
+fn widened_capabilities() -> Vec<&'static str> {
+    let mut caps = BUILDAH_CAPABILITIES.to_vec();
+    caps.push(FOREIGN_CAPABILITY);
+    caps
+}
+
 fn secs(duration: Duration) -> String {
     format!("{:.2}s", duration.as_secs_f64())
 }
@@ -308,9 +316,7 @@ async fn operator_reconnects_after_the_api_server_and_etcd_restart() {
     sccs.patch(
         &scc_name,
         &PatchParams::default(),
-        &Patch::Merge(json!({"allowedCapabilities": [
-            "SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", FOREIGN_CAPABILITY
-        ]})),
+        &Patch::Merge(json!({"allowedCapabilities": widened_capabilities()})),
     )
     .await
     .expect("widening the SCC");
@@ -826,9 +832,7 @@ async fn operator_outlasts_a_conflicting_writer_without_hot_looping() {
         let generation_before = sccs.get(&scc_name).await.unwrap().metadata.generation.unwrap_or(0);
 
         // The fight: a merge patch, as `kubectl patch` sends it, every 50 ms.
-        let widened = json!({"allowedCapabilities": [
-            "SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", FOREIGN_CAPABILITY
-        ]});
+        let widened = json!({"allowedCapabilities": widened_capabilities()});
         let started = Instant::now();
         let mut tick = tokio::time::interval(WRITE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -861,7 +865,9 @@ async fn operator_outlasts_a_conflicting_writer_without_hot_looping() {
         let won_after = stopped.elapsed();
         let mut caps = scc.allowed_capabilities.clone().unwrap_or_default();
         caps.sort();
-        assert_eq!(caps, ["SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]);
+        let mut buildah = BUILDAH_CAPABILITIES.to_vec();
+        buildah.sort_unstable();
+        assert_eq!(caps, buildah);
         let (settled, last_change) =
             settled_reconciles(&operator, "the writes stopped", stopped, SETTLE_BUDGET).await;
         let total = settled - baseline;

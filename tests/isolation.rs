@@ -63,7 +63,7 @@ fn mode_fields(scc: &Value) -> Value {
 
 /// What each mode's SCC stores, written out from docs/user-namespaces.md.
 fn documented(isolation: Isolation) -> Value {
-    let capabilities = json!(["SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]);
+    let capabilities = json!(["SETFCAP", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]);
     match isolation {
         Isolation::PodUserNamespace => json!({
             "userNamespaceLevel": "RequirePodLevel",

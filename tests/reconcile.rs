@@ -10,8 +10,8 @@ use buildpolicy_api::{BuildPolicy, SecurityContextConstraints, Task};
 use buildpolicy_test_support::operator::Operator;
 use buildpolicy_test_support::scc_admission::may_use_scc;
 use buildpolicy_test_support::scene::{
-    create_service_account, create_task, is_ready, pin_of, policy_event_objects, policy_events,
-    refused_as,
+    BUILDAH_CAPABILITIES, create_service_account, create_task, is_ready, pin_of,
+    policy_event_objects, policy_events, refused_as,
 };
 use buildpolicy_test_support::{eventually, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::Namespace;
@@ -26,7 +26,7 @@ const MODELCAR_TASKS: [&str; 4] = [
     "mirror-to-internal",
     "register-model",
 ];
-const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
+const BUILDAH: [&str; 5] = BUILDAH_CAPABILITIES;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The ModelCar scene in `ns` with all four of its Tasks (test-support's
@@ -125,7 +125,10 @@ async fn modelcar_policy_grants_exactly_four_capabilities_to_one_service_account
             .unwrap();
         let mut caps = scc.allowed_capabilities.clone().unwrap();
         caps.sort();
-        assert_eq!(caps, ["SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]);
+        assert_eq!(
+            caps,
+            ["SETFCAP", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]
+        );
         assert!(!scc.allow_privileged_container);
         assert!(
             !(scc.allow_host_network
@@ -210,7 +213,7 @@ async fn removing_sys_admin_from_the_policy_removes_it_from_the_scc() {
         patch_policy(
             &client,
             &name,
-            json!({"capabilities": ["SETUID", "SETGID", "SYS_CHROOT"]}),
+            json!({"capabilities": ["SETUID", "SETGID", "SYS_CHROOT", "SETFCAP"]}),
         )
         .await;
         wait_ready(&client, &name).await;
@@ -220,7 +223,7 @@ async fn removing_sys_admin_from_the_policy_removes_it_from_the_scc() {
             .unwrap();
         let mut caps = scc.allowed_capabilities.unwrap();
         caps.sort();
-        assert_eq!(caps, ["SETGID", "SETUID", "SYS_CHROOT"]);
+        assert_eq!(caps, ["SETFCAP", "SETGID", "SETUID", "SYS_CHROOT"]);
         op.delete_policies_and_stop().await;
     })
     .await;
@@ -537,7 +540,7 @@ async fn hand_edits_that_widen_the_scc_are_reverted() {
         let sccs: Api<SecurityContextConstraints> = Api::all(client.clone());
 
         for (what, edit) in [
-            ("adding NET_ADMIN", json!({"allowedCapabilities": ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "NET_ADMIN"]})),
+            ("adding NET_ADMIN", json!({"allowedCapabilities": ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "SETFCAP", "NET_ADMIN"]})),
             ("setting allowPrivilegedContainer", json!({"allowPrivilegedContainer": true})),
             ("adding users", json!({"users": ["system:serviceaccount:default:default"]})),
             ("adding groups", json!({"groups": ["system:authenticated"]})),
@@ -546,7 +549,7 @@ async fn hand_edits_that_widen_the_scc_are_reverted() {
             sccs.patch(&scc_name, &PatchParams::default(), &Patch::Merge(&edit)).await.unwrap();
             let took = time_until_scc(&client, &scc_name, |scc| {
                 !scc.allow_privileged_container
-                    && scc.allowed_capabilities.as_ref().is_some_and(|c| c.len() == 4)
+                    && scc.allowed_capabilities.as_ref().is_some_and(|c| c.len() == BUILDAH.len())
                     && scc.users.clone().unwrap_or_default().is_empty()
                     && scc.groups.clone().unwrap_or_default().is_empty()
                     && scc.priority.is_none()

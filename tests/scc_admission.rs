@@ -28,7 +28,7 @@ use buildpolicy_test_support::scc_admission::{
     NO_SCC, admitted_scc, create_pod, taskrun_pod, tekton_controller, webhook_forgets,
     webhook_holds,
 };
-use buildpolicy_test_support::scene::{create_service_account, create_task};
+use buildpolicy_test_support::scene::{BUILDAH_CAPABILITIES, create_service_account, create_task};
 use buildpolicy_test_support::{repo_root, unique_name, wait_for, with_temp_ns};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, PostParams};
@@ -40,7 +40,7 @@ const BUILD_SA: &str = "model-build-sa";
 const BUILD_TASK: &str = "build-and-push-v2";
 /// The ModelCar Tasks that need no privilege.
 const UNPRIVILEGED_TASKS: [&str; 3] = ["download-model", "mirror-to-internal", "register-model"];
-const BUILDAH: [&str; 4] = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
+const BUILDAH: [&str; 5] = BUILDAH_CAPABILITIES;
 /// What it says of an SCC that does not allow a privileged first container.
 const PRIVILEGED_STEP: &str =
     ".containers[0].privileged: Invalid value: true: Privileged containers are not allowed";
@@ -261,7 +261,10 @@ async fn the_pinned_build_pod_is_admitted_under_the_generated_scc() {
             .expect("the build step keeps its capabilities");
         let mut added = caps.add.unwrap_or_default();
         added.sort();
-        assert_eq!(added, ["SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]);
+        assert_eq!(
+            added,
+            ["SETFCAP", "SETGID", "SETUID", "SYS_ADMIN", "SYS_CHROOT"]
+        );
         let dropped = caps.drop.unwrap_or_default();
         for cap in ["KILL", "MKNOD"] {
             assert!(

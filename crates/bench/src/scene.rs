@@ -339,7 +339,7 @@ mod tests {
         assert!(yaml.starts_with(
             "---\napiVersion: buildpolicy.dev/v1alpha1\nkind: BuildPolicy\nmetadata:\n  name: bp-0000\n\
              spec:\n  namespace: bench-0000\n  serviceAccountName: builder\n\
-             \x20 capabilities: [SETUID, SETGID, SYS_ADMIN, SYS_CHROOT]\n  tasks: [task-2]\n---\n"
+             \x20 capabilities: [SETUID, SETGID, SYS_ADMIN, SYS_CHROOT, SETFCAP]\n  tasks: [task-2]\n---\n"
         ));
         let policies: Vec<BuildPolicy> = serde_yaml_ng::Deserializer::from_str(&yaml)
             .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
