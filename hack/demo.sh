@@ -84,7 +84,7 @@ say "What each condition says, in one line (PreemptionSafe and TasksAdmissible a
 run kubectl get buildpolicy modelcar-build \
   -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
 
-say "The generated SCC: four capabilities, nothing privileged, no host access, no users or groups, no priority"
+say "The generated SCC: five capabilities, nothing privileged, no host access, no users or groups, no priority"
 run kubectl get scc "$SCC"
 run kubectl get scc "$SCC" -o 'custom-columns=PRIVILEGED:.allowPrivilegedContainer,HOSTNETWORK:.allowHostNetwork,HOSTPID:.allowHostPID,USERS:.users,GROUPS:.groups,PRIORITY:.priority,DROP:.requiredDropCapabilities'
 
