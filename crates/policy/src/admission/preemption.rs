@@ -242,22 +242,22 @@ mod tests {
 
     /// OpenShift's restriction points for the PodUserNamespace SCC:
     /// non-default volume (persistentVolumeClaim) 100,000 + MustRunAsRange
-    /// 20,000 + SELinux MustRunAs 10,000 + capabilities (5,000 + 4 × 10 −
-    /// 2 × 50 required drops) 4,940 = 134,940: more restrictive than the
-    /// host-level SCC (RunAsAny user: 154,940), less than restricted-v2 and
+    /// 20,000 + SELinux MustRunAs 10,000 + capabilities (5,000 + 5 × 10 −
+    /// 2 × 50 required drops) 4,950 = 134,950: more restrictive than the
+    /// host-level SCC (RunAsAny user: 154,950), less than restricted-v2 and
     /// restricted-v3 (132,010 each), more than nested-container (135,020).
     #[test]
     fn the_pod_user_namespace_scc_scores_between_restricted_v3_and_nested_container() {
         use crate::admission::order::restriction_score;
         let pod_level = modelcar_scc(Isolation::PodUserNamespace);
-        assert_eq!(restriction_score(&pod_level), 134_940);
+        assert_eq!(restriction_score(&pod_level), 134_950);
         assert_eq!(
             restriction_score(&modelcar_scc(Isolation::HostUserNamespace)),
-            154_940
+            154_950
         );
         assert_eq!(
             restriction_score(&modelcar_scc(Isolation::CrioUserNamespace)),
-            154_940
+            154_950
         );
         assert_eq!(restriction_score(&default_scc("restricted-v3")), 132_010);
         assert_eq!(restriction_score(&default_scc("nested-container")), 135_020);
@@ -305,7 +305,7 @@ mod tests {
     fn granted_nested_container_the_pod_user_namespace_scc_takes_its_root_pods() {
         // An admin also let the service account use nested-container: its
         // root-in-a-user-namespace pods got nested-container. The generated
-        // SCC is more restrictive (134,940 < 135,020), sorts first, admits
+        // SCC is more restrictive (134,950 < 135,020), sorts first, admits
         // them: the analysis must say so.
         let generated = modelcar_scc(Isolation::PodUserNamespace);
         let mut usable = authenticated();
@@ -351,8 +351,8 @@ mod tests {
                 because: SafeBecause::SortsFirst(OrderReason::Score {
                     first: 132_010,
                     // volumes 100,000 + MustRunAs 10,000 + RunAsAny 40,000 +
-                    // caps 5,000 + 4 x 10 - 2 x 50 (KILL, MKNOD)
-                    second: 154_940,
+                    // caps 5,000 + 5 x 10 - 2 x 50 (KILL, MKNOD)
+                    second: 154_950,
                     because: "permits less runAs strategies",
                 }),
             }
@@ -360,7 +360,7 @@ mod tests {
         assert!(!got.generated_chosen());
         assert_eq!(
             got.message("model-build-sa"),
-            "unpinned pods of model-build-sa get SCC restricted-v2, which sorts before buildpolicy-modelcar-build (equal priority, restriction score 132,010 < 154,940: it permits less runAs strategies)"
+            "unpinned pods of model-build-sa get SCC restricted-v2, which sorts before buildpolicy-modelcar-build (equal priority, restriction score 132,010 < 154,950: it permits less runAs strategies)"
         );
     }
 
