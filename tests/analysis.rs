@@ -165,6 +165,62 @@ async fn the_same_task_with_capabilities_add_is_admissible_and_privilege_is_conf
     .await;
 }
 
+/// Admission is not the end of the line: a Task whose Buildah step has the
+/// four capabilities the samples had before `docs/capabilities.md` (no
+/// SETFCAP, no `--cap-drop`) is admitted, but its `RUN` fails on a node.
+/// The policy says so before any run, with the flags and the capability
+/// that fix it (the advice is held to the node's outcomes by
+/// `crates/policy/tests/capability_advice.rs`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_buildah_step_lacking_what_run_needs_is_told_the_fix_before_it_runs() {
+    with_temp_ns(|client, ns| async move {
+        service_account(&client, &ns).await;
+        let four = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
+        let path =
+            repo_root().join("crates/policy/tests/fixtures/build-and-push-v2.capabilities.yaml");
+        let mut task: serde_json::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        task["metadata"]["namespace"] = json!(ns);
+        let step = &mut task["spec"]["steps"][0];
+        step["securityContext"]["capabilities"]["add"] = json!(four);
+        let script = step["script"]
+            .as_str()
+            .unwrap()
+            .replace(" --cap-drop=KILL", "");
+        assert!(script.contains("buildah bud"), "{script}");
+        step["script"] = json!(script);
+        let task: Task = serde_json::from_value(task).unwrap();
+        Api::<Task>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &task)
+            .await
+            .unwrap();
+        let op = Operator::start(&client, &ns).await;
+        let name = unique_name("buildah-run");
+        op.create(&op.policy(&name, &ns, "model-build-sa", &four, &["build-and-push-v2"]))
+            .await;
+        let (status, reason, message) = condition(&client, &name, "TasksAdmissible").await;
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "BuildahLacksCapabilities"),
+            "{message}"
+        );
+        assert!(
+            message.contains("Task build-and-push-v2: step build runs Buildah"),
+            "{message}"
+        );
+        assert!(
+            message.contains("add --cap-drop=KILL --cap-drop=SETFCAP to the buildah command"),
+            "{message}"
+        );
+        assert!(
+            message.contains("lsetxattr") && message.contains("add SETFCAP"),
+            "{message}"
+        );
+        op.delete_policies_and_stop().await;
+    })
+    .await;
+}
+
 /// The Task check is remembered per Task resourceVersion (a converged
 /// policy reads no Task); an edit to the Task must still be checked anew.
 #[tokio::test(flavor = "multi_thread")]

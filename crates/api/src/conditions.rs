@@ -96,6 +96,10 @@ pub mod reason {
     pub const ADMISSIBLE: &str = "Admissible";
     /// TasksAdmissible=False: a step would be refused by SCC admission.
     pub const NOT_ADMISSIBLE: &str = "NotAdmissible";
+    /// TasksAdmissible=False: the pods would be admitted, but a step that
+    /// runs a Buildah build lacks a capability Buildah needs (for `RUN`, a
+    /// base image with file capabilities, a `USER` switch, or any build).
+    pub const BUILDAH_LACKS_CAPABILITIES: &str = "BuildahLacksCapabilities";
     /// BuildsAdmitted=True: the latest TaskRuns' pods were admitted.
     pub const PODS_ADMITTED: &str = "PodsAdmitted";
     /// BuildsAdmitted=False: admission refused the pod of a TaskRun.

@@ -172,6 +172,7 @@ pub async fn tasks_advice(
     let api: Api<Task> = Api::namespaced(ctx.client.clone(), ns);
     let scc_fingerprint = fingerprint(scc, allocation);
     let mut problems = Vec::new();
+    let mut build_problems = Vec::new();
     let mut privileged_steps = Vec::new();
     let mut needs_host_users_false = false;
     for name in pinned {
@@ -214,6 +215,12 @@ pub async fn tasks_advice(
         };
         needs_host_users_false |= report.needs_host_users_false;
         problems.extend(report.findings.iter().map(|f| format!("Task {name}: {f}")));
+        build_problems.extend(
+            report
+                .build_findings
+                .iter()
+                .map(|f| format!("Task {name}: {f}")),
+        );
         privileged_steps.extend(
             report
                 .capability_steps
@@ -229,7 +236,15 @@ pub async fn tasks_advice(
     } else {
         String::new()
     };
-    Ok(Some(if problems.is_empty() {
+    Ok(Some(if problems.is_empty() && !build_problems.is_empty() {
+        Advice::bad(
+            reason::BUILDAH_LACKS_CAPABILITIES,
+            format!(
+                "the pods would be admitted, but {}{host_users}",
+                build_problems.join("; ")
+            ),
+        )
+    } else if problems.is_empty() {
         let confined = if privileged_steps.is_empty() {
             "no step adds capabilities".to_owned()
         } else {

@@ -3,6 +3,7 @@
 //! rule is unit-tested without one; the controller and the CLI both call it.
 
 pub mod admission;
+pub mod buildah;
 pub mod builds;
 pub mod ceiling;
 pub mod confinement;

@@ -17,6 +17,7 @@ use crate::admission::admit::service_account_token_volume;
 use crate::admission::{
     ContainerRequest, NamespaceAllocation, PodSecurityRequest, Reason, Refusal, as_stored, refusals,
 };
+use crate::buildah;
 
 /// One thing in the Task that the SCC refuses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +50,10 @@ pub struct TaskReport {
     /// which only the TaskRun's pod template can ask for: the Task was
     /// checked as if its pods set it.
     pub needs_host_users_false: bool,
+    /// Admitted or not: what a Buildah build in a step would fail on, with
+    /// the capabilities the container ends up with (see
+    /// [`crate::buildah`]; `docs/capabilities.md` has the measurements).
+    pub build_findings: Vec<Finding>,
 }
 
 impl TaskReport {
@@ -107,7 +112,73 @@ pub fn check_task_in(
     report
         .findings
         .extend(refusals(&scc, &pod).iter().map(|r| finding(&scc, r)));
+    report.build_findings = buildah_findings(spec, &pod, &scc, !report.needs_host_users_false);
     report
+}
+
+/// For each step that runs `buildah bud` or `buildah build`: each way a
+/// Containerfile could fail in the step's container (the capabilities it
+/// asks for, minus what it and the SCC drop), once.
+fn buildah_findings(
+    spec: &Value,
+    pod: &PodSecurityRequest,
+    scc: &SecurityContextConstraints,
+    host_users: bool,
+) -> Vec<Finding> {
+    let steps = spec.get("steps").and_then(Value::as_array);
+    let mut findings: Vec<Finding> = Vec::new();
+    for (i, step) in steps.into_iter().flatten().enumerate() {
+        let text: Vec<String> = ["command", "args"]
+            .iter()
+            .filter_map(|k| step.get(*k).and_then(Value::as_array))
+            .map(|words| {
+                words
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .chain(
+                step.get("script")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )
+            .collect();
+        let Some(dropped) = buildah::buildah_cap_drops(&text.join("\n")) else {
+            continue;
+        };
+        let name = step
+            .get("name")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("unnamed-{i}"), str::to_owned);
+        let label = format!("step {name}");
+        let Some(container) = pod.containers.iter().find(|c| c.label == label) else {
+            continue;
+        };
+        let capabilities = container
+            .security_context
+            .as_ref()
+            .and_then(|sc| sc.capabilities.as_ref());
+        let add = capabilities.and_then(|c| c.add.clone()).unwrap_or_default();
+        let mut drop = capabilities
+            .and_then(|c| c.drop.clone())
+            .unwrap_or_default();
+        drop.extend(scc.required_drop_capabilities.iter().flatten().cloned());
+        let bounding = buildah::bounding_set(&add, &drop);
+        for build in buildah::Build::ALL {
+            if let Some(failure) = buildah::fails(build, &bounding, &dropped, host_users) {
+                let finding = Finding {
+                    container: label.clone(),
+                    problem: format!("runs Buildah, which {}", failure.problem),
+                    fix: failure.fix,
+                };
+                if !findings.contains(&finding) {
+                    findings.push(finding);
+                }
+            }
+        }
+    }
+    findings
 }
 
 fn pod_of(spec: &Value, report: &mut TaskReport) -> PodSecurityRequest {
@@ -444,6 +515,74 @@ mod tests {
 
     fn lines(report: &TaskReport) -> Vec<String> {
         report.findings.iter().map(ToString::to_string).collect()
+    }
+
+    fn buildah_task(capabilities: &[&str], flags: &str) -> Value {
+        json!({"steps": [
+            {"name": "fetch", "image": "shell", "script": "echo buildah push is not a build"},
+            {"name": "build", "image": "buildah", "securityContext": {"capabilities": {"add": capabilities}},
+             "script": format!("#!/bin/sh\nbuildah bud --storage-driver=vfs --isolation=chroot {flags} -f Containerfile -t img .\nbuildah push img oci:/out")},
+        ]})
+    }
+
+    #[test]
+    fn a_buildah_step_that_lacks_what_run_needs_is_told_the_flag_or_the_capability() {
+        let four = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT"];
+        let report = check_task(
+            "build-and-push-v2",
+            &buildah_task(&four, ""),
+            &scc_for(&four),
+        );
+        assert!(report.admissible(), "{:?}", report.findings);
+        let said: Vec<String> = report
+            .build_findings
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said[0].starts_with("step build runs Buildah, which fails a RUN instruction"),
+            "{said:?}"
+        );
+        assert!(
+            said[0].contains("--cap-drop=KILL --cap-drop=SETFCAP"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].contains("lsetxattr") && said[1].ends_with("add SETFCAP"),
+            "{said:?}"
+        );
+        // In the pod's own user namespace a file capability unpacks.
+        let pod_level = scc_in(&four, buildpolicy_api::Isolation::PodUserNamespace);
+        let report = check_task(
+            "build-and-push-v2",
+            &buildah_task(&four, "--cap-drop=KILL --cap-drop=SETFCAP"),
+            &pod_level,
+        );
+        assert!(
+            report.build_findings.is_empty(),
+            "{:?}",
+            report.build_findings
+        );
+        // The samples' five with --cap-drop=KILL: nothing to say in either mode.
+        let five = ["SETUID", "SETGID", "SYS_ADMIN", "SYS_CHROOT", "SETFCAP"];
+        let report = check_task(
+            "build-and-push-v2",
+            &buildah_task(&five, "--cap-drop=KILL"),
+            &modelcar_scc(),
+        );
+        assert!(
+            report.build_findings.is_empty(),
+            "{:?}",
+            report.build_findings
+        );
+        // A step that runs no Buildah build is not judged.
+        let report = check_task(
+            "t",
+            &json!({"steps": [{"name": "s", "image": "x", "script": "buildah push a b"}]}),
+            &modelcar_scc(),
+        );
+        assert!(report.build_findings.is_empty());
     }
 
     #[test]
