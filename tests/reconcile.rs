@@ -812,3 +812,24 @@ async fn restarting_the_operator_on_a_converged_cluster_writes_nothing() {
     })
     .await;
 }
+
+/// The teardown check of every test cannot read "nothing left" from an
+/// answer it did not get: an identity that may not list is an error.
+#[tokio::test(flavor = "multi_thread")]
+#[should_panic(expected = "checking for leftovers")]
+async fn the_leftover_check_fails_when_it_may_not_look() {
+    let policy: BuildPolicy = serde_json::from_value(json!({
+        "apiVersion": "buildpolicy.dev/v1alpha1",
+        "kind": "BuildPolicy",
+        "metadata": {"name": unique_name("cannot-look")},
+        "spec": {
+            "namespace": "default",
+            "serviceAccountName": "model-build-sa",
+            "capabilities": ["SETUID"],
+            "tasks": ["build-and-push-v2"],
+        },
+    }))
+    .expect("a BuildPolicy");
+    let nobody = buildpolicy_test_support::client_as("system:serviceaccount:default:nobody").await;
+    buildpolicy_test_support::operator::leftovers(&nobody, &policy).await;
+}

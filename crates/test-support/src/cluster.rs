@@ -173,6 +173,18 @@ pub async fn client_with_token(token: &str) -> Client {
     Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a token client: {e}"))
 }
 
+/// The admin's client impersonating `user` (with no groups but
+/// `system:authenticated`), to check what that identity may do.
+///
+/// # Panics
+///
+/// Like [`client`].
+pub async fn client_as(user: &str) -> Client {
+    let mut config = config().await;
+    config.auth_info.impersonate = Some(user.to_owned());
+    Client::try_from(config).unwrap_or_else(|e| panic!("cannot build an impersonating client: {e}"))
+}
+
 async fn config() -> Config {
     if let Err(message) = CONTROL_PLANE.get_or_init(ensure_control_plane).await {
         panic!("{message}");

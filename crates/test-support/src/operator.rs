@@ -275,6 +275,21 @@ impl Operator {
     }
 }
 
+/// The API server's answer, `None` when the resource type does not exist
+/// (no Tekton, so nothing pinned).
+///
+/// # Panics
+///
+/// On any other error: a leftover check that cannot look must not say
+/// "nothing left".
+fn answered<T>(result: kube::Result<T>, what: &str) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(kube::Error::Api(status)) if status.code == 404 => None,
+        Err(error) => panic!("checking for leftovers: {what}: {error}"),
+    }
+}
+
 /// What of `policy`'s grant still exists: its SCC (labelled for it or
 /// owned by it), its entry in the admission rules, Roles and RoleBindings labelled for it,
 /// Tasks still carrying its pin (the operator labels the Tasks it pins).
@@ -299,9 +314,13 @@ pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
                 .any(|o| Some(&o.uid) == uid.as_ref())
     };
     let mut left = Vec::new();
-    if let Ok(Some(o)) = Api::<SecurityContextConstraints>::all(client.clone())
-        .get_opt(&scc)
-        .await
+    if let Some(o) = answered(
+        Api::<SecurityContextConstraints>::all(client.clone())
+            .get_opt(&scc)
+            .await,
+        "reading the SCC",
+    )
+    .flatten()
         && ours(&o.metadata)
     {
         left.push(format!("SecurityContextConstraints {scc}"));
@@ -312,10 +331,12 @@ pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
             held.shard
         ));
     }
-    if let Ok(roles) = Api::<Role>::namespaced(client.clone(), ns)
-        .list(&labelled)
-        .await
-    {
+    if let Some(roles) = answered(
+        Api::<Role>::namespaced(client.clone(), ns)
+            .list(&labelled)
+            .await,
+        "listing Roles",
+    ) {
         left.extend(
             roles
                 .items
@@ -323,10 +344,12 @@ pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
                 .map(|r| format!("Role {ns}/{}", r.name_any())),
         );
     }
-    if let Ok(bindings) = Api::<RoleBinding>::namespaced(client.clone(), ns)
-        .list(&labelled)
-        .await
-    {
+    if let Some(bindings) = answered(
+        Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .list(&labelled)
+            .await,
+        "listing RoleBindings",
+    ) {
         left.extend(
             bindings
                 .items
@@ -336,10 +359,12 @@ pub async fn leftovers(client: &Client, policy: &BuildPolicy) -> Vec<String> {
     }
     // The operator's pin carries its label; a copy of the annotation that
     // someone else wrote is theirs, and stays.
-    if let Ok(tasks) = Api::<Task>::namespaced(client.clone(), ns)
-        .list(&labelled)
-        .await
-    {
+    if let Some(tasks) = answered(
+        Api::<Task>::namespaced(client.clone(), ns)
+            .list(&labelled)
+            .await,
+        "listing Tasks",
+    ) {
         left.extend(tasks.items.iter().map(|t| {
             let pin = t.annotations().get(REQUIRED_SCC_ANNOTATION);
             format!("the pin on Task {ns}/{} ({pin:?})", t.name_any())
