@@ -37,6 +37,7 @@ SCC=buildpolicy-modelcar-build
 
 say "Build the operator"
 OPERATOR="$(hack/cargo-bins.sh -q)/buildpolicy-operator"
+OPERATOR="${OPERATOR#"$ROOT"/}"   # printed relative to the checkout, like every path the demo shows
 
 POLICIES=(modelcar-build modelcar-build-pod-userns modelcar-build-crio-userns)
 NAMESPACES=("$NS" "$NS-pod-userns" "$NS-crio-userns")
