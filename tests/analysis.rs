@@ -21,7 +21,7 @@ async fn service_account(client: &Client, ns: &str) {
     create_service_account(client, ns, "model-build-sa").await;
 }
 
-/// The seed's build Task, from the policy crate's fixtures, into `ns`.
+/// The ModelCar build Task, from the policy crate's fixtures, into `ns`.
 async fn fixture_task(client: &Client, ns: &str, fixture: &str) {
     let path = repo_root()
         .join("crates/policy/tests/fixtures")

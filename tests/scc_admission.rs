@@ -6,7 +6,7 @@
 //! pod admission webhook), so a pod is admitted here exactly as OpenShift
 //! would admit it. These tests create the pods Tekton would create for the
 //! ModelCar Tasks (the Task's annotations copied onto the pod, the build
-//! service account, the steps' securityContexts from the seed), as a
+//! service account, the steps' securityContexts of the sample Tasks), as a
 //! Tekton controller that may create pods but `use` no SCC of its own, and
 //! check the operator's promises where they end: which SCC each pod gets.
 //!

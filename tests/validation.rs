@@ -48,7 +48,7 @@ struct Case {
     offline_says: &'static str,
 }
 
-/// The ModelCar policy of the product brief, under a unique name, after `edit`.
+/// The ModelCar sample policy, under a unique name, after `edit`.
 fn policy(edit: impl FnOnce(&mut Value)) -> Value {
     let mut manifest = json!({
         "apiVersion": buildpolicy_api::policy::API_VERSION,

@@ -210,8 +210,9 @@ pub async fn flush(ctx: &Context, policy: &BuildPolicy) {
     // folds a repeat within six minutes into the first Event's series, and
     // keeps every Event it published for that long to do so. A Normal Event
     // reports a change of outcome, which does not repeat, so it goes through
-    // a Recorder that keeps nothing: a thousand new policies would otherwise
-    // hold 3.6 MB of Events (a heap profile at N = 1000, BENCHMARKS.md).
+    // a Recorder that keeps nothing: otherwise every new policy's Event
+    // would stay in memory for six minutes (BENCHMARKS.md has the heap
+    // profile that found it).
     let recorder = match event.type_ {
         EventType::Warning => ctx.recorder.clone(),
         EventType::Normal => Recorder::new(ctx.client.clone(), ctx.reporter.clone()),

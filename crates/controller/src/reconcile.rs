@@ -597,7 +597,7 @@ async fn pin_tasks(policy: &BuildPolicy, ctx: &Context, pins: &[TaskPin]) -> Pin
             }
             Err(e) => {
                 // Reported in status; apply() fails the reconcile afterwards
-                // so it is retried with backoff.
+                // so it is retried after ERROR_REQUEUE.
                 warn!(task = %pin.name, error = %e, "could not pin Task");
                 out.failed.push((pin.name.clone(), short_error(&e)));
             }

@@ -1,4 +1,4 @@
-//! The ModelCar policy of the product brief, as the unit tests use it.
+//! The ModelCar policy of the samples (config/samples/modelcar-build.yaml), as the unit tests use it.
 
 use buildpolicy_api::{BuildPolicySpec, Isolation, SecurityContextConstraints};
 

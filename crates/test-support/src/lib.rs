@@ -65,7 +65,9 @@ pub mod schemas;
 pub mod tekton;
 mod wait;
 
-pub use cluster::{Said, client, client_as, client_with_token, feed, kubeconfig_path, kubectl, repo_root};
+pub use cluster::{
+    Said, client, client_as, client_with_token, feed, kubeconfig_path, kubectl, repo_root,
+};
 pub use http::{HttpResponse, http_get};
 pub use names::unique_name;
 pub use namespace::{TEST_LABEL, TempNamespace, test_labels, with_temp_ns};

@@ -1,5 +1,5 @@
 //! The objects a build needs before a policy can grant anything: the
-//! ModelCar scene of the product brief, and policies for an operator's scope.
+//! ModelCar scene of the samples (config/samples), and policies for an operator's scope.
 
 use std::time::Duration;
 
