@@ -63,10 +63,10 @@ TEKTON_SA="tekton-pipelines-controller"
 TEKTON_RESOLVERS_SRC="$ROOT/hack/tekton-resolvers"
 TEKTON_RESOLVERS_SA="tekton-pipelines-resolvers"
 # up: start Tekton's controller and resolvers (up --no-tekton: neither).
+# Both are mains of our own with knative's health probes on *:8080 off
+# (hack/tekton-controller/main.go, hack/tekton-resolvers/main.go), so that
+# every cluster on the machine can run Tekton.
 TEKTON=1
-# knative's sharedmain always serves health probes on *:8080
-# (injection.HealthCheckDefaultPort); no flag or variable moves it.
-TEKTON_FIXED_PORT=8080
 # up --kube <minor>: run the kube-apiserver (and, where its module builds one,
 # the kube-controller-manager) of an older Kubernetes, for the compatibility
 # matrix, each built from its own module hack/local-cluster/k8s-<minor> into
@@ -190,11 +190,14 @@ build_scc_admission() {
     die "building hack/scc-admission failed (up --no-scc-admission starts the cluster without it)"
 }
 
-# Tekton Pipelines' controller, unchanged, from its module (exact pin in
-# hack/tekton-controller/go.mod), rebuilt when the pin changes.
+# Tekton Pipelines' controller: upstream's cmd/controller at the pin in
+# hack/tekton-controller/go.mod, through a main of our own that turns
+# knative's health probes on *:8080 off (hack/tekton-controller/main.go),
+# rebuilt when it or the pin changes.
 build_tekton() {
-  build_module tekton-controller "$TEKTON_SRC" github.com/tektoncd/pipeline/cmd/controller \
-    "Tekton Pipelines' cmd/controller" "$TEKTON_SRC"/go.mod "$TEKTON_SRC"/go.sum ||
+  build_module tekton-controller "$TEKTON_SRC" . \
+    "Tekton Pipelines' cmd/controller without knative's probes on *:8080" \
+    "$TEKTON_SRC"/go.mod "$TEKTON_SRC"/go.sum "$TEKTON_SRC"/*.go ||
     die "building hack/tekton-controller failed (up --no-tekton starts the cluster without it)"
 }
 
@@ -609,13 +612,15 @@ json.dump({"apiVersion": "v1", "kind": "List", "items": kept}, sys.stdout)
 ' "$TEKTON_NS" "$TEKTON_SA"
 }
 
-port_free() { python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("", int(sys.argv[1]))); s.close()' "$1" 2>/dev/null; }
+tekton_controller_started() {
+  local probes; probes="$(cut -d' ' -f1 "$RUN/tekton-controller.ports")"
+  curl -fsS --max-time 2 "http://127.0.0.1:$probes/readiness" >/dev/null &&
+    grep -qs '"Starting controllers..."' "$RUN/tekton-controller.log"
+}
 
 start_tekton() {
   local t0=$SECONDS tekton
   [[ -x "$BIN/tekton-controller" ]] || die "$BIN/tekton-controller is missing: run hack/local-cluster.sh build"
-  port_free "$TEKTON_FIXED_PORT" ||
-    die "port $TEKTON_FIXED_PORT is in use: Tekton's controller (knative's sharedmain) always serves health probes on *:$TEKTON_FIXED_PORT. Free it, or start without Tekton: up --no-tekton"
   tekton="$(module_dir github.com/tektoncd/pipeline)" || die "cannot download github.com/tektoncd/pipeline"
   kubectl_ create namespace "$TEKTON_NS" --dry-run=client -o json |
     kubectl_ apply --server-side --field-manager=local-cluster -f - >/dev/null
@@ -638,9 +643,13 @@ start_tekton() {
     PROFILING_PORT="$profiling" \
     "$BIN/tekton-controller" --kubeconfig "$RUN/tekton-controller.kubeconfig" --disable-ha \
     $images -shell-image-win local.invalid/tekton/powershell
-  # knative's readiness answers once the controllers started.
-  wait_for tekton-controller 120 curl -fsS --max-time 2 "http://127.0.0.1:$TEKTON_FIXED_PORT/readiness"
-  alive tekton-controller || die "tekton-controller exited; see $RUN/tekton-controller.log"
+  # Tekton's own probes server (PROBES_PORT) answers once the process runs;
+  # sharedmain logs "Starting controllers..." once its ConfigMaps are loaded
+  # and its informers started (knative's readiness on *:8080 is off).
+  wait_up tekton-controller 120 tekton_controller_started || {
+    tail -n 20 "$RUN/tekton-controller.log" >&2
+    die "tekton-controller exited while starting; see $RUN/tekton-controller.log"
+  }
   log "tekton-controller running as $TEKTON_NS/$TEKTON_SA in $((SECONDS - t0))s"
 }
 
@@ -904,7 +913,7 @@ cmd_up() {
     --authentication-kubeconfig "$RUN/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$RUN/controller-manager.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
-    --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller \
+    --controllers namespace-controller,garbage-collector-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,node-lifecycle-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller \
     --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
     --use-service-account-credentials=true --concurrent-gc-syncs 10 --concurrent-namespace-syncs 10 --v 1
 

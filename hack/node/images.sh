@@ -150,7 +150,11 @@ make_shell_image() {
 }
 
 tekton_version() {
-  awk '$1 == "require" && $2 == "github.com/tektoncd/pipeline" {print $3}' "$TEKTON_SRC/go.mod"
+  # A one-line require, or a line of a require block.
+  awk '$1 == "require" && $2 == "github.com/tektoncd/pipeline" {print $3; exit}
+       $1 == "require" && $2 == "(" {block = 1; next}
+       block && $1 == ")" {block = 0}
+       block && $1 == "github.com/tektoncd/pipeline" {print $2; exit}' "$TEKTON_SRC/go.mod"
 }
 
 # The flags hack/local-cluster.sh gives Tekton's controller on a cluster with

@@ -1,11 +1,18 @@
-// Tekton Pipelines' controller (cmd/controller of github.com/tektoncd/pipeline),
+// Tekton Pipelines' controller (cmd/controller of github.com/tektoncd/pipeline,
+// with knative's health probes on *:8080 off: see main.go),
 // built from the Go module proxy by hack/local-cluster.sh into
 // target/local-cluster/bin. Exact pin: the proxy refuses to list versions.
 module buildpolicy.dev/hack/tekton-controller
 
 go 1.26.4
 
-require github.com/tektoncd/pipeline v1.15.0
+require (
+	github.com/tektoncd/pipeline v1.15.0
+	k8s.io/api v0.35.7
+	k8s.io/client-go v0.35.7
+	k8s.io/utils v0.0.0-20260210185600-b8788abfbbc2
+	knative.dev/pkg v0.0.0-20260622140654-39ebae2ee2dc
+)
 
 require (
 	cel.dev/expr v0.25.1 // indirect
@@ -167,14 +174,10 @@ require (
 	gopkg.in/evanphx/json-patch.v4 v4.13.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
-	k8s.io/api v0.35.7 // indirect
 	k8s.io/apiextensions-apiserver v0.35.7 // indirect
 	k8s.io/apimachinery v0.36.3 // indirect
-	k8s.io/client-go v0.35.7 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260317180543-43fb72c5454a // indirect
-	k8s.io/utils v0.0.0-20260210185600-b8788abfbbc2 // indirect
-	knative.dev/pkg v0.0.0-20260622140654-39ebae2ee2dc // indirect
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.3.3 // indirect
