@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real, local Kubernetes control plane for the buildpolicy operator, built
 # from Go modules: etcd, kube-apiserver (RBAC on) and kube-controller-manager
-# (garbage collection, namespace deletion, service accounts), on loopback
+# (garbage collection, namespace deletion, service accounts, node lifecycle,
+# binding PersistentVolumeClaims to PersistentVolumes), on loopback
 # only, with OpenShift's SCC CRD and default SCCs and Tekton's CRDs installed,
 # OpenShift's own SCC admission plugin serving pods as an admission webhook
 # (hack/scc-admission), Tekton Pipelines' own controller

@@ -8,11 +8,12 @@
 #
 #   LOCAL_CLUSTER_DIR=$PWD/target/node-cluster hack/local-cluster.sh up --node
 #   LOCAL_CLUSTER_DIR=$PWD/target/node-cluster hack/node/modelcar.sh
+#   LOCAL_CLUSTER_DIR=$PWD/target/node-cluster hack/node/modelcar.sh clean   # what a kept run left
 #
-# The scene (hack/node/modelcar-pipeline.yaml and config/samples/modelcar-build.yaml):
+# The scene (hack/node/modelcar-pipeline.yaml and a sample policy, see MODELCAR_ISOLATION):
 #   - Tekton's feature flag coschedule: disabled (the affinity assistant is a
 #     StatefulSet, and no StatefulSet controller runs), put back at the end;
-#   - namespace private-ai-demo, service account model-build-sa;
+#   - the policy's namespace (private-ai-demo) and service account (model-build-sa);
 #   - a hostPath PersistentVolume the admin creates (a directory under
 #     $LOCAL_CLUSTER_DIR/modelcar, mode 0777: restricted-v2 pods run as a
 #     namespace UID and hostPath has no fsGroup ownership), and the
@@ -23,11 +24,21 @@
 #     log in $LOCAL_CLUSTER_DIR/modelcar/operator.log, and the sample policy.
 # Then one PipelineRun, waited for (MODELCAR_TIMEOUT seconds, default 600);
 # prints each TaskRun's status, the pods' SCC annotations, the digest and
-# the times; removes everything it created (MODELCAR_KEEP=1: keeps the scene
-# and the operator's log, for a look; the next run cleans it first).
+# the times; removes everything it created but the operator's logs
+# (MODELCAR_KEEP=1: keeps the scene for a look; the next run removes it).
+#
+# MODELCAR_ISOLATION picks the sample policy, and with it the namespace:
+#   HostUserNamespace (default)  config/samples/modelcar-build.yaml, private-ai-demo
+#   PodUserNamespace             config/samples/modelcar-build-pod-userns.yaml,
+#                                private-ai-demo-pod-userns; the PipelineRun sets
+#                                hostUsers: false for the build task
+#                                (taskRunSpecs[].podTemplate)
+#   CRIOUserNamespace            config/samples/modelcar-build-crio-userns.yaml,
+#                                private-ai-demo-crio-userns (the operator
+#                                annotates the pinned Task; nothing else changes)
 #
 # Exit status 0 only when every TaskRun Succeeded, the build pod ran under
-# buildpolicy-modelcar-build and the other three under restricted-v2.
+# the policy's SCC (buildpolicy-<policy>) and the other three under restricted-v2.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -49,17 +60,24 @@ eval "$(LOCAL_CLUSTER_DIR="$LOCAL_CLUSTER_DIR" hack/local-cluster.sh env)"
 export KUBECONFIG
 [[ "$KUBECONFIG" == "$LOCAL_CLUSTER_DIR/kubeconfig" ]] || die "hack/local-cluster.sh env named $KUBECONFIG"
 
-NS=private-ai-demo
-SA=model-build-sa
-POLICY=modelcar-build
+ISOLATION="${MODELCAR_ISOLATION:-HostUserNamespace}"
+case "$ISOLATION" in
+  HostUserNamespace) POLICY_FILE=config/samples/modelcar-build.yaml ;;
+  PodUserNamespace) POLICY_FILE=config/samples/modelcar-build-pod-userns.yaml ;;
+  CRIOUserNamespace) POLICY_FILE=config/samples/modelcar-build-crio-userns.yaml ;;
+  *) die "MODELCAR_ISOLATION=$ISOLATION: one of HostUserNamespace, PodUserNamespace, CRIOUserNamespace" ;;
+esac
+POLICY="$(sed -n 's/^  name: //p' "$POLICY_FILE" | head -n1)"
+NS="$(sed -n 's/^  namespace: //p' "$POLICY_FILE" | head -n1)"
+SA="$(sed -n 's/^  serviceAccountName: //p' "$POLICY_FILE" | head -n1)"
+[[ -n "$POLICY" && -n "$NS" && -n "$SA" ]] || die "cannot read name, namespace and service account from $POLICY_FILE"
 SCC=buildpolicy-$POLICY
 TEKTON_NS=openshift-pipelines
 PV=modelcar-workspace-$NS
 PVC=modelcar-workspace
 WORK="$LOCAL_CLUSTER_DIR/modelcar"
-WORKSPACE_DIR="$WORK/workspace"
+WORKSPACE_DIR="$WORK/workspace-$NS"
 PIPELINE=hack/node/modelcar-pipeline.yaml
-POLICY_FILE=config/samples/modelcar-build.yaml
 TIMEOUT="${MODELCAR_TIMEOUT:-600}"
 
 # ------------------------------------------------------------ preflight ----
@@ -98,48 +116,67 @@ stop_operator() {
   operator_pid=""
 }
 
-# What this script creates, removed in reverse (the operator runs while the
-# policy goes: it releases the grant and the policy's finalizer).
-COSCHEDULE_FILE="$WORK/coschedule.before"
-cleanup_scene() {
-  local rc=0
-  if kubectl get buildpolicy "$POLICY" >/dev/null 2>&1; then
+# What this script creates, removed in reverse (the operator runs while a
+# policy goes: it releases the grant and the policy's finalizer). A scene is
+# one sample policy's: policy, namespace, PersistentVolume, workspace dir.
+SAMPLES=(config/samples/modelcar-build.yaml config/samples/modelcar-build-pod-userns.yaml
+  config/samples/modelcar-build-crio-userns.yaml)
+COSCHEDULE_FILE="$WORK/coschedule.before"   # the value before the first kept scene
+remove_scene() { # policy namespace
+  local policy="$1" ns="$2" rc=0
+  if kubectl get buildpolicy "$policy" >/dev/null 2>&1; then
     [[ -n "$operator_pid" ]] || start_operator "$WORK/operator-cleanup.log"
-    kubectl delete buildpolicy "$POLICY" --wait=true --timeout=60s >/dev/null || rc=1
+    kubectl delete buildpolicy "$policy" --wait=true --timeout=60s >/dev/null || rc=1
   fi
   stop_operator
-  kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null || rc=1
-  kubectl delete pv "$PV" --ignore-not-found --wait=true --timeout=60s >/dev/null || rc=1
-  rm -rf "$WORKSPACE_DIR"
-  if [[ -f "$COSCHEDULE_FILE" ]]; then
-    local before; before="$(cat "$COSCHEDULE_FILE")"
-    if [[ -n "$before" ]]; then
-      kubectl -n "$TEKTON_NS" patch configmap feature-flags --type merge \
-        -p "{\"data\":{\"coschedule\":\"$before\"}}" >/dev/null || rc=1
-    else
-      kubectl -n "$TEKTON_NS" patch configmap feature-flags --type json \
-        -p '[{"op":"remove","path":"/data/coschedule"}]' >/dev/null || rc=1
-    fi
-    rm -f "$COSCHEDULE_FILE"
+  kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout=120s >/dev/null || rc=1
+  kubectl delete pv "modelcar-workspace-$ns" --ignore-not-found --wait=true --timeout=60s >/dev/null || rc=1
+  rm -rf "$WORK/workspace-$ns"
+  return $rc
+}
+restore_coschedule() {
+  [[ -f "$COSCHEDULE_FILE" ]] || return 0
+  local before; before="$(cat "$COSCHEDULE_FILE")"
+  if [[ -n "$before" ]]; then
+    kubectl -n "$TEKTON_NS" patch configmap feature-flags --type merge \
+      -p "{\"data\":{\"coschedule\":\"$before\"}}" >/dev/null || return 1
+  else
+    kubectl -n "$TEKTON_NS" patch configmap feature-flags --type json \
+      -p '[{"op":"remove","path":"/data/coschedule"}]' >/dev/null || return 1
   fi
+  rm -f "$COSCHEDULE_FILE"
+}
+# Every sample's scene an earlier run kept (MODELCAR_KEEP=1) or left.
+remove_all_scenes() {
+  local file policy ns rc=0
+  for file in "${SAMPLES[@]}"; do
+    policy="$(sed -n 's/^  name: //p' "$file" | head -n1)"
+    ns="$(sed -n 's/^  namespace: //p' "$file" | head -n1)"
+    if kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl get pv "modelcar-workspace-$ns" >/dev/null 2>&1 ||
+       kubectl get buildpolicy "$policy" >/dev/null 2>&1 || [[ -e "$WORK/workspace-$ns" ]]; then
+      log "removing the scene of $policy an earlier run left"
+      remove_scene "$policy" "$ns" || rc=1
+    fi
+  done
+  restore_coschedule || rc=1
   return $rc
 }
 
-if kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl get pv "$PV" >/dev/null 2>&1 ||
-   kubectl get buildpolicy "$POLICY" >/dev/null 2>&1; then
-  log "removing what an earlier run left"
-  cleanup_scene || die "could not remove the earlier run's scene"
+remove_all_scenes || die "could not remove an earlier run's scene"
+if [[ "${1:-}" == clean ]]; then
+  log "nothing of an earlier run is left"
+  exit 0
 fi
 
 on_exit() {
   local rc=$?
   if [[ "${MODELCAR_KEEP:-0}" == 1 ]]; then
     stop_operator
-    log "MODELCAR_KEEP=1: the scene stays (namespace $NS, PV $PV, policy $POLICY, coschedule disabled); the next run removes it"
+    log "MODELCAR_KEEP=1: the scene stays (namespace $NS, PV $PV, policy $POLICY, coschedule disabled); the next run, or $0 clean, removes it"
   else
     log "cleaning up"
     local t0; t0="$(now)"
-    cleanup_scene || { log "cleanup left something (see above)"; rc=1; }
+    { remove_scene "$POLICY" "$NS" && restore_coschedule; } || { log "cleanup left something (see above)"; rc=1; }
     log "cleaned up in $(secs "$t0" "$(now)")s"
   fi
   exit $rc
@@ -200,7 +237,7 @@ kubectl -n "$NS" get task build-and-push-v2 -o jsonpath='build-and-push-v2 pinne
 
 # ---------------------------------------------------------------- run ----
 
-say "The PipelineRun"
+say "The PipelineRun ($ISOLATION)"
 t_create="$(now)"
 PR="$(kubectl -n "$NS" create -o name -f - <<EOF
 apiVersion: tekton.dev/v1
@@ -214,6 +251,9 @@ spec:
   workspaces:
     - name: shared
       persistentVolumeClaim: {claimName: $PVC}
+$(if [[ "$ISOLATION" == PodUserNamespace ]]; then
+  printf '  taskRunSpecs:\n    - pipelineTaskName: build-and-push\n      podTemplate: {hostUsers: false}\n'
+fi)
 EOF
 )"
 PR="${PR#*/}"
@@ -233,7 +273,7 @@ echo "PipelineRun $PR: Succeeded=${status:-Unknown} after $(secs "$t_create" "$t
 # ---------------------------------------------------------------- report ----
 
 # A pod's phase follows its TaskRun's end by a moment (kubelet's status update).
-for _ in $(seq 60); do
+[[ "$status" == True || "$status" == False ]] && for _ in $(seq 60); do
   kubectl -n "$NS" get pods -l "tekton.dev/pipelineRun=$PR" -o jsonpath='{.items[*].status.phase}' |
     grep -qE 'Pending|Running' || break
   sleep 0.5
@@ -250,7 +290,12 @@ kubectl -n "$NS" get taskruns -l "tekton.dev/pipelineRun=$PR" --sort-by=.metadat
 
 say "Pods: the SCC each was admitted under (openshift.io/scc), and the pin (openshift.io/required-scc)"
 kubectl -n "$NS" get pods -l "tekton.dev/pipelineRun=$PR" --sort-by=.metadata.creationTimestamp \
-  -o 'custom-columns=POD:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,SCC:.metadata.annotations.openshift\.io/scc,REQUIRED-SCC:.metadata.annotations.openshift\.io/required-scc'
+  -o 'custom-columns=POD:.metadata.name,NODE:.spec.nodeName,PHASE:.status.phase,HOSTUSERS:.spec.hostUsers,SCC:.metadata.annotations.openshift\.io/scc,REQUIRED-SCC:.metadata.annotations.openshift\.io/required-scc'
+
+# A pod that did not finish: why its containers wait.
+kubectl -n "$NS" get pods -l "tekton.dev/pipelineRun=$PR" \
+  -o jsonpath='{range .items[?(@.status.phase=="Pending")]}{.metadata.name}: {range .status.initContainerStatuses[*]}{.name} {.state.waiting.reason} {.state.waiting.message}; {end}{range .status.containerStatuses[*]}{.name} {.state.waiting.reason} {.state.waiting.message}; {end}{"\n"}{end}' |
+  sed 's/^/still pending: /'
 
 # Each step's log (Buildah's "Copying blob" progress lines left out).
 for task_step in download-model:download build-and-push:build mirror-to-internal:mirror register-model:register; do
