@@ -123,8 +123,10 @@ impl PrivateCluster {
     pub fn builder(name: &str) -> PrivateClusterBuilder {
         PrivateClusterBuilder {
             name: name.to_owned(),
-            // Without Tekton's controller: its probes port (*:8080) is
-            // fixed, and the shared cluster's controller holds it.
+            // Without Tekton's controller and resolvers by default: no
+            // private-cluster test runs a pipeline, and they cost seconds
+            // to start (each cluster's Tekton binds only free ports of its
+            // own, so a test that needs them can ask).
             up_args: vec!["--no-tekton".to_owned()],
         }
     }
