@@ -42,6 +42,13 @@ use std::time::{Duration, Instant};
 
 use buildpolicy_api::keys::{ADMITTED_SCC_ANNOTATION, REQUIRED_SCC_ANNOTATION};
 use buildpolicy_api::{BuildPolicySpec, Isolation, SecurityContextConstraints};
+// CRI-O's `default_capabilities` on the node (OpenShift's list, written by
+// `hack/node/crio.sh`) and what Buildah gives RUN processes
+// (`default_capabilities` of the image's containers.conf) are the policy
+// crate's, the advice's own assumptions: both are checked in every pod.
+use buildpolicy_policy::buildah::{
+    BUILDAH_RUN_CAPABILITIES as BUILDAH_RUN_DEFAULTS, RUNTIME_DEFAULT_CAPABILITIES as CRIO_DEFAULTS,
+};
 use buildpolicy_policy::{Owner, render};
 use buildpolicy_test_support::scc_admission::{create_pod, webhook_holds_all};
 use buildpolicy_test_support::scene::BUILDAH_CAPABILITIES;
@@ -63,37 +70,6 @@ const CANDIDATES: [&str; 6] = [
     "DAC_OVERRIDE",
     "FOWNER",
     "MKNOD",
-];
-
-/// CRI-O's `default_capabilities` on the node: OpenShift's list
-/// (`hack/node/crio.sh`). Checked against each container's bounding set.
-const CRIO_DEFAULTS: [&str; 9] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FSETID",
-    "FOWNER",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "NET_BIND_SERVICE",
-    "KILL",
-];
-
-/// What Buildah gives RUN processes: `default_capabilities` of the image's
-/// `/usr/share/containers/containers.conf` (Debian's buildah 1.28). Checked
-/// against the file in every pod.
-const BUILDAH_RUN_DEFAULTS: [&str; 11] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "NET_BIND_SERVICE",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_CHROOT",
 ];
 
 /// Capability numbers (linux/capability.h), to read `CapBnd`.
@@ -516,12 +492,7 @@ fn bounding_set(admitted: &Pod) -> BTreeSet<String> {
     let pod = serde_json::to_value(admitted).expect("pod as JSON");
     let add = strings_at(&pod, "/spec/containers/0/securityContext/capabilities/add");
     let drop = strings_at(&pod, "/spec/containers/0/securityContext/capabilities/drop");
-    CRIO_DEFAULTS
-        .iter()
-        .map(|c| c.to_string())
-        .chain(add)
-        .filter(|c| !drop.contains(c))
-        .collect()
+    buildpolicy_policy::buildah::bounding_set(&add, &drop)
 }
 
 /// The securityContexts the SCC's admission gave `admitted`, for the doc;

@@ -20,7 +20,7 @@ use buildpolicy_policy::confinement::{self as rules, Entries, Entry, Shards};
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::{Notify, watch};
@@ -28,6 +28,9 @@ use tracing::{info, warn};
 
 use crate::caches::Caches;
 use crate::context::Context;
+use crate::error::{Doing as _, Error};
+use crate::index::Indexed;
+use crate::reconcile::apply_params;
 
 /// How long a reconcile waits for the writer before it reports an error.
 const WAIT: Duration = Duration::from_secs(60);
@@ -65,10 +68,9 @@ pub(crate) struct Confiner {
     state: Mutex<State>,
     wake: Notify,
     passes: watch::Sender<Pass>,
-    /// What the writer last wrote to each shard, by name: the cache may not
-    /// have it yet.
-    applied_policies: Mutex<HashMap<String, Applied<ValidatingAdmissionPolicy>>>,
-    applied_bindings: Mutex<HashMap<String, Applied<ValidatingAdmissionPolicyBinding>>>,
+    /// What the writer last wrote to each shard's policy and binding.
+    pub policies: Written<ValidatingAdmissionPolicy>,
+    pub bindings: Written<ValidatingAdmissionPolicyBinding>,
     /// What the last look at each shard found, by resourceVersion: every
     /// reconcile of its policies reads it, and it changes only on a write.
     examined: Mutex<HashMap<String, Examined>>,
@@ -107,49 +109,132 @@ fn version<K: Resource>(object: &K) -> Option<u64> {
     object.meta().resource_version.as_deref()?.parse().ok()
 }
 
-/// The newer of a cached object and the one the writer applied (by
-/// resourceVersion, which the API server hands out in increasing order).
-/// An applied object the cache lacks is one it has not seen yet: a
-/// deletion makes the writer forget it (see [`Confiner::observe_policy`]).
-fn newer<K: Resource>(cached: Option<Arc<K>>, applied: Option<Applied<K>>) -> Option<Arc<K>> {
-    match (cached, applied) {
-        (
-            Some(c),
-            Some(Applied {
-                object: Some(a), ..
-            }),
-        ) if version(a.as_ref()) > version(c.as_ref()) => Some(a),
-        (Some(c), _) => Some(c),
-        (None, a) => a.and_then(|a| a.object),
+/// What the writer last wrote to the objects of one kind, by shard name:
+/// the cache may not have it yet.
+pub(crate) struct Written<K> {
+    objects: Mutex<HashMap<String, Applied<K>>>,
+}
+
+impl<K> Default for Written<K> {
+    fn default() -> Self {
+        Self {
+            objects: Mutex::default(),
+        }
     }
 }
 
-fn observe<K: Resource + serde::Serialize>(
-    applied: &Mutex<HashMap<String, Applied<K>>>,
-    object: &K,
-    cached: bool,
-) -> bool {
-    let name = object.meta().name.clone().unwrap_or_default();
-    let mut applied = lock(applied);
-    if !cached {
-        // Deleted: what the writer applied before is gone too.
-        if applied.get(&name).is_some_and(|a| {
-            a.object
-                .as_ref()
-                .is_none_or(|o| at_or_before(o.as_ref(), object))
-        }) {
-            applied.remove(&name);
+impl<K> Written<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + 'static,
+{
+    /// The freshest view of shard `name`: the newer of the cached object
+    /// and the one the writer applied (by resourceVersion, which the API
+    /// server hands out in increasing order). An applied object the cache
+    /// lacks is one it has not seen yet: a deletion makes the writer forget
+    /// it (see [`Written::observe`]).
+    pub fn live(&self, cache: &Indexed<K>, name: &str) -> Option<Arc<K>> {
+        let cached = cache.get(&ObjectRef::new(name));
+        match (cached, lock(&self.objects).get(name).cloned()) {
+            (
+                Some(c),
+                Some(Applied {
+                    object: Some(a), ..
+                }),
+            ) if version(a.as_ref()) > version(c.as_ref()) => Some(a),
+            (Some(c), _) => Some(c),
+            (None, a) => a.and_then(|a| a.object),
         }
-        return true;
     }
-    // As the writer wants it (its own write, whichever came first, the
-    // event or the answer), or an older state: nothing to look at.
-    !applied.get(&name).is_some_and(|a| {
-        rules::spec_holds(a.desired.as_ref(), object)
-            || a.object
-                .as_ref()
-                .is_some_and(|o| at_or_before(object, o.as_ref()))
-    })
+
+    /// Follows a watch event of a shard's object (`cached`: whether the
+    /// cache still holds it; a deleted object has left it). Says whether
+    /// someone else changed it, so that the policies it holds look at it:
+    /// the writer's own writes (and older states) wake nobody.
+    pub fn observe(&self, object: &K, cached: bool) -> bool {
+        let name = object.meta().name.clone().unwrap_or_default();
+        let mut applied = lock(&self.objects);
+        if !cached {
+            // Deleted: what the writer applied before is gone too.
+            if applied.get(&name).is_some_and(|a| {
+                a.object
+                    .as_ref()
+                    .is_none_or(|o| at_or_before(o.as_ref(), object))
+            }) {
+                applied.remove(&name);
+            }
+            return true;
+        }
+        // As the writer wants it (its own write, whichever came first, the
+        // event or the answer), or an older state: nothing to look at.
+        !applied.get(&name).is_some_and(|a| {
+            rules::spec_holds(a.desired.as_ref(), object)
+                || a.object
+                    .as_ref()
+                    .is_some_and(|o| at_or_before(object, o.as_ref()))
+        })
+    }
+
+    /// The shards the writer applied an object to.
+    fn names(&self) -> Vec<String> {
+        lock(&self.objects).keys().cloned().collect()
+    }
+
+    /// Applies `desired` unless the live object holds it; remembers what
+    /// it asked for before the request and what the server answered.
+    async fn apply(&self, ctx: &Context, cache: &Indexed<K>, desired: K) -> Result<(), String> {
+        let name = desired.meta().name.clone().unwrap_or_default();
+        if self
+            .live(cache, &name)
+            .is_some_and(|live| rules::spec_holds(&desired, &live))
+        {
+            return Ok(());
+        }
+        {
+            let mut objects = lock(&self.objects);
+            let object = objects.get(&name).and_then(|a| a.object.clone());
+            objects.insert(
+                name.clone(),
+                Applied {
+                    desired: Arc::new(desired.clone()),
+                    object,
+                },
+            );
+        }
+        let applied = Api::<K>::all(ctx.client.clone())
+            .patch(&name, &apply_params(), &Patch::Apply(&desired))
+            .await
+            .doing(|| format!("applying {} {name}", K::kind(&())))
+            .map_err(|e| e.one_line())?;
+        if let Some(a) = lock(&self.objects).get_mut(&name) {
+            a.object = Some(Arc::new(applied));
+        }
+        Ok(())
+    }
+
+    /// Deletes shard `name`'s object, if it exists; says whether it did.
+    async fn delete(&self, ctx: &Context, cache: &Indexed<K>, name: &str) -> Result<bool, String> {
+        if self.live(cache, name).is_none() {
+            return Ok(false);
+        }
+        match Api::<K>::all(ctx.client.clone())
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                let action = format!("deleting {} {name}", K::kind(&()));
+                return Err(Error::Kube { action, source }.one_line());
+            }
+        }
+        lock(&self.objects).remove(name);
+        Ok(true)
+    }
 }
 
 /// Whether `object` is `applied` or older.
@@ -165,23 +250,10 @@ impl Confiner {
             state: Mutex::default(),
             wake: Notify::new(),
             passes: watch::channel(Pass::default()).0,
-            applied_policies: Mutex::default(),
-            applied_bindings: Mutex::default(),
+            policies: Written::default(),
+            bindings: Written::default(),
             examined: Mutex::default(),
         }
-    }
-
-    /// The freshest view of shard `name`'s ValidatingAdmissionPolicy.
-    pub fn live_policy(
-        &self,
-        caches: &Caches,
-        name: &str,
-    ) -> Option<Arc<ValidatingAdmissionPolicy>> {
-        let applied = lock(&self.applied_policies).get(name).cloned();
-        newer(
-            caches.admission_policies.get(&ObjectRef::new(name)),
-            applied,
-        )
     }
 
     /// The entries of a live shard and whether its rules hold, read once
@@ -206,32 +278,6 @@ impl Confiner {
         examined
     }
 
-    /// The freshest view of shard `name`'s binding.
-    pub fn live_binding(
-        &self,
-        caches: &Caches,
-        name: &str,
-    ) -> Option<Arc<ValidatingAdmissionPolicyBinding>> {
-        let applied = lock(&self.applied_bindings).get(name).cloned();
-        newer(
-            caches.admission_bindings.get(&ObjectRef::new(name)),
-            applied,
-        )
-    }
-
-    /// Follows a watch event of a shard's policy (`cached`: whether the
-    /// cache still holds it; a deleted object has left it). Says whether
-    /// someone else changed it, so that the policies it holds look at it:
-    /// the writer's own writes (and older states) wake nobody.
-    pub fn observe_policy(&self, object: &ValidatingAdmissionPolicy, cached: bool) -> bool {
-        observe(&self.applied_policies, object, cached)
-    }
-
-    /// [`Confiner::observe_policy`] for a shard's binding.
-    pub fn observe_binding(&self, object: &ValidatingAdmissionPolicyBinding, cached: bool) -> bool {
-        observe(&self.applied_bindings, object, cached)
-    }
-
     /// Records what `policy` wants without asking for a write: its shard
     /// already holds it.
     pub fn note(&self, policy: &str, want: Want) {
@@ -244,7 +290,8 @@ impl Confiner {
     pub async fn release(&self, caches: &Caches, policy: &str) -> Result<(), String> {
         let shard = self.shards.of(policy);
         let listed = self
-            .live_policy(caches, &shard)
+            .policies
+            .live(&caches.admission_policies, &shard)
             .and_then(|live| rules::live_entries(&live))
             .is_some_and(|entries| rules::find(&entries, policy).is_some());
         let generation = {
@@ -344,14 +391,15 @@ impl Confiner {
             .state()
             .iter()
             .map(|p| p.name_any())
-            .chain(lock(&self.applied_policies).keys().cloned())
+            .chain(self.policies.names())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .filter(|name| self.shards.owns(name))
             .collect();
         for name in live_names {
             let live = self
-                .live_policy(&ctx.caches, &name)
+                .policies
+                .live(&ctx.caches.admission_policies, &name)
                 .and_then(|l| rules::live_entries(&l))
                 .unwrap_or_default();
             shards.entry(name).or_default();
@@ -413,52 +461,13 @@ impl Confiner {
     ) -> Result<(), String> {
         let desired = rules::admission_policy(&self.shards, name, entries, confinement)
             .map_err(|e| e.to_string())?;
-        if !self
-            .live_policy(&ctx.caches, name)
-            .is_some_and(|live| rules::spec_holds(&desired, &live))
-        {
-            let object = lock(&self.applied_policies)
-                .get(name)
-                .and_then(|a| a.object.clone());
-            lock(&self.applied_policies).insert(
-                name.to_owned(),
-                Applied {
-                    desired: Arc::new(desired.clone()),
-                    object,
-                },
-            );
-            let applied = Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone())
-                .patch(name, &params(), &Patch::Apply(&desired))
-                .await
-                .map_err(|e| one_line("applying ValidatingAdmissionPolicy", name, e))?;
-            if let Some(a) = lock(&self.applied_policies).get_mut(name) {
-                a.object = Some(Arc::new(applied));
-            }
-        }
-        let Some(binding) = rules::binding(&self.shards, name, confinement.mode) else {
-            return Ok(());
-        };
-        if !self
-            .live_binding(&ctx.caches, name)
-            .is_some_and(|live| rules::spec_holds(&binding, &live))
-        {
-            let object = lock(&self.applied_bindings)
-                .get(name)
-                .and_then(|a| a.object.clone());
-            lock(&self.applied_bindings).insert(
-                name.to_owned(),
-                Applied {
-                    desired: Arc::new(binding.clone()),
-                    object,
-                },
-            );
-            let applied = Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone())
-                .patch(name, &params(), &Patch::Apply(&binding))
-                .await
-                .map_err(|e| one_line("applying ValidatingAdmissionPolicyBinding", name, e))?;
-            if let Some(a) = lock(&self.applied_bindings).get_mut(name) {
-                a.object = Some(Arc::new(applied));
-            }
+        self.policies
+            .apply(ctx, &ctx.caches.admission_policies, desired)
+            .await?;
+        if let Some(binding) = rules::binding(&self.shards, name, confinement.mode) {
+            self.bindings
+                .apply(ctx, &ctx.caches.admission_bindings, binding)
+                .await?;
         }
         Ok(())
     }
@@ -466,50 +475,17 @@ impl Confiner {
     /// Deletes shard `name`: the binding first (a policy without its
     /// binding refuses nothing), then the policy.
     async fn delete(&self, ctx: &Context, name: &str) -> Result<(), String> {
-        if self.live_binding(&ctx.caches, name).is_some() {
-            delete(
-                Api::<ValidatingAdmissionPolicyBinding>::all(ctx.client.clone()),
-                name,
-            )
+        self.bindings
+            .delete(ctx, &ctx.caches.admission_bindings, name)
             .await?;
-            lock(&self.applied_bindings).remove(name);
-        }
-        if self.live_policy(&ctx.caches, name).is_some() {
-            delete(
-                Api::<ValidatingAdmissionPolicy>::all(ctx.client.clone()),
-                name,
-            )
-            .await?;
-            lock(&self.applied_policies).remove(name);
+        if self
+            .policies
+            .delete(ctx, &ctx.caches.admission_policies, name)
+            .await?
+        {
             info!(shard = name, "deleted admission rules that hold no policy");
         }
         Ok(())
-    }
-}
-
-fn params() -> PatchParams {
-    PatchParams::apply(buildpolicy_api::keys::FIELD_MANAGER).force()
-}
-
-async fn delete<K>(api: Api<K>, name: &str) -> Result<(), String>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(one_line("deleting", name, e)),
-    }
-}
-
-fn one_line(action: &str, name: &str, error: kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => format!(
-            "{action} {name}: {} ({})",
-            status.message.replace('\n', " "),
-            status.reason
-        ),
-        other => format!("{action} {name}: {other}"),
     }
 }
 

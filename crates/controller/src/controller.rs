@@ -16,9 +16,6 @@ use buildpolicy_policy::render::{PIN_ANNOTATION_KEYS, applied_annotations};
 use futures::stream::BoxStream;
 use futures::{Future, Stream, StreamExt};
 
-use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -37,7 +34,7 @@ use tokio_stream::wrappers::{UnboundedReceiverStream, WatchStream};
 use tracing::{debug, info, warn};
 
 use crate::caches::Caches;
-use crate::confinement::Confiner;
+use crate::confinement::{Confiner, Written};
 use crate::context::{Config, Context};
 use crate::health::Health;
 use crate::index::{self, Indexed, Key, Keys, no_keys};
@@ -556,8 +553,32 @@ fn policies_in(
 
 /// Every policy: for what concerns all of them (a ClusterRole granting SCC
 /// use, the one admission policy).
-/// The policies whose entries shard `name` holds (or should).
-fn policies_of_shard(ctx: &Context, name: &str) -> Vec<ObjectRef<BuildPolicy>> {
+/// The policies to look at after a watch event of `object`, an admission
+/// policy or binding: a shard changed by someone else wakes every policy
+/// whose entry it holds (or should); the writer's own writes wake nobody;
+/// an object of an earlier release wakes its policy.
+fn shard_changed<K>(
+    ctx: &Context,
+    written: &Written<K>,
+    cache: &Indexed<K>,
+    object: &K,
+) -> Vec<ObjectRef<BuildPolicy>>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + 'static,
+{
+    let name = object.name_any();
+    if !ctx.confiner.shards.owns(&name) {
+        return policy_of(object).into_iter().collect();
+    }
+    let cached = cache.get(&ObjectRef::from_obj(object)).is_some();
+    if !written.observe(object, cached) {
+        return Vec::new();
+    }
     ctx.caches
         .policies
         .state()
@@ -807,42 +828,22 @@ pub fn build(
         })
         // A shard changed by someone else: every policy it holds looks at
         // its rules (the writer's own writes wake nobody).
-        .watches_stream(
-            admission_binding_stream,
-            move |binding: ValidatingAdmissionPolicyBinding| {
-                let name = binding.name_any();
-                if !binding_ctx.confiner.shards.owns(&name) {
-                    return policy_of(&binding).into_iter().collect();
-                }
-                let cached = binding_ctx
-                    .caches
-                    .admission_bindings
-                    .get(&ObjectRef::from_obj(&binding))
-                    .is_some();
-                if !binding_ctx.confiner.observe_binding(&binding, cached) {
-                    return Vec::new();
-                }
-                policies_of_shard(&binding_ctx, &name)
-            },
-        )
-        .watches_stream(
-            admission_policy_stream,
-            move |policy: ValidatingAdmissionPolicy| {
-                let name = policy.name_any();
-                if !policy_ctx.confiner.shards.owns(&name) {
-                    return policy_of(&policy).into_iter().collect();
-                }
-                let cached = policy_ctx
-                    .caches
-                    .admission_policies
-                    .get(&ObjectRef::from_obj(&policy))
-                    .is_some();
-                if !policy_ctx.confiner.observe_policy(&policy, cached) {
-                    return Vec::new();
-                }
-                policies_of_shard(&policy_ctx, &name)
-            },
-        )
+        .watches_stream(admission_binding_stream, move |binding| {
+            shard_changed(
+                &binding_ctx,
+                &binding_ctx.confiner.bindings,
+                &binding_ctx.caches.admission_bindings,
+                &binding,
+            )
+        })
+        .watches_stream(admission_policy_stream, move |policy| {
+            shard_changed(
+                &policy_ctx,
+                &policy_ctx.confiner.policies,
+                &policy_ctx.caches.admission_policies,
+                &policy,
+            )
+        })
         .reconcile_all_on(look_at_all)
         .graceful_shutdown_on(shutdown);
 

@@ -96,7 +96,7 @@ fn owned_by(meta: &ObjectMeta, owner: &Owner) -> bool {
     }
 }
 
-fn apply_params() -> PatchParams {
+pub(crate) fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
@@ -709,7 +709,8 @@ async fn confine(
         entry: confinement::Entry::new(&name, &policy.spec, granted),
     };
     let examined = confiner
-        .live_policy(&ctx.caches, &shard)
+        .policies
+        .live(&ctx.caches.admission_policies, &shard)
         .map(|live| confiner.examine(&live, confinement));
     let live_entry = examined.as_ref().and_then(|e| {
         confinement::find(&e.entries, &name).map(|(ns, entry)| Want::In {
@@ -719,7 +720,8 @@ async fn confine(
     });
     let rules_hold = examined.as_ref().is_some_and(|e| e.rules_hold);
     let binding_holds = confiner
-        .live_binding(&ctx.caches, &shard)
+        .bindings
+        .live(&ctx.caches.admission_bindings, &shard)
         .is_some_and(|l| confinement::spec_holds(&binding, &l));
     if live_entry.as_ref() == Some(&want) && rules_hold && binding_holds {
         confiner.note(&name, want);
